@@ -1,0 +1,202 @@
+"""Assembly: settings in, a ready bot, dispatcher and database out. Nothing runs at import."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.fsm import SqlFsmStorage
+from bot.middlewares import UpdateLogMiddleware
+from bot.settings import Settings
+from care.clock import Clock
+from care.config import CareConfig
+from care.i18n import LOCALES, normalize_locale, translator
+from handlers import build_routers
+from handlers.middlewares import (
+    DbSessionMiddleware,
+    MemberContextMiddleware,
+    ThrottlingMiddleware,
+)
+from storage import migrate
+from storage.db import create_engine, create_session_factory
+
+log = logging.getLogger("carebot")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+MENU_COMMANDS = ("start", "help")
+
+
+class StartupError(Exception):
+    """The bot cannot start; the message says why in one line."""
+
+
+@dataclass
+class Services:
+    """What every part of the running bot shares."""
+
+    settings: Settings
+    config: CareConfig
+    clock: Clock
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def create_bot(settings: Settings) -> Bot:
+    if settings.bot_token is None:
+        raise StartupError("BOT_TOKEN is not set")
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_services(settings: Settings, clock: Clock | None = None) -> Services:
+    engine = create_engine(settings.database_url)
+    return Services(
+        settings=settings,
+        config=settings.care_config(),
+        clock=clock or Clock(),
+        engine=engine,
+        session_factory=create_session_factory(engine),
+    )
+
+
+def _fsm_parts(services: Services) -> tuple[BaseStorage, BaseEventIsolation]:
+    if services.settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+
+        storage = RedisStorage.from_url(services.settings.redis_url)
+        return storage, RedisEventIsolation(storage.redis)
+    return SqlFsmStorage(services.session_factory, services.clock), SimpleEventIsolation()
+
+
+def create_dispatcher(services: Services) -> Dispatcher:
+    """A fresh dispatcher with every router and middleware; tests build one per test."""
+    storage, isolation = _fsm_parts(services)
+    update_log = UpdateLogMiddleware()
+    dp = Dispatcher(
+        storage=storage,
+        events_isolation=isolation,
+        config=services.config,
+        clock=services.clock,
+        session_factory=services.session_factory,
+        shop_name=services.settings.shop_name,
+        services=services,
+        update_log=update_log,
+    )
+    dp.update.outer_middleware(update_log)
+    dp.update.outer_middleware(DbSessionMiddleware(services.session_factory))
+    dp.update.outer_middleware(MemberContextMiddleware(services.config))
+    dp.update.outer_middleware(ThrottlingMiddleware())
+    dp.include_routers(*build_routers())
+    dp.errors.register(on_error)
+    dp.shutdown.register(on_shutdown)
+    return dp
+
+
+async def on_error(event: ErrorEvent, bot: Bot, config: CareConfig) -> None:
+    """Log the failure with its context and tell the person, politely, in their language."""
+    update = event.update
+    user = None
+    chat_id = None
+    if update.message:
+        user, chat_id = update.message.from_user, update.message.chat.id
+    elif update.callback_query:
+        user = update.callback_query.from_user
+        message = update.callback_query.message
+        chat_id = message.chat.id if message else None
+    log.error(
+        "update %s (%s) from user %s failed: %r",
+        update.update_id,
+        update.event_type,
+        user.id if user else "-",
+        event.exception,
+        exc_info=event.exception,
+    )
+    if chat_id is None:
+        return
+    t = translator(normalize_locale(user.language_code if user else None, config.default_locale))
+    try:
+        await bot.send_message(chat_id, t("common.error"))
+    except TelegramAPIError:
+        log.warning("could not tell chat %s about the failure", chat_id)
+
+
+async def on_shutdown(update_log: UpdateLogMiddleware) -> None:
+    if not await update_log.wait_idle(SHUTDOWN_GRACE_SECONDS):
+        log.warning("%s updates still running at shutdown", update_log.in_flight)
+
+
+async def check_database(engine: AsyncEngine) -> None:
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (OSError, DBAPIError, OperationalError) as exc:
+        reason = getattr(exc, "orig", None) or exc
+        raise StartupError(
+            f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
+            f"{reason}"
+        ) from None
+
+
+async def check_bot(bot: Bot, api_url: str) -> None:
+    try:
+        me = await bot.get_me()
+    except TelegramUnauthorizedError:
+        raise StartupError(
+            f"the Bot API at {api_url} refused BOT_TOKEN (401 Unauthorized): "
+            "check the token @BotFather gave you"
+        ) from None
+    except TelegramNetworkError as exc:
+        raise StartupError(f"cannot reach the Bot API at {api_url}: {exc.message}") from None
+    except TelegramAPIError as exc:
+        raise StartupError(f"the Bot API at {api_url} answered: {exc.message}") from None
+    log.info("connected as @%s (id %s)", me.username, me.id)
+
+
+async def set_commands(bot: Bot, default_locale: str) -> None:
+    for locale in LOCALES:
+        t = translator(locale)
+        commands = [BotCommand(command=c, description=t(f"commands.{c}")) for c in MENU_COMMANDS]
+        await bot.set_my_commands(commands, BotCommandScopeDefault(), language_code=locale)
+        if locale == default_locale:
+            await bot.set_my_commands(commands, BotCommandScopeDefault())
+
+
+async def run(settings: Settings) -> None:
+    """Migrate, connect, and poll until SIGTERM/SIGINT; then finish in-flight work and close."""
+    services = create_services(settings)
+    try:
+        await check_database(services.engine)
+        await migrate.upgrade(services.engine)
+        bot = create_bot(settings)
+        try:
+            await check_bot(bot, settings.telegram_api_url)
+            await bot.delete_webhook(drop_pending_updates=False)
+            await set_commands(bot, settings.default_locale)
+            dp = create_dispatcher(services)
+            await dp.start_polling(
+                bot, handle_signals=True, allowed_updates=dp.resolve_used_update_types()
+            )
+        finally:
+            await bot.session.close()
+    finally:
+        await services.engine.dispose()
+        log.info("stopped")

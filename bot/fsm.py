@@ -1,0 +1,57 @@
+"""aiogram FSM storage in our own database, so a half-finished conversation survives restarts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from care.clock import Clock
+from storage.repos.fsm import FsmRepo
+
+
+def storage_key(key: StorageKey) -> str:
+    return ":".join(
+        str(part)
+        for part in (
+            key.bot_id,
+            key.chat_id,
+            key.user_id,
+            key.thread_id or "",
+            key.business_connection_id or "",
+            key.destiny,
+        )
+    )
+
+
+class SqlFsmStorage(BaseStorage):
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.session_factory = session_factory
+        self.clock = clock
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        value = state.state if isinstance(state, State) else state
+        async with self.session_factory() as session:
+            await FsmRepo(session).put(storage_key(key), self.clock.now(), state=value, data=None)
+            await session.commit()
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        async with self.session_factory() as session:
+            record = await FsmRepo(session).get(storage_key(key))
+            return record.state if record else None
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        async with self.session_factory() as session:
+            await FsmRepo(session).put(storage_key(key), self.clock.now(), data=dict(data))
+            await session.commit()
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        async with self.session_factory() as session:
+            record = await FsmRepo(session).get(storage_key(key))
+            return dict(record.data) if record else {}
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,53 @@
+"""Process-level middlewares: update logging and tracking of updates still being handled."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+
+log = logging.getLogger("carebot.updates")
+
+
+class UpdateLogMiddleware(BaseMiddleware):
+    """One line per update at DEBUG; the in-flight count lets shutdown finish what it started."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if isinstance(event, Update):
+            user = data.get("event_from_user")
+            log.debug(
+                "update %s %s from %s",
+                event.update_id,
+                event.event_type,
+                user.id if user else "-",
+            )
+        self.in_flight += 1
+        self._idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no update is being handled; False if ``timeout`` ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

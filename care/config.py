@@ -1,0 +1,59 @@
+"""The shop's policy, as the care engine and the chat UI see it.
+
+Built by ``bot.settings.Settings.care_config()`` from the environment; tests build it directly.
+Nothing here knows where the values came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import time
+
+DEFAULT_CATEGORIES: tuple[str, ...] = (
+    "grocery",
+    "fresh",
+    "beauty",
+    "home",
+    "apparel",
+    "electronics",
+    "kids",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CareConfig:
+    owner_ids: frozenset[int] = frozenset()
+    default_locale: str = "zh"
+    default_timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    categories: tuple[str, ...] = DEFAULT_CATEGORIES
+
+    # Loyalty: points per whole currency unit spent (before the tier multiplier).
+    points_per_unit: int = 1
+
+    # Guardrails.
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(9, 0)
+    marketing_cap: int = 2
+    marketing_cap_days: int = 7
+    holdout_pct: int = 10
+
+    # Lifecycle thresholds.
+    new_member_days: int = 30
+    at_risk_gap_factor: float = 2.0
+    lapsed_gap_factor: float = 4.0
+    fallback_gap_days: float = 30.0
+    min_purchases_for_own_gap: int = 3
+    won_back_days: int = 60
+    conversion_days: int = 14
+
+    # Delivery.
+    send_rate: float = 25.0
+    per_chat_interval: float = 1.0
+    max_attempts: int = 5
+
+    staff_chat_id: int | None = None
+    rules_disabled: frozenset[str] = field(default_factory=frozenset)
+
+    def is_owner(self, telegram_id: int) -> bool:
+        return telegram_id in self.owner_ids

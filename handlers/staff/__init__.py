@@ -1,0 +1,18 @@
+"""What shop staff do: admin commands in the same chat app. Invisible to everyone else.
+
+The router-wide ``MinRole()`` filter lets only staff in; each handler then states the lowest
+role it allows with its own ``MinRole(...)``, and every staff callback checks it again.
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from handlers.staff.access import MinRole
+
+
+def build_router() -> Router:
+    router = Router(name="staff")
+    router.message.filter(MinRole())
+    router.callback_query.filter(MinRole())
+    return router

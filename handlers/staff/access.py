@@ -1,0 +1,38 @@
+"""Staff access: the role is resolved once per update and checked by every staff handler.
+
+A non-staff user must learn nothing: staff handlers simply do not match for them, so their
+command falls through to the fallback router and gets the same answer as any unknown command.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.filters import Filter
+from aiogram.types import TelegramObject, User
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.config import CareConfig
+from care.staff import allows, role_of
+from storage.enums import StaffRole
+
+
+class MinRole(Filter):
+    """Passes when the sender's staff role is at least ``minimum``; adds ``staff_role``."""
+
+    def __init__(self, minimum: StaffRole = StaffRole.CASHIER) -> None:
+        self.minimum = minimum
+
+    async def __call__(
+        self,
+        event: TelegramObject,
+        session: AsyncSession,
+        config: CareConfig,
+        event_from_user: User | None = None,
+    ) -> bool | dict[str, Any]:
+        if event_from_user is None:
+            return False
+        role = await role_of(session, config, event_from_user.id)
+        if not allows(role, self.minimum):
+            return False
+        return {"staff_role": role}

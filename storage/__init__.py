@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, repositories, engine and migrations. Imports nothing of ours."""

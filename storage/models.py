@@ -1,0 +1,457 @@
+"""The whole carebot schema.
+
+Conventions: money is an integer count of minor units plus a currency code; every timestamp is a
+timezone-aware UTC value (``UTCDateTime``); vocabularies are short strings from ``storage.enums``;
+columns the care engine filters on are indexed. Telegram ids are attributes, never keys.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from storage.types import BigIntPK, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Member(Base):
+    """A shopper. Identity, profile, consent, loyalty state, purchase aggregates and segments.
+
+    Aggregates and segments live on the row so that every care query is a scan of one indexed
+    table, never an aggregation over the purchase history.
+    """
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(String(64))
+    member_code: Mapped[str] = mapped_column(String(16), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="registering", index=True)
+
+    name: Mapped[str | None] = mapped_column(String(128))
+    phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    birthday: Mapped[date | None] = mapped_column(Date)
+    # month * 100 + day: lets the birthday rule find today's members with an index.
+    birthday_md: Mapped[int | None] = mapped_column(SmallInteger, index=True)
+    birthday_locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    locale: Mapped[str] = mapped_column(String(8), default="zh")
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+
+    profile_consent_at: Mapped[datetime | None]
+    marketing_opt_in: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    marketing_changed_at: Mapped[datetime | None]
+    surveys_opt_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    surveys_changed_at: Mapped[datetime | None]
+    blocked_at: Mapped[datetime | None]
+
+    referrer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), index=True
+    )
+    referral_rewarded_at: Mapped[datetime | None]
+    source: Mapped[str | None] = mapped_column(String(64))
+
+    tier_code: Mapped[str] = mapped_column(String(16), default="member", index=True)
+    tier_changed_at: Mapped[datetime | None]
+    points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+    first_purchase_at: Mapped[datetime | None]
+    last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    total_spent_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    spend_12m_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    avg_gap_days: Mapped[float | None] = mapped_column(Float)
+
+    rfm_r: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_f: Mapped[int | None] = mapped_column(SmallInteger)
+    rfm_m: Mapped[int | None] = mapped_column(SmallInteger)
+    value_tier: Mapped[str | None] = mapped_column(String(8), index=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="prospect", index=True)
+    stage_changed_at: Mapped[datetime | None]
+    churn_risk: Mapped[float | None] = mapped_column(Float)
+    segments_refreshed_at: Mapped[datetime | None]
+
+    created_at: Mapped[datetime]
+    registered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+    interests: Mapped[list[MemberInterest]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+    )
+
+
+class MemberInterest(Base):
+    __tablename__ = "member_interests"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+
+
+class ConsentEvent(Base):
+    """Every grant and withdrawal of consent, with its time: the proof behind the flags."""
+
+    __tablename__ = "consent_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+
+
+class Tier(Base):
+    __tablename__ = "tiers"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rank: Mapped[int] = mapped_column(SmallInteger, unique=True)
+    name_en: Mapped[str] = mapped_column(String(32))
+    name_zh: Mapped[str] = mapped_column(String(32))
+    min_spend_12m_minor: Mapped[int] = mapped_column(BigInteger)
+    points_multiplier_pct: Mapped[int] = mapped_column(SmallInteger, default=100)
+
+
+class Purchase(Base):
+    """One receipt. The external receipt id makes recording idempotent.
+
+    After a member deletes their data the row stays with ``member_id`` NULL: an anonymous
+    aggregate that keeps the shop's totals true.
+    """
+
+    __tablename__ = "purchases"
+    __table_args__ = (Index("ix_purchases_member_id_purchased_at", "member_id", "purchased_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="SET NULL"))
+    receipt_id: Mapped[str] = mapped_column(String(64), unique=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    category: Mapped[str | None] = mapped_column(String(32))
+    purchased_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    points_earned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    source: Mapped[str] = mapped_column(String(16), default="till")
+    recorded_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class PointsEntry(Base):
+    """The points ledger. ``balance_after`` chains the entries; their sum is the balance."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (Index("ix_points_ledger_member_id_id", "member_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    delta: Mapped[int] = mapped_column(BigInteger)
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(24))
+    purchase_id: Mapped[int | None] = mapped_column(
+        ForeignKey("purchases.id", ondelete="SET NULL")
+    )
+    note: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class Offer(Base):
+    """What a coupon gives. Rule offers carry a ``key`` (``welcome``, ``birthday`` …)."""
+
+    __tablename__ = "offers"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    key: Mapped[str | None] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    min_spend_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    valid_from: Mapped[datetime | None]
+    valid_until: Mapped[datetime | None]
+    coupon_valid_days: Mapped[int | None] = mapped_column(Integer)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class Coupon(Base):
+    __tablename__ = "coupons"
+    __table_args__ = (Index("ix_coupons_member_id_redeemed_at", "member_id", "redeemed_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    source: Mapped[str] = mapped_column(String(32))
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL")
+    )
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    redeemed_at: Mapped[datetime | None]
+    redeemed_by: Mapped[int | None] = mapped_column(BigInteger)
+    expiry_reminded_at: Mapped[datetime | None]
+
+    offer: Mapped[Offer] = relationship(lazy="joined")
+
+
+class Ticket(Base):
+    """A feedback ticket: complaint, suggestion, praise or question, with its thread."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (Index("ix_tickets_status_created_at", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    forum_topic_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    handling_rating: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    closed_by: Mapped[int | None] = mapped_column(BigInteger)
+
+    messages: Mapped[list[TicketMessage]] = relationship(
+        order_by="TicketMessage.id", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class TicketMessage(Base):
+    __tablename__ = "ticket_messages"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True
+    )
+    author: Mapped[str] = mapped_column(String(8))
+    staff_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
+    text: Mapped[str | None] = mapped_column(Text)
+    photo_file_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+
+
+class SurveyInvitation(Base):
+    """An invitation to answer one survey. Answer buttons carry its id and a random nonce."""
+
+    __tablename__ = "survey_invitations"
+    __table_args__ = (
+        Index(
+            "ix_survey_invitations_member_id_kind_created_at", "member_id", "kind", "created_at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    nonce: Mapped[str] = mapped_column(String(16))
+    purchase_id: Mapped[int | None] = mapped_column(
+        ForeignKey("purchases.id", ondelete="SET NULL")
+    )
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+
+class SurveyResponse(Base):
+    __tablename__ = "survey_responses"
+    __table_args__ = (Index("ix_survey_responses_kind_created_at", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(
+        ForeignKey("survey_invitations.id", ondelete="CASCADE"), unique=True
+    )
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(8))
+    score: Mapped[int] = mapped_column(SmallInteger)
+    expectation: Mapped[str | None] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    # A detractor or CSAT <= 2 needs a human: no marketing reaches the member until then.
+    needs_followup: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    followed_up_at: Mapped[datetime | None]
+    followed_up_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Staff(Base):
+    """Admins and cashiers. Owners come from the ADMIN_IDS setting and need no row."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    role: Mapped[str] = mapped_column(String(8))
+    name: Mapped[str | None] = mapped_column(String(128))
+    added_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+
+
+class Campaign(Base):
+    """A staff broadcast: audience filter, template, optional photo and offer, schedule."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    template: Mapped[str] = mapped_column(Text)
+    photo_file_id: Mapped[str | None] = mapped_column(String(255))
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(12), default="draft", index=True)
+    scheduled_at: Mapped[datetime | None]
+    recipients: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """Every care message and broadcast waits here until the delivery worker sends it.
+
+    ``idempotency_key`` is unique: the same (rule, member, occasion) can never be queued twice.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_not_before", "status", "not_before"),
+        Index("ix_outbox_member_id_kind_created_at", "member_id", "kind", "created_at"),
+        Index("ix_outbox_campaign_id_status", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(12))
+    rule: Mapped[str | None] = mapped_column(String(32))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Text)
+    photo: Mapped[str | None] = mapped_column(String(255))
+    reply_markup: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="queued")
+    skip_reason: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    not_before: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class CareTouch(Base):
+    """One decision of a care rule for one member and occasion, sent or held out.
+
+    Held-out members get a row too: conversions of both arms give each rule's uplift.
+    """
+
+    __tablename__ = "care_touches"
+    __table_args__ = (
+        UniqueConstraint("rule", "member_id", "occasion"),
+        Index("ix_care_touches_rule_decided_at", "rule", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), index=True
+    )
+    occasion: Mapped[str] = mapped_column(String(64))
+    arm: Mapped[str] = mapped_column(String(10))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime]
+    converted_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    actor_telegram_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    actor_role: Mapped[str | None] = mapped_column(String(8))
+    action: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class JobState(Base):
+    """Where each periodic job got to, and who holds its lease (one leader at a time)."""
+
+    __tablename__ = "job_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    covered_until: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
+    lease_holder: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+
+
+class FsmRecord(Base):
+    """aiogram FSM state kept in the database, so a conversation survives a restart."""
+
+    __tablename__ = "fsm_state"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime]
+
+
+DEFAULT_TIERS: tuple[dict[str, Any], ...] = (
+    {"code": "member", "rank": 1, "name_en": "Member", "name_zh": "普通会员",
+     "min_spend_12m_minor": 0, "points_multiplier_pct": 100},
+    {"code": "silver", "rank": 2, "name_en": "Silver", "name_zh": "银卡会员",
+     "min_spend_12m_minor": 100_000, "points_multiplier_pct": 125},
+    {"code": "gold", "rank": 3, "name_en": "Gold", "name_zh": "金卡会员",
+     "min_spend_12m_minor": 500_000, "points_multiplier_pct": 150},
+    {"code": "platinum", "rank": 4, "name_en": "Platinum", "name_zh": "白金会员",
+     "min_spend_12m_minor": 2_000_000, "points_multiplier_pct": 200},
+)  # fmt: skip
