@@ -82,3 +82,8 @@ def translator(locale: str) -> Translator:
 @cache
 def _translator(locale: str) -> Translator:
     return Translator(locale)
+
+
+def labels(key: str) -> frozenset[str]:
+    """The text of ``key`` in every locale: matches a reply-keyboard press in any language."""
+    return frozenset(catalogue(locale)[key] for locale in LOCALES)
