@@ -141,6 +141,7 @@ class Settings(BaseSettings):
         quiet_start, quiet_end = self.quiet_window()
         return CareConfig(
             owner_ids=self.admin_ids,
+            shop_name=self.shop_name,
             default_locale=self.default_locale,
             default_timezone=self.default_timezone,
             currency=self.currency,

@@ -23,6 +23,7 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
 @dataclass(frozen=True, slots=True)
 class CareConfig:
     owner_ids: frozenset[int] = frozenset()
+    shop_name: str = "carebot shop"
     default_locale: str = "zh"
     default_timezone: str = "Asia/Shanghai"
     currency: str = "CNY"
