@@ -350,6 +350,18 @@ class Campaign(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # "broadcast" (a staff message, coupon optional) or "coupons" (an offer issued to a
+    # segment, the notification optional).
+    kind: Mapped[str] = mapped_column(String(12), default="broadcast", server_default="broadcast")
+    notify: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    locale: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
+    # The launch walks the audience by member id; the cursor makes a crashed launch resume
+    # where it stopped, and its conditional update keeps two launchers from both sending.
+    launch_cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    launched_at: Mapped[datetime | None]
+    queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    coupons_issued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    skipped: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class OutboxMessage(Base):
