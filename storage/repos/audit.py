@@ -1,0 +1,29 @@
+"""The audit log: who did what, when. Rows are only ever added."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import AuditEntry
+
+
+class AuditRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, entry: AuditEntry) -> AuditEntry:
+        self.session.add(entry)
+        await self.session.flush()
+        return entry
+
+    async def recent(
+        self, *, limit: int = 50, action: str | None = None, actor_telegram_id: int | None = None
+    ) -> list[AuditEntry]:
+        """The newest entries first, optionally for one action or one actor."""
+        query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+        if action is not None:
+            query = query.where(AuditEntry.action == action)
+        if actor_telegram_id is not None:
+            query = query.where(AuditEntry.actor_telegram_id == actor_telegram_id)
+        return list(await self.session.scalars(query))
