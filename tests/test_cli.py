@@ -1,0 +1,111 @@
+"""The command line as a shop owner meets it: one clear line and an exit code, no traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+
+from tests.simulator import BotAPISimulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def carebot(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DATABASE_"))}
+    clean.update(env or {})
+    clean["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_run_without_a_token_prints_the_botfather_hint_and_exits_2(tmp_path: Path) -> None:
+    result = carebot("run", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "BOT_TOKEN" in lines[0] and "@BotFather" in lines[0]
+
+
+def test_a_bad_setting_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BOT_TOKEN=123:abc\nDEFAULT_TIMEZONE=Nowhere/Land\n")
+    result = carebot("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "carebot: Setting DEFAULT_TIMEZONE: 'Nowhere/Land' is not an IANA timezone name like "
+        "Asia/Shanghai"
+    )
+
+
+def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    env = {"BOT_TOKEN": "123:abc", "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none"}
+    result = carebot("run", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "cannot reach the database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_a_refused_token_is_one_clear_line(tmp_path: Path) -> None:
+    async with BotAPISimulator(valid_tokens={"42:good"}) as sim:
+        env = {
+            "BOT_TOKEN": "42:wrong",
+            "TELEGRAM_API_URL": sim.base_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+        }
+        proc = await _run_async(tmp_path, env, "run")
+    assert proc[0] == 1
+    assert "refused BOT_TOKEN (401 Unauthorized)" in proc[1]
+    assert "Traceback" not in proc[1]
+
+
+async def test_an_unreachable_bot_api_is_one_clear_line(tmp_path: Path) -> None:
+    env = {
+        "BOT_TOKEN": "42:abc",
+        "TELEGRAM_API_URL": "http://127.0.0.1:1",
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+    }
+    code, stderr = await _run_async(tmp_path, env, "run")
+    assert code == 1
+    assert "cannot reach the Bot API at http://127.0.0.1:1" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_migrate_builds_the_schema(tmp_path: Path) -> None:
+    database = tmp_path / "shop.db"
+    result = carebot(
+        "migrate", cwd=tmp_path, env={"DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
+    )
+    assert result.returncode == 0, result.stderr
+    tables = set(inspect(create_engine(f"sqlite:///{database}")).get_table_names())
+    assert {"members", "purchases", "outbox", "alembic_version"} <= tables
+
+
+async def _run_async(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    # The simulator runs in this event loop, so the child must not block it.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DATABASE_"))}
+    clean.update(env)
+    clean["PYTHONPATH"] = str(ROOT)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=cwd,
+        env=clean,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, stderr.decode()
