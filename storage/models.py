@@ -373,6 +373,8 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_status_not_before", "status", "not_before"),
+        # The delivery worker claims alerts and service answers before marketing.
+        Index("ix_outbox_status_kind_not_before", "status", "kind", "not_before"),
         Index("ix_outbox_member_id_kind_created_at", "member_id", "kind", "created_at"),
         Index("ix_outbox_campaign_id_status", "campaign_id", "status"),
     )
