@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import time
+from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults_are_a_working_single_shop_setup() -> None:
@@ -64,3 +65,16 @@ def test_a_bad_value_names_the_setting_and_the_problem(
     assert message.startswith(f"Setting {name}:")
     assert says in message
     assert "\n" not in message
+
+
+def test_the_example_env_file_loads_and_documents_every_setting(
+    project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = (project_root / ".env.example").read_text()
+    (tmp_path / ".env").write_text(example.replace("BOT_TOKEN=\n", "BOT_TOKEN=1:abc\n"))
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.bot_token is not None
+    documented = {line.split("=")[0] for line in example.splitlines() if "=" in line[:40]}
+    documented = {name for name in documented if not name.startswith("#")}
+    assert {name.upper() for name in Settings.model_fields} == documented
