@@ -1,0 +1,66 @@
+"""Feedback tickets and their threads."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from storage.enums import TicketStatus
+from storage.models import Ticket, TicketMessage
+
+# A ticket waits for staff while it is open or answered; only closing ends it.
+UNCLOSED = (TicketStatus.OPEN.value, TicketStatus.ANSWERED.value)
+
+
+class TicketRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, ticket_id: int, *, with_messages: bool = False) -> Ticket | None:
+        query = select(Ticket).where(Ticket.id == ticket_id)
+        if with_messages:
+            # populate_existing: a ticket already in the session gets its thread loaded too.
+            query = query.options(selectinload(Ticket.messages)).execution_options(
+                populate_existing=True
+            )
+        return await self.session.scalar(query)
+
+    async def add(self, ticket: Ticket) -> Ticket:
+        self.session.add(ticket)
+        await self.session.flush()
+        return ticket
+
+    async def add_message(self, message: TicketMessage) -> TicketMessage:
+        self.session.add(message)
+        await self.session.flush()
+        return message
+
+    async def latest_unclosed_for_member(self, member_id: int) -> Ticket | None:
+        return await self.session.scalar(
+            select(Ticket)
+            .where(Ticket.member_id == member_id, Ticket.status.in_(UNCLOSED))
+            .order_by(Ticket.id.desc())
+            .limit(1)
+        )
+
+    async def unclosed_page(self, *, limit: int, offset: int) -> list[Ticket]:
+        """Tickets still waiting, oldest first, with their threads."""
+        return list(
+            await self.session.scalars(
+                select(Ticket)
+                .where(Ticket.status.in_(UNCLOSED))
+                .order_by(Ticket.created_at, Ticket.id)
+                .limit(limit)
+                .offset(offset)
+                .options(selectinload(Ticket.messages))
+            )
+        )
+
+    async def count_unclosed(self) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count()).select_from(Ticket).where(Ticket.status.in_(UNCLOSED))
+            )
+            or 0
+        )
