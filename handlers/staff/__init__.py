@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
+from handlers.staff import staff_admin
 from handlers.staff.access import MinRole
 
 
@@ -15,4 +16,5 @@ def build_router() -> Router:
     router = Router(name="staff")
     router.message.filter(MinRole())
     router.callback_query.filter(MinRole())
+    router.include_routers(staff_admin.build_router())
     return router

@@ -1,0 +1,31 @@
+"""Small formatting helpers shared by the staff console's handlers (local times, excerpts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from care.config import CareConfig
+
+
+def local(when: datetime, config: CareConfig) -> datetime:
+    """``when`` in the shop's timezone: staff read times as the shop's clock shows them."""
+    return when.astimezone(ZoneInfo(config.default_timezone))
+
+
+def local_date(when: datetime, config: CareConfig) -> str:
+    return local(when, config).strftime("%Y-%m-%d")
+
+
+def local_time(when: datetime, config: CareConfig) -> str:
+    return local(when, config).strftime("%Y-%m-%d %H:%M")
+
+
+def short_time(when: datetime, config: CareConfig) -> str:
+    return local(when, config).strftime("%m-%d %H:%M")
+
+
+def excerpt(text: str | None, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters."""
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

@@ -1,0 +1,275 @@
+"""/staff: the console's help, and who is staff (list, add, remove, or forward a message)."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.enums import ChatType
+from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message, MessageOriginHiddenUser, MessageOriginUser
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.clock import Clock
+from care.config import CareConfig
+from care.i18n import Translator
+from care.members import find_member
+from care.staff import (
+    StaffChange,
+    StaffError,
+    add_staff,
+    allows,
+    can_grant,
+    list_staff,
+    remove_staff,
+)
+from handlers.staff.access import MinRole
+from handlers.staff.formatting import local_date
+from handlers.staff.keyboards import CDStaffRole, role_choice
+from storage.enums import StaffRole
+
+GRANTABLE = (StaffRole.ADMIN, StaffRole.CASHIER)
+NAMES_KEY = "staff_candidate_names"
+
+
+def role_name(t: Translator, role: StaffRole | str) -> str:
+    return t.plain(f"roles.{role}")
+
+
+def parse_user_id(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < len(text) <= 15 else None
+
+
+async def _display_name(
+    session: AsyncSession, t: Translator, user_id: int, name: str | None
+) -> str:
+    if name:
+        return name
+    member = await find_member(session, user_id)
+    return member.name if member is not None and member.name else t.plain("roles.no_name")
+
+
+async def cmd_staff(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    t: Translator,
+    staff_role: StaffRole,
+) -> None:
+    args = (command.args or "").split()
+    action = args[0].lower() if args else ""
+    if action not in {"list", "add", "remove"}:
+        text = t("roles.help", role=role_name(t, staff_role))
+        if allows(staff_role, StaffRole.ADMIN):
+            text += "\n" + t("roles.help_admin")
+        await message.answer(text)
+        return
+    if not allows(staff_role, StaffRole.ADMIN):
+        await message.answer(t("roles.admin_only"))
+        return
+    assert message.from_user is not None
+    actor = message.from_user.id
+    if action == "list":
+        await message.answer(await render_staff_list(session, config, t))
+    elif action == "add":
+        await _add_by_id(message, args[1:], session, config, clock, t, staff_role, actor)
+    else:
+        await _remove_by_id(message, args[1:], session, config, clock, t, actor)
+
+
+async def render_staff_list(session: AsyncSession, config: CareConfig, t: Translator) -> str:
+    staff = await list_staff(session, config)
+    lines = [t("roles.list_title", count=len(staff))]
+    for person in staff:
+        line = t(
+            "roles.list_line",
+            name=await _display_name(session, t, person.telegram_id, person.name),
+            user_id=person.telegram_id,
+            role=role_name(t, person.role),
+        )
+        if person.created_at is not None:
+            line += t("roles.list_since", date=local_date(person.created_at, config))
+        lines.append(line)
+    return "\n".join(lines)
+
+
+async def _add_by_id(
+    message: Message,
+    args: list[str],
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    t: Translator,
+    staff_role: StaffRole,
+    actor: int,
+) -> None:
+    if not args or len(args) > 2:
+        await message.answer(t("roles.usage_add"))
+        return
+    user_id = parse_user_id(args[0])
+    if user_id is None:
+        await message.answer(t("roles.bad_user_id", value=args[0][:32]))
+        return
+    if len(args) == 1:
+        await _offer_roles(message, session, t, staff_role, user_id, None)
+        return
+    try:
+        role = StaffRole(args[1].lower())
+    except ValueError:
+        await message.answer(t("roles.bad_role", value=args[1][:32]))
+        return
+    await message.answer(
+        await _apply_role(session, config, clock, t, actor=actor, user_id=user_id, role=role)
+    )
+
+
+async def _remove_by_id(
+    message: Message,
+    args: list[str],
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    t: Translator,
+    actor: int,
+) -> None:
+    if len(args) != 1:
+        await message.answer(t("roles.usage_remove"))
+        return
+    user_id = parse_user_id(args[0])
+    if user_id is None:
+        await message.answer(t("roles.bad_user_id", value=args[0][:32]))
+        return
+    try:
+        previous = await remove_staff(
+            session, config, clock, actor_telegram_id=actor, telegram_id=user_id
+        )
+    except StaffError as exc:
+        await message.answer(t(f"roles.err_{exc.reason}", user_id=user_id))
+        return
+    await message.answer(t("roles.removed", user_id=user_id, role=role_name(t, previous)))
+
+
+async def _offer_roles(
+    message: Message,
+    session: AsyncSession,
+    t: Translator,
+    staff_role: StaffRole,
+    user_id: int,
+    name: str | None,
+) -> None:
+    grantable = [role for role in GRANTABLE if can_grant(staff_role, role)]
+    await message.answer(
+        t(
+            "roles.choose_role",
+            name=await _display_name(session, t, user_id, name),
+            user_id=user_id,
+        ),
+        reply_markup=role_choice(t, user_id, grantable),
+    )
+
+
+async def _apply_role(
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    t: Translator,
+    *,
+    actor: int,
+    user_id: int,
+    role: StaffRole,
+    name: str | None = None,
+) -> str:
+    try:
+        change = await add_staff(
+            session,
+            config,
+            clock,
+            actor_telegram_id=actor,
+            telegram_id=user_id,
+            role=role,
+            name=name,
+        )
+    except StaffError as exc:
+        return t(f"roles.err_{exc.reason}", user_id=user_id)
+    return describe_change(t, change, await _display_name(session, t, user_id, name))
+
+
+def describe_change(t: Translator, change: StaffChange, name: str) -> str:
+    values = {"name": name, "user_id": change.telegram_id, "role": role_name(t, change.role)}
+    if not change.changed:
+        return t("roles.unchanged", **values)
+    if change.previous_role is None:
+        return t("roles.added", **values)
+    return t("roles.changed", previous=role_name(t, change.previous_role), **values)
+
+
+async def on_forwarded(
+    message: Message,
+    session: AsyncSession,
+    t: Translator,
+    staff_role: StaffRole,
+    state: FSMContext,
+) -> None:
+    origin = message.forward_origin
+    if isinstance(origin, MessageOriginHiddenUser):
+        await message.answer(t("roles.hidden_forward"))
+        return
+    assert isinstance(origin, MessageOriginUser)  # the filter lets only these two through
+    person = origin.sender_user
+    if person.is_bot:
+        await message.answer(t("roles.err_not_staff", user_id=person.id))
+        return
+    # Callback data carries ids only; the name the forward showed waits here for the choice.
+    data = await state.get_data()
+    names = dict(data.get(NAMES_KEY) or {})
+    names[str(person.id)] = person.full_name[:128]
+    await state.update_data({NAMES_KEY: dict(list(names.items())[-10:])})
+    await _offer_roles(message, session, t, staff_role, person.id, person.full_name)
+
+
+async def on_role_chosen(
+    callback: CallbackQuery,
+    callback_data: CDStaffRole,
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    t: Translator,
+    state: FSMContext,
+) -> None:
+    if callback_data.role == "-":
+        text = t("roles.cancelled")
+    else:
+        try:
+            role = StaffRole(callback_data.role)
+        except ValueError:
+            await callback.answer()
+            return
+        names = (await state.get_data()).get(NAMES_KEY) or {}
+        text = await _apply_role(
+            session,
+            config,
+            clock,
+            t,
+            actor=callback.from_user.id,
+            user_id=callback_data.user_id,
+            role=role,
+            name=names.get(str(callback_data.user_id)),
+        )
+    await callback.answer()
+    if isinstance(callback.message, Message):
+        await callback.message.edit_text(text, reply_markup=None)
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.message.register(cmd_staff, Command("staff"))
+    router.message.register(
+        on_forwarded,
+        MinRole(StaffRole.ADMIN),
+        StateFilter(None),
+        F.forward_origin.type.in_({"user", "hidden_user"}),
+    )
+    router.callback_query.register(on_role_chosen, MinRole(StaffRole.ADMIN), CDStaffRole.filter())
+    return router
