@@ -1,0 +1,136 @@
+"""Loyalty aggregates: tiers, the points ledger, offers and coupons."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Coupon, Member, Offer, PointsEntry, Tier
+from storage.repos.upsert import insert_unless_exists
+
+_OFFERS: Table = Offer.__table__  # type: ignore[assignment]
+_COUPONS: Table = Coupon.__table__  # type: ignore[assignment]
+
+
+class TierRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def all(self) -> list[Tier]:
+        """Every tier, lowest rank first."""
+        return list(await self.session.scalars(select(Tier).order_by(Tier.rank)))
+
+
+class PointsRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def move_balance(self, member_id: int, delta: int) -> int | None:
+        """Add ``delta`` to the balance in one conditional UPDATE; None if it would go below zero.
+
+        The UPDATE locks the member row until commit (PostgreSQL) or holds the write lock
+        (SQLite), so concurrent movements chain their ``balance_after`` correctly.
+        """
+        return await self.session.scalar(
+            update(Member)
+            .where(Member.id == member_id, Member.points_balance + delta >= 0)
+            .values(points_balance=Member.points_balance + delta)
+            .returning(Member.points_balance)
+        )
+
+    async def add_entry(self, entry: PointsEntry) -> PointsEntry:
+        self.session.add(entry)
+        await self.session.flush()
+        return entry
+
+    async def history(self, member_id: int, limit: int) -> list[PointsEntry]:
+        rows = await self.session.scalars(
+            select(PointsEntry)
+            .where(PointsEntry.member_id == member_id)
+            .order_by(PointsEntry.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
+
+
+class OfferRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, offer_id: int) -> Offer | None:
+        return await self.session.get(Offer, offer_id)
+
+    async def by_key(self, key: str) -> Offer | None:
+        return await self.session.scalar(select(Offer).where(Offer.key == key))
+
+    async def add(self, offer: Offer) -> Offer:
+        self.session.add(offer)
+        await self.session.flush()
+        return offer
+
+    async def insert_keyed(self, values: dict[str, Any]) -> None:
+        """Create a keyed offer unless another writer created it first."""
+        await insert_unless_exists(self.session, _OFFERS, values, "key")
+
+    async def active(self, now: datetime, limit: int = 50) -> list[Offer]:
+        """Offers staff may issue coupons from: active and not past their end, newest first."""
+        rows = await self.session.scalars(
+            select(Offer)
+            .where(
+                Offer.is_active.is_(True),
+                or_(Offer.valid_until.is_(None), Offer.valid_until > now),
+            )
+            .order_by(Offer.created_at.desc(), Offer.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
+
+
+class CouponRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_code(self, code: str) -> Coupon | None:
+        return await self.session.scalar(
+            select(Coupon).where(Coupon.code == code).execution_options(populate_existing=True)
+        )
+
+    async def insert_unless_code_taken(self, values: dict[str, Any]) -> int | None:
+        return await insert_unless_exists(self.session, _COUPONS, values, "code")
+
+    async def get(self, coupon_id: int) -> Coupon | None:
+        return await self.session.get(Coupon, coupon_id)
+
+    async def active_for_member(self, member_id: int, now: datetime) -> list[Coupon]:
+        rows = await self.session.scalars(
+            select(Coupon)
+            .where(
+                Coupon.member_id == member_id,
+                Coupon.redeemed_at.is_(None),
+                or_(Coupon.expires_at.is_(None), Coupon.expires_at > now),
+            )
+            .order_by(Coupon.issued_at.desc(), Coupon.id.desc())
+        )
+        return list(rows.unique())
+
+    async def redeem(self, code: str, now: datetime, staff_telegram_id: int) -> int:
+        """Mark the coupon used if it is still usable; the row count (0 or 1) says who won.
+
+        One conditional UPDATE: of two tills redeeming the same code at once, the second waits
+        for the first's row lock (PostgreSQL) or write lock (SQLite), re-reads the row and
+        matches nothing.
+        """
+        result = await self.session.execute(
+            update(Coupon)
+            .where(
+                Coupon.code == code,
+                Coupon.redeemed_at.is_(None),
+                or_(Coupon.expires_at.is_(None), Coupon.expires_at > now),
+            )
+            .values(redeemed_at=now, redeemed_by=staff_telegram_id)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
