@@ -75,29 +75,25 @@ async def open_ticket(
     text: str | None,
     photo_file_id: str | None,
 ) -> Ticket:
-    """Open a ticket with the shopper's first message (text, a photo, or both)."""
+    """Open a ticket with the shopper's first message (text, a photo, or both).
+
+    The returned ticket has its thread loaded. Raises ``TicketError`` ("empty", "too_long").
+    """
     text = _check_content(text, photo_file_id)
     now = clock.now()
-    repo = TicketRepo(session)
-    ticket = await repo.add(
+    first = TicketMessage(
+        author=MessageAuthor.MEMBER, text=text, photo_file_id=photo_file_id, created_at=now
+    )
+    return await TicketRepo(session).add(
         Ticket(
             member_id=member.id,
             kind=kind,
             status=TicketStatus.OPEN,
             created_at=now,
             updated_at=now,
+            messages=[first],
         )
     )
-    await repo.add_message(
-        TicketMessage(
-            ticket_id=ticket.id,
-            author=MessageAuthor.MEMBER,
-            text=text,
-            photo_file_id=photo_file_id,
-            created_at=now,
-        )
-    )
-    return ticket
 
 
 async def add_member_message(
@@ -138,7 +134,7 @@ async def notify_staff(
     member: Member,
 ) -> int:
     """Tell staff that a shopper opened a ticket or wrote into one. Returns alerts queued."""
-    first = message.created_at == ticket.created_at
+    first = message.id == await TicketRepo(session).first_message_id(ticket.id)
     excerpt = (message.text or "")[:ALERT_EXCERPT_CHARS]
     return await alert_staff(
         session,

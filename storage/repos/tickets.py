@@ -36,6 +36,11 @@ class TicketRepo:
         await self.session.flush()
         return message
 
+    async def first_message_id(self, ticket_id: int) -> int | None:
+        return await self.session.scalar(
+            select(func.min(TicketMessage.id)).where(TicketMessage.ticket_id == ticket_id)
+        )
+
     async def latest_unclosed_for_member(self, member_id: int) -> Ticket | None:
         return await self.session.scalar(
             select(Ticket)

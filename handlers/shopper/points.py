@@ -1,0 +1,48 @@
+"""/points and the menu's points button: the balance and the latest ledger movements."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.i18n import Translator, labels
+from care.loyalty import points_history, reason_label
+from handlers.shopper.menu import Registered
+from handlers.shopper.offers import local_time
+from storage.models import Member, PointsEntry
+
+HISTORY_LENGTH = 10
+
+
+def entry_line(t: Translator, entry: PointsEntry, timezone: str) -> str:
+    values = {
+        "date": local_time(entry.created_at, timezone).strftime("%Y-%m-%d"),
+        "delta": f"{entry.delta:+d}",
+        "reason": reason_label(entry.reason, t),
+    }
+    if entry.note:
+        return t("points.entry_note", note=entry.note, **values)
+    return t("points.entry", **values)
+
+
+async def cmd_points(
+    message: Message, session: AsyncSession, member: Member, t: Translator
+) -> None:
+    entries = await points_history(session, member.id, limit=HISTORY_LENGTH)
+    lines = [t("points.summary", balance=member.points_balance), ""]
+    if entries:
+        lines.append(t("points.history"))
+        lines.extend(entry_line(t, entry, member.timezone) for entry in entries)
+    else:
+        lines.append(t("points.no_history"))
+    await message.answer("\n".join(lines))
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(Registered())
+    router.message.register(cmd_points, Command("points"))
+    router.message.register(cmd_points, F.text.in_(labels("menu.points")))
+    return router
