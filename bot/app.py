@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -15,6 +18,8 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramU
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
+from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -37,7 +42,18 @@ from storage.db import create_engine, create_session_factory
 log = logging.getLogger("carebot")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
-MENU_COMMANDS = ("start", "help")
+MENU_COMMANDS = (
+    "start",
+    "menu",
+    "card",
+    "offers",
+    "points",
+    "feedback",
+    "invite",
+    "settings",
+    "mydata",
+    "help",
+)
 
 
 class StartupError(Exception):
@@ -180,8 +196,51 @@ async def set_commands(bot: Bot, default_locale: str) -> None:
             await bot.set_my_commands(commands, BotCommandScopeDefault())
 
 
+async def serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings) -> None:
+    """Answer Telegram's webhook posts until SIGTERM/SIGINT (the way to run several replicas).
+
+    Updates are acknowledged at once and handled in the background, so Telegram never re-sends
+    a slow one; the secret token keeps strangers from posting fake updates.
+    """
+    assert settings.webhook_url is not None and settings.webhook_secret is not None
+    secret = settings.webhook_secret.get_secret_value()
+    path = urlsplit(settings.webhook_url).path or "/"
+    app = web.Application()
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
+    app.router.add_get("/healthz", _healthz)
+    setup_application(app, dp, bot=bot)
+
+    host, port = settings.webhook_listen.rsplit(":", 1)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, int(port)).start()
+        await bot.set_webhook(
+            settings.webhook_url,
+            secret_token=secret,
+            allowed_updates=dp.resolve_used_update_types(),
+        )
+        log.info("webhook listening on %s, path %s", settings.webhook_listen, path)
+        await stop.wait()
+        log.info("stop signal received")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        # Runs the dispatcher's shutdown, which waits for updates still being handled.
+        await runner.cleanup()
+
+
+async def _healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
 async def run(settings: Settings) -> None:
-    """Migrate, connect, and poll until SIGTERM/SIGINT; then finish in-flight work and close."""
+    """Migrate, connect, and take updates (long polling, or a webhook when WEBHOOK_URL is set)
+    until SIGTERM/SIGINT; then finish the updates in flight and close the database."""
     services = create_services(settings)
     try:
         await check_database(services.engine)
@@ -189,12 +248,15 @@ async def run(settings: Settings) -> None:
         bot = create_bot(settings)
         try:
             await check_bot(bot, settings.telegram_api_url)
-            await bot.delete_webhook(drop_pending_updates=False)
             await set_commands(bot, settings.default_locale)
             dp = create_dispatcher(services)
-            await dp.start_polling(
-                bot, handle_signals=True, allowed_updates=dp.resolve_used_update_types()
-            )
+            if settings.webhook_url:
+                await serve_webhook(dp, bot, settings)
+            else:
+                await bot.delete_webhook(drop_pending_updates=False)
+                await dp.start_polling(
+                    bot, handle_signals=True, allowed_updates=dp.resolve_used_update_types()
+                )
         finally:
             await bot.session.close()
     finally:

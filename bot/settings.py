@@ -7,7 +7,7 @@ from datetime import time
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     default_timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     redis_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = Field(default="0.0.0.0:8080", pattern=r"^[^\s:]+:\d{1,5}$")
 
     shop_name: str = "carebot shop"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
@@ -137,6 +140,28 @@ class Settings(BaseSettings):
             raise ValueError("must be HH:MM-HH:MM, e.g. 21:00-09:00")
         return value.strip()
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_https(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+            raise ValueError("must be the public https:// URL Telegram should post updates to")
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _secret_shape(cls, value: object) -> object:
+        if isinstance(value, str) and not re.match(r"^[A-Za-z0-9_-]{16,256}$", value):
+            raise ValueError("must be 16 to 256 letters, digits, _ or -")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError(
+                "WEBHOOK_SECRET must be set with WEBHOOK_URL (16+ letters, digits, _ or -)"
+            )
+        return self
+
     def quiet_window(self) -> tuple[time, time]:
         start, end = self.quiet_hours.split("-")
         return time.fromisoformat(start), time.fromisoformat(end)
@@ -172,7 +197,7 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            name = ".".join(str(part) for part in error["loc"]).upper()
             message = error["msg"].removeprefix("Value error, ")
-            lines.append(f"Setting {name}: {message}")
+            lines.append(f"Setting {name}: {message}" if name else message)
         raise SettingsError("; ".join(lines)) from None
