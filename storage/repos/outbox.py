@@ -149,7 +149,7 @@ class OutboxRepo:
         kind_filter = (
             OUTBOX.c.kind == MessageKind.MARKETING
             if marketing
-            else OUTBOX.c.kind != MessageKind.MARKETING
+            else OUTBOX.c.kind.in_([kind.value for kind in MessageKind if kind != "marketing"])
         )
         due = (
             select(OUTBOX.c.id)
