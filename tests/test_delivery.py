@@ -34,7 +34,7 @@ from care.outbox import OutboxItem, campaign_counts, enqueue, enqueue_many
 from care.ratelimit import RateLimiter
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind, OutboxStatus
-from storage.models import Campaign, Member, OutboxMessage
+from storage.models import Base, Campaign, Member, OutboxMessage
 from tests.conftest import T0, TEST_TOKEN
 from tests.simulator import BotAPISimulator
 from tests.simulator.users import TINY_PNG
@@ -573,3 +573,41 @@ async def test_killing_the_worker_mid_broadcast_and_restarting_sends_nobody_anyt
     missing = set(range(first_chat, first_chat + total)) - set(per_chat)
     assert missing <= interrupted
     assert sim.stats.sent > sent_before_restart
+
+
+async def test_two_replicas_drain_one_outbox_without_sending_anything_twice(
+    sim: BotAPISimulator, bot: Bot, any_db_url: str, clock: FrozenClock
+) -> None:
+    engines = [create_engine(any_db_url), create_engine(any_db_url)]
+    try:
+        async with engines[0].begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        factories = [create_session_factory(engine) for engine in engines]
+        sim.register_chats(60_000, 300)
+        members = await add_members(factories[0], list(range(60_000, 60_300)))
+        async with factories[0]() as session, session.begin():
+            await enqueue_many(
+                session,
+                clock,
+                CareConfig(),
+                (
+                    OutboxItem(f"r:{i}", 60_000 + i, "Hi", MessageKind.MARKETING, member_id=m)
+                    for i, m in enumerate(members)
+                ),
+            )
+        replicas = [
+            worker_for(bot, factory, clock, rate=1000, batch_size=20) for factory in factories
+        ]
+        handled = await asyncio.gather(*(replica.drain_once() for replica in replicas))
+        assert sum(handled) == 300 and min(handled) > 0  # both took a share
+        assert Counter(record.chat_id for record in sim.sent_log) == Counter(range(60_000, 60_300))
+        async with factories[0]() as session:
+            sent = await session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.SENT)
+            )
+        assert sent == 300
+    finally:
+        for engine in engines:
+            await engine.dispose()
