@@ -21,14 +21,16 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
-    SmallInteger,
     String,
     Table,
     and_,
+    bindparam,
     case,
     func,
     insert,
     literal,
+    null,
+    or_,
     select,
     update,
 )
@@ -163,7 +165,7 @@ def lifecycle_stage(
 
 MIN_MEMBERS_FOR_SHOP_GAP = 20
 SPEND_WINDOW = timedelta(days=365)
-UPDATE_BATCH_IDS = 20_000
+UPDATE_BATCH_IDS = 25_000
 HIGH_VALUE_MIN_RFM = 12
 MEDIUM_VALUE_MIN_RFM = 8
 
@@ -178,8 +180,21 @@ def value_tier(rfm_total: int) -> ValueTier:
 
 
 def quintile_score(rank: int, population: int) -> int:
-    """1–5 from a 1-based rank (ties share the lowest rank) among ``population`` members."""
+    """1–5 from a 1-based rank among ``population`` (ties share the lowest rank).
+
+    Equivalently, with ``below`` = how many members have a strictly smaller value:
+    ``1 + below * 5 // population``. The SQL uses that form through four cut values.
+    """
     return (rank - 1) * 5 // population + 1
+
+
+def quintile_positions(population: int) -> list[int]:
+    """1-based positions in the sorted values whose value a member must exceed per extra point.
+
+    ``score = 1 + #{k : value > sorted[p_k]}`` with ``p_k = ceil(k * population / 5)``:
+    exceeding the p-th smallest value means at least p members are strictly below.
+    """
+    return [-(-k * population // 5) for k in range(1, 5)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +209,8 @@ class SegmentStats:
     stage_changes: int
     tier_upgrades: int
     tier_downgrades: int
-    # Members who bought or changed consent while the refresh ran keep what that wrote; the
-    # next refresh picks them up.
+    # Members who bought or changed consent while the refresh ran keep what that write made
+    # them; the next refresh picks them up.
     skipped_busy: int
     seconds: float
 
@@ -219,32 +234,39 @@ def _epoch_days_default(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -
     return f"(CAST(EXTRACT(EPOCH FROM {argument}) AS DOUBLE PRECISION) / 86400.0)"
 
 
-_work_metadata = MetaData()
+# One row per live member: the facts the rules read, frozen at the start of the refresh.
 _work = Table(
     "segment_work",
-    _work_metadata,
+    MetaData(),
     Column("id", BigInteger, primary_key=True),
     Column("purchase_count", Integer),
+    Column("first_purchase_at", UTCDateTime),
     Column("last_purchase_at", UTCDateTime),
+    Column("avg_gap_days", Float),
     Column("blocked_at", UTCDateTime),
     Column("marketing_opt_in", Boolean),
-    Column("is_active", Integer),
-    Column("spend_12m", BigInteger),
-    Column("tier_old", String(16)),
-    Column("tier_new", String(16)),
     Column("stage_old", String(16)),
-    Column("stage_new", String(16)),
-    Column("rfm_r", SmallInteger),
-    Column("rfm_f", SmallInteger),
-    Column("rfm_m", SmallInteger),
-    Column("value_tier", String(8)),
-    Column("churn_risk", Float),
+    Column("stage_changed_at", UTCDateTime),
+    Column("tier_old", String(16)),
+    Column("purchases_12m", Integer),
+    Column("spend_12m", BigInteger),
+    Column("gap_days", Float),
     prefixes=["TEMPORARY"],
 )
 
 
-def _max(expression: ColumnElement[Any], floor: float) -> ColumnElement[Any]:
-    return case((expression < floor, literal(floor)), else_=expression)
+@dataclass(frozen=True, slots=True)
+class _Decisions:
+    """The rules as SQL expressions over ``segment_work``: one place, used to count and write."""
+
+    active: ColumnElement[bool]
+    tier: ColumnElement[str]
+    stage: ColumnElement[str]
+    rfm_r: ColumnElement[int]
+    rfm_f: ColumnElement[int]
+    rfm_m: ColumnElement[int]
+    value_tier: ColumnElement[str]
+    churn_risk: ColumnElement[float]
 
 
 async def refresh_segments(
@@ -252,31 +274,33 @@ async def refresh_segments(
 ) -> SegmentStats:
     """Recompute every member's 12-month spend, tier, RFM scores, value tier, stage, churn risk.
 
-    Set-based: one INSERT … SELECT computes everything into a temporary table (window
-    functions rank members for the RFM quintiles), then UPDATE … FROM writes it back in
-    batches of ids, committing between batches so the bot's own writes never wait long. A
-    member who bought (or changed consent) meanwhile is left as that write made them.
-    Deleted members are not touched.
+    Set-based, in a handful of statements: one INSERT … SELECT snapshots the members with
+    their 12-month purchases into a temporary table; three sorts find the RFM quintile cuts;
+    UPDATE … FROM writes the decisions back in batches of ids, each its own short transaction
+    so the bot's writes never wait long. A member who bought (or changed consent or blocked
+    the bot) meanwhile is left as that write made them. Deleted members are not touched.
     """
     started = time.perf_counter()
     now = clock.now()
     async with session_factory() as session:
         engine = session.bind
         tiers = list(await session.scalars(select(Tier).order_by(Tier.rank)))
-    assert isinstance(engine, AsyncEngine)
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("refresh_segments needs a session factory bound to an AsyncEngine")
     async with engine.connect() as connection:
-        shop_gap = await _shop_gap_days(connection, config)
-        await connection.run_sync(lambda sync: _work.create(sync))
+        await connection.run_sync(_work.create)
         try:
-            await connection.execute(_fill_work(config, now, shop_gap, tiers))
+            await connection.execute(_snapshot(now))
             if connection.dialect.name == "postgresql":
                 await connection.exec_driver_sql("ANALYZE segment_work")
+            shop_gap = await _shop_gap_days(connection, config)
+            decisions = await _decisions(connection, config, now, shop_gap, tiers)
             await connection.commit()
-            stats = await _collect_stats(connection, tiers)
-            written = await _write_back(connection, now)
+            stats = await _collect_stats(connection, decisions, tiers)
+            written = await _write_back(connection, decisions, now)
         finally:
             await connection.rollback()
-            await connection.run_sync(lambda sync: _work.drop(sync))
+            await connection.run_sync(_work.drop)
             await connection.commit()
     return SegmentStats(
         **stats,
@@ -286,233 +310,258 @@ async def refresh_segments(
     )
 
 
-async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> float:
-    """The median of members' own average gaps: the shop's typical rhythm.
-
-    Falls back to ``config.fallback_gap_days`` while too few members have a rhythm of their own.
-    """
-    own_gap = (
-        Member.deleted_at.is_(None),
-        Member.purchase_count >= config.min_purchases_for_own_gap,
-        Member.avg_gap_days.is_not(None),
-    )
-    count = int(
-        await connection.scalar(select(func.count()).select_from(Member).where(*own_gap)) or 0
-    )
-    if count < MIN_MEMBERS_FOR_SHOP_GAP:
-        return config.fallback_gap_days
-    median = await connection.scalar(
-        select(Member.avg_gap_days)
-        .where(*own_gap)
-        .order_by(Member.avg_gap_days)
-        .offset(count // 2)
-        .limit(1)
-    )
-    return float(median) if median is not None else config.fallback_gap_days
-
-
-def _fill_work(
-    config: CareConfig, now: datetime, shop_gap: float, tiers: list[Tier]
-) -> Executable:
-    member = Member.__table__
-    since = now - SPEND_WINDOW
-    spend = (
+def _snapshot(now: datetime) -> Executable:
+    """Live members with their purchase count and spend over the last 12 months."""
+    recent = (
         select(
             Purchase.member_id.label("member_id"),
             func.count().label("purchases"),
             func.sum(Purchase.amount_minor).label("amount"),
         )
-        .where(Purchase.purchased_at >= since, Purchase.member_id.is_not(None))
+        .where(Purchase.purchased_at >= now - SPEND_WINDOW, Purchase.member_id.is_not(None))
         .group_by(Purchase.member_id)
-        .subquery("spend")
+        .subquery("recent")
     )
-    is_active = case(
-        (and_(Member.purchase_count > 0, Member.last_purchase_at.is_not(None)), 1), else_=0
-    )
-    spend_12m = func.coalesce(spend.c.amount, 0)
-    purchases_12m = func.coalesce(spend.c.purchases, 0)
-    own_gap = and_(
-        Member.purchase_count >= config.min_purchases_for_own_gap,
-        Member.avg_gap_days.is_not(None),
-    )
-    usual_gap = _max(
-        case((own_gap, Member.avg_gap_days), else_=literal(shop_gap)), MIN_USUAL_GAP_DAYS
-    )
-    gap_days = literal(now.timestamp() / SECONDS_PER_DAY) - _EpochDays(Member.last_purchase_at)
-    ranked = (
+    now_days = literal(now.timestamp() / SECONDS_PER_DAY, Float)
+    rows = (
         select(
             Member.id,
             Member.purchase_count,
             Member.first_purchase_at,
             Member.last_purchase_at,
+            Member.avg_gap_days,
             Member.blocked_at,
             Member.marketing_opt_in,
-            Member.tier_code,
             Member.lifecycle_stage,
             Member.stage_changed_at,
-            is_active.label("is_active"),
-            spend_12m.label("spend_12m"),
-            usual_gap.label("usual_gap"),
-            gap_days.label("gap_days"),
-            func.rank()
-            .over(partition_by=is_active, order_by=Member.last_purchase_at)
-            .label("r_rank"),
-            func.rank().over(partition_by=is_active, order_by=purchases_12m).label("f_rank"),
-            func.rank().over(partition_by=is_active, order_by=spend_12m).label("m_rank"),
-            func.count().over(partition_by=is_active).label("population"),
+            Member.tier_code,
+            func.coalesce(recent.c.purchases, 0),
+            func.coalesce(recent.c.amount, 0),
+            now_days - _EpochDays(Member.last_purchase_at),
         )
-        .select_from(member.outerjoin(spend, spend.c.member_id == Member.id))
+        .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
         .where(Member.deleted_at.is_(None))
-        .subquery("ranked")
     )
-    r = ranked.c
-    active = r.is_active == 1
+    return insert(_work).from_select([column.name for column in _work.columns], rows)
 
-    def score(rank: ColumnElement[Any]) -> ColumnElement[Any]:
-        return case((active, (rank - 1) * 5 // r.population + 1), else_=None)
 
-    scored = select(
-        r.id, r.purchase_count, r.first_purchase_at, r.last_purchase_at, r.blocked_at,
-        r.marketing_opt_in, r.is_active, r.spend_12m, r.tier_code, r.lifecycle_stage,
-        r.stage_changed_at, r.usual_gap, r.gap_days,
-        score(r.r_rank).label("rfm_r"),
-        score(r.f_rank).label("rfm_f"),
-        score(r.m_rank).label("rfm_m"),
-    ).subquery("scored")  # fmt: skip
-    s = scored.c
-    active = s.is_active == 1
-    rfm_total = s.rfm_r + s.rfm_f + s.rfm_m
-    value = case(
-        (~active, None),
-        (rfm_total >= HIGH_VALUE_MIN_RFM, ValueTier.HIGH.value),
-        (rfm_total >= MEDIUM_VALUE_MIN_RFM, ValueTier.MEDIUM.value),
-        else_=ValueTier.LOW.value,
+async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> float:
+    """The median of members' own average gaps: the shop's typical rhythm.
+
+    Falls back to ``config.fallback_gap_days`` while too few members have a rhythm of their own.
+    """
+    w = _work.c
+    own_gap = (w.purchase_count >= config.min_purchases_for_own_gap, w.avg_gap_days.is_not(None))
+    count = int(await connection.scalar(select(func.count()).where(*own_gap)) or 0)
+    if count < MIN_MEMBERS_FOR_SHOP_GAP:
+        return config.fallback_gap_days
+    median = await connection.scalar(
+        select(w.avg_gap_days).where(*own_gap).order_by(w.avg_gap_days).offset(count // 2).limit(1)
     )
-    stage = case(
-        (s.blocked_at.is_not(None), LifecycleStage.UNREACHABLE.value),
-        (s.marketing_opt_in.is_not(True), LifecycleStage.UNSUBSCRIBED.value),
-        (~active, LifecycleStage.PROSPECT.value),
-        (s.gap_days > config.lapsed_gap_factor * s.usual_gap, LifecycleStage.LAPSED.value),
-        (s.gap_days > config.at_risk_gap_factor * s.usual_gap, LifecycleStage.AT_RISK.value),
+    return float(median) if median is not None else config.fallback_gap_days
+
+
+async def _quintile_cuts(
+    connection: AsyncConnection, value: ColumnElement[Any], active: ColumnElement[bool]
+) -> list[Any]:
+    """The four values at the quintile positions of ``value`` among active members."""
+    population = int(await connection.scalar(select(func.count()).where(active)) or 0)
+    if population == 0:
+        return []
+    positions = quintile_positions(population)
+    numbered = (
+        select(value.label("value"), func.row_number().over(order_by=value).label("position"))
+        .where(active)
+        .subquery()
+    )
+    found = dict(
         (
-            s.lifecycle_stage.in_([LifecycleStage.AT_RISK.value, LifecycleStage.LAPSED.value]),
+            await connection.execute(
+                select(numbered.c.position, numbered.c.value).where(
+                    numbered.c.position.in_(positions)
+                )
+            )
+        ).all()
+    )
+    return [found[position] for position in positions]
+
+
+def _score(value: ColumnElement[Any], cuts: list[Any], active: ColumnElement[bool]) -> Any:
+    if not cuts:
+        return null()
+    points = [case((value > cut, 1), else_=0) for cut in cuts]
+    return case((active, 1 + points[0] + points[1] + points[2] + points[3]), else_=null())
+
+
+async def _decisions(
+    connection: AsyncConnection,
+    config: CareConfig,
+    now: datetime,
+    shop_gap: float,
+    tiers: list[Tier],
+) -> _Decisions:
+    """The same rules as ``lifecycle_stage``, ``churn_risk``, ``quintile_score`` … in SQL."""
+    w = _work.c
+    active = and_(w.purchase_count > 0, w.last_purchase_at.is_not(None))
+    cuts = [
+        await _quintile_cuts(connection, value, active)
+        for value in (w.last_purchase_at, w.purchases_12m, w.spend_12m)
+    ]
+    rfm_r, rfm_f, rfm_m = (
+        _score(value, axis_cuts, active)
+        for value, axis_cuts in zip(
+            (w.last_purchase_at, w.purchases_12m, w.spend_12m), cuts, strict=True
+        )
+    )
+    rfm_total = rfm_r + rfm_f + rfm_m
+    own_gap = and_(
+        w.purchase_count >= config.min_purchases_for_own_gap, w.avg_gap_days.is_not(None)
+    )
+    raw_gap = case((own_gap, w.avg_gap_days), else_=literal(shop_gap, Float))
+    usual_gap = case((raw_gap < MIN_USUAL_GAP_DAYS, MIN_USUAL_GAP_DAYS), else_=raw_gap)
+    at_risk_after = config.at_risk_gap_factor * usual_gap
+    lapsed_after = config.lapsed_gap_factor * usual_gap
+    stage = case(
+        (w.blocked_at.is_not(None), LifecycleStage.UNREACHABLE.value),
+        (w.marketing_opt_in.is_not(True), LifecycleStage.UNSUBSCRIBED.value),
+        (~active, LifecycleStage.PROSPECT.value),
+        (w.gap_days > lapsed_after, LifecycleStage.LAPSED.value),
+        (w.gap_days > at_risk_after, LifecycleStage.AT_RISK.value),
+        (
+            w.stage_old.in_([LifecycleStage.AT_RISK.value, LifecycleStage.LAPSED.value]),
             LifecycleStage.WON_BACK.value,
         ),
         (
             and_(
-                s.lifecycle_stage == LifecycleStage.WON_BACK.value,
-                s.stage_changed_at > now - timedelta(days=config.won_back_days),
+                w.stage_old == LifecycleStage.WON_BACK.value,
+                w.stage_changed_at > now - timedelta(days=config.won_back_days),
             ),
             LifecycleStage.WON_BACK.value,
         ),
         (
             and_(
-                s.purchase_count <= 1,
-                s.first_purchase_at >= now - timedelta(days=config.new_member_days),
+                w.purchase_count <= 1,
+                w.first_purchase_at >= now - timedelta(days=config.new_member_days),
             ),
             LifecycleStage.NEW.value,
         ),
         else_=LifecycleStage.ACTIVE.value,
     )
-    ratio = s.gap_days / (config.lapsed_gap_factor * s.usual_gap)
-    risk = case((~active, None), (ratio > 1.0, 1.0), (ratio < 0.0, 0.0), else_=ratio)
-    tier = case(
-        *[(s.spend_12m >= t.min_spend_12m_minor, t.code) for t in reversed(tiers[1:])],
-        else_=tiers[0].code,
+    ratio = w.gap_days / lapsed_after
+    return _Decisions(
+        active=active,
+        tier=case(
+            *[(w.spend_12m >= t.min_spend_12m_minor, t.code) for t in reversed(tiers[1:])],
+            else_=tiers[0].code,
+        ),
+        stage=stage,
+        rfm_r=rfm_r,
+        rfm_f=rfm_f,
+        rfm_m=rfm_m,
+        value_tier=case(
+            (~active, null()),
+            (rfm_total >= HIGH_VALUE_MIN_RFM, ValueTier.HIGH.value),
+            (rfm_total >= MEDIUM_VALUE_MIN_RFM, ValueTier.MEDIUM.value),
+            else_=ValueTier.LOW.value,
+        ),
+        churn_risk=case((~active, null()), (ratio > 1.0, 1.0), (ratio < 0.0, 0.0), else_=ratio),
     )
-    final = select(
-        s.id, s.purchase_count, s.last_purchase_at, s.blocked_at, s.marketing_opt_in, s.is_active,
-        s.spend_12m, s.tier_code, tier, s.lifecycle_stage, stage, s.rfm_r, s.rfm_f, s.rfm_m,
-        value, risk,
-    )  # fmt: skip
-    return insert(_work).from_select(
-        [
-            "id", "purchase_count", "last_purchase_at", "blocked_at", "marketing_opt_in",
-            "is_active", "spend_12m", "tier_old", "tier_new", "stage_old", "stage_new",
-            "rfm_r", "rfm_f", "rfm_m", "value_tier", "churn_risk",
-        ],
-        final,
-    )  # fmt: skip
 
 
-async def _collect_stats(connection: AsyncConnection, tiers: list[Tier]) -> dict[str, Any]:
+async def _collect_stats(
+    connection: AsyncConnection, decide: _Decisions, tiers: list[Tier]
+) -> dict[str, Any]:
+    """Counts of the decisions, in one pass over the work table."""
     w = _work.c
-    members, active, changes = (
+    columns = (w.stage_old, decide.stage, w.tier_old, decide.tier, decide.value_tier)
+    labelled = [column.label(f"c{index}") for index, column in enumerate(columns)]
+    groups = (
         await connection.execute(
-            select(
-                func.count(),
-                func.coalesce(func.sum(w.is_active), 0),
-                func.coalesce(func.sum(case((w.stage_new != w.stage_old, 1), else_=0)), 0),
-            )
-        )
-    ).one()
-    stages = dict(
-        (await connection.execute(select(w.stage_new, func.count()).group_by(w.stage_new))).all()
-    )
-    values = dict(
-        (
-            await connection.execute(
-                select(w.value_tier, func.count())
-                .where(w.value_tier.is_not(None))
-                .group_by(w.value_tier)
-            )
-        ).all()
-    )
-    rank = {tier.code: tier.rank for tier in tiers}
-    moves = (
-        await connection.execute(
-            select(w.tier_old, w.tier_new, func.count())
-            .where(w.tier_old != w.tier_new)
-            .group_by(w.tier_old, w.tier_new)
+            select(*labelled, func.count()).group_by(*(label.name for label in labelled))
         )
     ).all()
-    upgrades = sum(n for old, new, n in moves if rank.get(new, 0) > rank.get(old, 0))
-    return {
-        "members": int(members),
-        "active_members": int(active),
-        "stages": {str(k): int(v) for k, v in stages.items()},
-        "value_tiers": {str(k): int(v) for k, v in values.items()},
-        "stage_changes": int(changes),
-        "tier_upgrades": upgrades,
-        "tier_downgrades": sum(n for _, _, n in moves) - upgrades,
+    rank = {tier.code: tier.rank for tier in tiers}
+    stats: dict[str, Any] = {
+        "members": 0,
+        "active_members": 0,
+        "stages": {},
+        "value_tiers": {},
+        "stage_changes": 0,
+        "tier_upgrades": 0,
+        "tier_downgrades": 0,
     }
+    for stage_old, stage, tier_old, tier, value, count in groups:
+        n = int(count)
+        stats["members"] += n
+        stats["stages"][stage] = stats["stages"].get(stage, 0) + n
+        if value is not None:
+            stats["active_members"] += n
+            stats["value_tiers"][value] = stats["value_tiers"].get(value, 0) + n
+        if stage != stage_old:
+            stats["stage_changes"] += n
+        if tier != tier_old:
+            up = rank.get(tier, 0) > rank.get(tier_old, 0)
+            stats["tier_upgrades" if up else "tier_downgrades"] += n
+    return stats
 
 
-async def _write_back(connection: AsyncConnection, now: datetime) -> int:
-    """Copy the work table onto ``members`` in id ranges, one short transaction each."""
+async def _write_back(connection: AsyncConnection, decide: _Decisions, now: datetime) -> int:
+    """Copy the decisions onto ``members`` in id ranges, one short transaction each.
+
+    Scores and risk change daily for nearly everyone and touch no index; the indexed
+    segment columns (tier, stage, value tier) are written only where they change, because
+    rewriting an index entry costs even when the value stays the same.
+    """
     w = _work.c
     m = Member.__table__.c
     low, high = (await connection.execute(select(func.min(w.id), func.max(w.id)))).one()
     if low is None:
         return 0
+    unchanged_since_snapshot = (
+        m.id == w.id,
+        w.id.between(bindparam("start"), bindparam("end")),
+        # Whoever wrote to the member since the snapshot knew better: leave them be.
+        m.purchase_count == w.purchase_count,
+        m.last_purchase_at.is_not_distinct_from(w.last_purchase_at),
+        m.blocked_at.is_not_distinct_from(w.blocked_at),
+        m.marketing_opt_in == w.marketing_opt_in,
+        m.deleted_at.is_(None),
+    )
+    scores = (
+        update(Member.__table__)
+        .where(*unchanged_since_snapshot)
+        .values(
+            spend_12m_minor=w.spend_12m,
+            rfm_r=decide.rfm_r,
+            rfm_f=decide.rfm_f,
+            rfm_m=decide.rfm_m,
+            churn_risk=decide.churn_risk,
+            segments_refreshed_at=now,
+        )
+    )
+    segments = (
+        update(Member.__table__)
+        .where(
+            *unchanged_since_snapshot,
+            or_(
+                m.tier_code != decide.tier,
+                m.lifecycle_stage != decide.stage,
+                m.value_tier.is_distinct_from(decide.value_tier),
+            ),
+        )
+        .values(
+            tier_code=decide.tier,
+            tier_changed_at=case((decide.tier != w.tier_old, now), else_=m.tier_changed_at),
+            value_tier=decide.value_tier,
+            lifecycle_stage=decide.stage,
+            stage_changed_at=case((decide.stage != w.stage_old, now), else_=m.stage_changed_at),
+        )
+    )
     written = 0
     for start in range(int(low), int(high) + 1, UPDATE_BATCH_IDS):
-        result = await connection.execute(
-            update(Member.__table__)
-            .where(
-                m.id == w.id,
-                w.id.between(start, start + UPDATE_BATCH_IDS - 1),
-                # Whoever wrote to the member since the snapshot knew better: leave them.
-                m.purchase_count == w.purchase_count,
-                m.last_purchase_at.is_not_distinct_from(w.last_purchase_at),
-                m.blocked_at.is_not_distinct_from(w.blocked_at),
-                m.marketing_opt_in == w.marketing_opt_in,
-                m.deleted_at.is_(None),
-            )
-            .values(
-                spend_12m_minor=w.spend_12m,
-                tier_code=w.tier_new,
-                tier_changed_at=case((w.tier_new != w.tier_old, now), else_=m.tier_changed_at),
-                rfm_r=w.rfm_r,
-                rfm_f=w.rfm_f,
-                rfm_m=w.rfm_m,
-                value_tier=w.value_tier,
-                lifecycle_stage=w.stage_new,
-                stage_changed_at=case((w.stage_new != w.stage_old, now), else_=m.stage_changed_at),
-                churn_risk=w.churn_risk,
-                segments_refreshed_at=now,
-            )
-        )
+        batch = {"start": start, "end": start + UPDATE_BATCH_IDS - 1}
+        result = await connection.execute(scores, batch)
+        await connection.execute(segments, batch)
         written += int(result.rowcount)  # type: ignore[attr-defined]
         await connection.commit()
     return written

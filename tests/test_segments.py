@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import care.segments as segments
+from benchmarks import datagen
 from care.clock import FrozenClock
 from care.config import CareConfig
 from care.loyalty import record_purchase, tier_for_spend
@@ -401,3 +404,59 @@ async def test_too_few_rhythms_fall_back_to_the_configured_gap(
     stats = await refresh_segments(db, config, clock)
     assert stats.shop_gap_days == 45.0
     assert (stats.members, stats.active_members, stats.stages) == (1, 1, {Stage.NEW: 1})
+
+
+def test_quintile_cuts_give_the_same_scores_as_ranks() -> None:
+    rng = random.Random(11)
+    for population in (1, 2, 3, 4, 5, 7, 10, 23, 100):
+        values = [rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13]) for _ in range(population)]
+        ordered = sorted(values)
+        cuts = [ordered[p - 1] for p in segments.quintile_positions(population)]
+        for value in values:
+            rank = 1 + sum(1 for other in values if other < value)
+            assert 1 + sum(value > cut for cut in cuts) == quintile_score(rank, population)
+
+
+async def test_generated_benchmark_data_is_consistent(tmp_path: Path, clock: FrozenClock) -> None:
+    path = tmp_path / "bench.db"
+    made = datagen.generate(
+        path, members=600, purchases=6_000, now=clock.now(), report=lambda _: None
+    )
+    assert (made.members, made.purchases) == (600, 6_000)
+    with sqlite3.connect(path) as db:
+        assert datagen.read_data_now(db) == clock.now()
+        mismatched = db.execute(
+            """
+            SELECT count(*) FROM members m LEFT JOIN (
+                SELECT member_id, count(*) n, sum(amount_minor) total,
+                       min(purchased_at) first, max(purchased_at) last,
+                       sum(CASE WHEN purchased_at >= ? THEN amount_minor ELSE 0 END) recent
+                FROM purchases GROUP BY member_id
+            ) p ON p.member_id = m.id
+            WHERE coalesce(p.n, 0) != m.purchase_count
+               OR coalesce(p.total, 0) != m.total_spent_minor
+               OR coalesce(p.recent, 0) != m.spend_12m_minor
+               OR p.first IS NOT m.first_purchase_at OR p.last IS NOT m.last_purchase_at
+               OR m.points_balance != (
+                   SELECT coalesce(sum(delta), 0) FROM points_ledger WHERE member_id = m.id)
+            """,
+            (f"{(clock.now() - timedelta(days=365)):%Y-%m-%d %H:%M:%S.%f}",),
+        ).fetchone()[0]
+        assert mismatched == 0
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        factory = create_session_factory(engine)
+        stats = await refresh_segments(factory, CONFIG, clock)
+        assert stats.members == 600 and stats.skipped_busy == 0
+        async with factory() as session:
+            member = await session.scalar(
+                select(Member).where(Member.purchase_count >= 3).limit(1)
+            )
+            assert member is not None and member.first_purchase_at is not None
+            assert member.avg_gap_days == pytest.approx(
+                days_since(member.first_purchase_at, member.last_purchase_at)  # type: ignore[arg-type]
+                / (member.purchase_count - 1)
+            )
+            await record_purchase(session, CONFIG, clock, member_id=member.id, amount_minor=100)
+    finally:
+        await engine.dispose()
