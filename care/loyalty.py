@@ -8,6 +8,7 @@ ledger is append-only and chained by ``balance_after``, so its sum is always the
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -31,6 +32,7 @@ MIN_AMOUNT_MINOR = 1
 MAX_AMOUNT_MINOR = 100_000_000
 SPEND_WINDOW = timedelta(days=365)
 MAX_CODE_ATTEMPTS = 8
+RECEIPT_ID_MAX = 64
 
 
 class PurchaseError(Exception):
@@ -123,14 +125,14 @@ async def record_purchase(
         raise PurchaseError("member_deleted")
 
     purchases = PurchaseRepo(session)
-    receipt = (receipt_id or "").strip()[:64] or f"{source[:8]}-{uuid4().hex}"
+    receipt = _receipt_key(receipt_id) or f"{source[:8]}-{uuid4().hex}"
     purchase_id = await purchases.insert_new(
         {
             "member_id": member_id,
             "receipt_id": receipt,
             "amount_minor": amount_minor,
             "currency": config.currency,
-            "category": category,
+            "category": (category or "").strip()[:32] or None,
             "purchased_at": when,
             "points_earned": 0,
             "source": source[:16],
@@ -192,6 +194,18 @@ async def record_purchase(
         previous_tier_code=previous_tier_code,
         first_purchase=first_purchase,
     )
+
+
+def _receipt_key(receipt_id: str | None) -> str | None:
+    """The stored receipt id: as given, or a digest when longer than the column.
+
+    Cutting a long id short could make two different receipts look like one (and lose a
+    purchase as a "duplicate"); a digest keeps them apart and stays the same on a replay.
+    """
+    receipt = (receipt_id or "").strip()
+    if len(receipt) <= RECEIPT_ID_MAX:
+        return receipt or None
+    return "sha256:" + hashlib.sha256(receipt.encode()).hexdigest()[: RECEIPT_ID_MAX - 7]
 
 
 def _add_to_aggregates(member: Member, amount_minor: int, when: datetime, now: datetime) -> None:

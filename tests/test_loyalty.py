@@ -173,6 +173,27 @@ async def test_a_receipt_without_id_gets_its_own(db: Factory, clock: FrozenClock
         assert one.purchase_id != two.purchase_id
 
 
+async def test_long_receipt_ids_stay_distinct_and_idempotent(
+    db: Factory, clock: FrozenClock
+) -> None:
+    prefix = "POS-2026-03-02-STORE-0042-TERMINAL-07-" + "X" * 40
+    async with db() as session:
+        member = await new_member(session, clock)
+        first = await record_purchase(
+            session, CONFIG, clock, member_id=member.id, amount_minor=500, receipt_id=prefix + "1"
+        )
+        second = await record_purchase(
+            session, CONFIG, clock, member_id=member.id, amount_minor=500, receipt_id=prefix + "2"
+        )
+        replay = await record_purchase(
+            session, CONFIG, clock, member_id=member.id, amount_minor=500, receipt_id=prefix + "2"
+        )
+        assert (first.duplicate, second.duplicate, replay.duplicate) == (False, False, True)
+        assert replay.purchase_id == second.purchase_id
+        stored = await session.get(Purchase, first.purchase_id)
+        assert stored is not None and len(stored.receipt_id) <= 64
+
+
 async def test_points_use_the_tier_multiplier_held_when_paying(
     db: Factory, clock: FrozenClock
 ) -> None:
