@@ -141,6 +141,14 @@ class RunningBot:
     def session(self) -> AsyncSession:
         return self.services.session_factory()
 
+    async def settle(self, timeout: float = 5.0) -> None:
+        """Wait until every update the bot is handling has finished (and committed).
+
+        A reply reaches the user before the update's transaction commits; read the database
+        after ``settle()``, not straight after the reply.
+        """
+        assert await self.dp["update_log"].wait_idle(timeout), "the bot is still busy"
+
 
 @asynccontextmanager
 async def running_bot(
@@ -161,7 +169,8 @@ async def running_bot(
     try:
         yield RunningBot(sim=sim, bot=bot, dp=dp, services=services, clock=clock)
     finally:
-        await dp.stop_polling()
+        if not polling.done():
+            await dp.stop_polling()
         await polling
         await bot.session.close()
         await services.engine.dispose()

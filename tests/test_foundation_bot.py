@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -10,14 +11,17 @@ from aiogram.filters import Command
 from aiogram.types import Message
 from sqlalchemy import func, select
 
+from care.clock import FrozenClock
 from storage.models import Member
-from tests.conftest import RunningBot
+from tests.conftest import RunningBot, running_bot
+from tests.simulator import BotAPISimulator
 
 
 async def test_start_registers_the_user_as_a_member(app: RunningBot) -> None:
     user = app.user(1001, first_name="Wang", language_code="zh")
     await user.send("/start")
     await user.next_message()
+    await app.settle()
 
     async with app.session() as session:
         member = await session.scalar(select(Member).where(Member.telegram_id == 1001))
@@ -42,6 +46,7 @@ async def test_start_twice_does_not_register_twice(app: RunningBot) -> None:
     await user.next_message()
     await user.send("/start")
     await user.next_message()
+    await app.settle()
     async with app.session() as session:
         count = await session.scalar(
             select(func.count()).select_from(Member).where(Member.telegram_id == 1004)
@@ -88,3 +93,27 @@ async def test_html_in_a_name_is_escaped(app: RunningBot) -> None:
     await user.send("/start")
     reply = await user.next_message()
     assert "<b>Bob</b> & co" in reply.text
+
+
+async def test_shutdown_finishes_the_updates_in_flight(
+    sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
+) -> None:
+    started = asyncio.Event()
+
+    async def slow(message: Message) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+        await message.answer("finished")
+
+    async with running_bot(sim, sqlite_url, clock) as app:
+        slow_router = Router(name="slow")
+        slow_router.message.register(slow, Command("slow"))
+        app.dp.include_router(slow_router)
+        app.dp.sub_routers.insert(0, app.dp.sub_routers.pop())
+        user = app.user(1008, language_code="en")
+        await user.send("/slow")
+        await asyncio.wait_for(started.wait(), timeout=5)
+        await app.dp.stop_polling()  # what SIGTERM does
+        await asyncio.sleep(0)  # let the polling task finish
+        assert user.last_message is not None
+        assert user.last_message.text == "finished"
