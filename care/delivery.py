@@ -80,6 +80,7 @@ __all__ = [
     "DeliveryWorker",
     "campaign_counts",
     "default_batch_size",
+    "default_concurrency",
     "in_flight_bound",
 ]
 
@@ -87,6 +88,11 @@ __all__ = [
 def default_batch_size(rate: float) -> int:
     """Rows claimed at once: half a second of sending, at least 10."""
     return max(10, math.ceil(rate / 2))
+
+
+def default_concurrency(rate: float) -> int:
+    """Requests on the wire at once: 50 ms of sending, at least 16."""
+    return max(16, math.ceil(rate / 20))
 
 
 def in_flight_bound(batch_size: int) -> int:
@@ -182,6 +188,7 @@ class DeliveryWorker:
         *,
         limiter: RateLimiter | None = None,
         batch_size: int | None = None,
+        concurrency: int | None = None,
         lease: timedelta | None = None,
         max_pause: float = DEFAULT_MAX_PAUSE,
         request_timeout: int = 20,
@@ -196,6 +203,9 @@ class DeliveryWorker:
             config.send_rate, config.per_chat_interval, max_pause=max_pause
         )
         self.batch_size = batch_size or default_batch_size(config.send_rate)
+        # A cap on requests in flight: when Telegram (or the network) stalls, at most this many
+        # pile up and arrive together afterwards, instead of a second's worth breaking the limit.
+        self._on_the_wire = asyncio.Semaphore(concurrency or default_concurrency(config.send_rate))
         self.request_timeout = request_timeout
         # Long enough for everything a claimed row may wait for: its turn, a 429 pause, the
         # request itself. Only a dead worker's rows outlive it.
@@ -366,9 +376,11 @@ class DeliveryWorker:
 
     # ----------------------------------------------------------------- sending
     async def _deliver(self, row: _Claimed) -> None:
-        await self.limiter.acquire(row.chat_id)
-        self._started.add(row.id)
-        result = await self._send(row)
+        await self.limiter.chat_turn(row.chat_id)
+        async with self._on_the_wire:
+            await self.limiter.slot(row.chat_id)
+            self._started.add(row.id)
+            result = await self._send(row)
         # Appended only now: ``_record`` swaps the list while requests are on the wire.
         self._results.append(result)
         self._started.discard(row.id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import deque
 
 DEFAULT_MAX_PAUSE = 300.0
 # Rebuild the per-chat tables when they hold this many entries and some are stale.
@@ -47,6 +48,9 @@ class RateLimiter:
         self._chat_turn: dict[int, float] = {}  # when a chat's next reservation may start
         self._chat_sent: dict[int, float] = {}  # when a chat's last message actually went
         self._pruned_at = -math.inf
+        # The last second's sends: a late timer may bunch sends up, and this never lets
+        # more than ``rate`` of them into any one second.
+        self._window: deque[float] = deque(maxlen=max(1, math.floor(rate)))
 
     @staticmethod
     def _now() -> float:
@@ -65,12 +69,25 @@ class RateLimiter:
 
     async def acquire(self, chat_id: int) -> None:
         """Wait until a message to ``chat_id`` may go out, and count it as sent now."""
+        await self.chat_turn(chat_id)
+        await self.slot(chat_id)
+
+    async def chat_turn(self, chat_id: int) -> None:
+        """Wait for ``chat_id``'s turn (the first half of ``acquire``).
+
+        Callers that cap their requests in flight wait for the chat's turn before taking a
+        place under the cap, so that a busy chat never holds a place others could use.
+        """
+        if self.per_chat_interval <= 0:
+            return
         now = self._now()
-        if self.per_chat_interval > 0:
-            turn = max(now, self._chat_turn.get(chat_id, -math.inf))
-            self._chat_turn[chat_id] = turn + self.per_chat_interval
-            if turn > now:
-                await asyncio.sleep(turn - now)
+        turn = max(now, self._chat_turn.get(chat_id, -math.inf))
+        self._chat_turn[chat_id] = turn + self.per_chat_interval
+        if turn > now:
+            await asyncio.sleep(turn - now)
+
+    async def slot(self, chat_id: int) -> None:
+        """Wait for a global slot after ``chat_turn`` and count the message as sent now."""
         while True:
             now = self._now()
             slot = max(now, self._next_slot, self._paused_until)
@@ -81,13 +98,20 @@ class RateLimiter:
             if self._now() >= self._paused_until:
                 break
         if self.per_chat_interval > 0:
-            now = self._now()
             # The chat's previous message may have left late (its global slot came after its
             # chat turn): keep the full interval after when it really went.
             last = self._chat_sent.get(chat_id)
+            now = self._now()
             if last is not None and now < last + self.per_chat_interval:
                 await asyncio.sleep(last + self.per_chat_interval - now)
-                now = self._now()
+        window = self._window
+        while True:
+            now = self._now()
+            if len(window) < (window.maxlen or 1) or now - window[0] >= 1.0:
+                break
+            await asyncio.sleep(window[0] + 1.0 - now)
+        window.append(now)
+        if self.per_chat_interval > 0:
             self._chat_sent[chat_id] = now
             self._chat_turn[chat_id] = max(
                 self._chat_turn.get(chat_id, -math.inf), now + self.per_chat_interval
