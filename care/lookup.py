@@ -7,6 +7,7 @@ import re
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.codes import normalize_code
 from care.members import CODE_ALPHABET, CODE_LENGTH
 from storage.enums import MemberStatus
 from storage.models import Member
@@ -34,16 +35,17 @@ def _known() -> Select[tuple[Member]]:
 async def find_members(session: AsyncSession, query: str, limit: int = 10) -> list[Member]:
     """Members matching what a cashier typed, best match first; deleted members never match.
 
-    A member code (case-insensitive) or a phone number (with or without the country code)
-    finds that member; ``@name`` finds a Telegram username; anything else is a
-    case-insensitive search in names. An empty or overlong query finds nobody.
+    A member code (forgiving about case, spaces and a dash) or a phone number (with or
+    without the country code) finds that member; ``@name`` finds a Telegram username;
+    anything else is a case-insensitive search in names. An empty or overlong query finds nobody.
     """
     text = " ".join(query.split())
     if not text or len(text) > QUERY_MAX:
         return []
 
-    if CODE_RE.match(text.upper()):
-        by_code = await session.scalar(_known().where(Member.member_code == text.upper()))
+    code = normalize_code(text)
+    if CODE_RE.match(code):
+        by_code = await session.scalar(_known().where(Member.member_code == code))
         if by_code is not None:
             return [by_code]
 
@@ -106,3 +108,20 @@ async def find_one_member(session: AsyncSession, query: str) -> Member | None:
     """The single member ``query`` names unambiguously (code or phone first), else None."""
     found = await find_members(session, query, limit=2)
     return found[0] if len(found) == 1 else None
+
+
+async def find_by_code_or_phone(session: AsyncSession, text: str, limit: int = 2) -> list[Member]:
+    """Members an exact identity names (member code, else phone number): for the till and
+    imports, where a fuzzy name match must never pick whom a purchase is booked to."""
+    text = text.strip()
+    if not text or len(text) > QUERY_MAX:
+        return []
+    code = normalize_code(text)
+    if CODE_RE.match(code):
+        by_code = await session.scalar(_known().where(Member.member_code == code))
+        if by_code is not None:
+            return [by_code]
+    digits = phone_digits(text)
+    if PHONE_RE.match(text) and len(digits) >= 5:
+        return await _by_phone(session, digits, limit)
+    return []

@@ -175,6 +175,7 @@ async def test_find_members_by_every_identity(session: AsyncSession, clock: Froz
     await session.flush()
 
     assert await find_members(session, li.member_code.lower()) == [li]
+    assert await find_members(session, f"{li.member_code[:4]}-{li.member_code[4:]}") == [li]
     assert await find_members(session, "+86 138-0013-8000") == [li]
     assert await find_members(session, "13800138000") == [li]  # no country code
     assert await find_members(session, "8613900139000") == [han]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers.staff import staff_admin
+from handlers.staff import export, inbox, member, staff_admin, till
 from handlers.staff.access import MinRole
 
 
@@ -16,5 +16,11 @@ def build_router() -> Router:
     router = Router(name="staff")
     router.message.filter(MinRole())
     router.callback_query.filter(MinRole())
-    router.include_routers(staff_admin.build_router())
+    router.include_routers(
+        staff_admin.build_router(),
+        member.build_router(),
+        till.build_router(),
+        inbox.build_router(),
+        export.build_router(),
+    )
     return router

@@ -1,0 +1,36 @@
+"""Low survey scores still waiting for a human follow-up, oldest first."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Member, SurveyResponse
+
+
+def _pending() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return (SurveyResponse.needs_followup.is_(True), SurveyResponse.followed_up_at.is_(None))
+
+
+class FollowUpRepo:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def page(self, *, limit: int, offset: int) -> list[tuple[SurveyResponse, Member]]:
+        rows = await self.session.execute(
+            select(SurveyResponse, Member)
+            .join(Member, Member.id == SurveyResponse.member_id)
+            .where(*_pending())
+            .order_by(SurveyResponse.created_at, SurveyResponse.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return [(response, member) for response, member in rows.tuples()]
+
+    async def count(self) -> int:
+        return int(
+            await self.session.scalar(
+                select(func.count()).select_from(SurveyResponse).where(*_pending())
+            )
+            or 0
+        )
