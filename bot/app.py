@@ -33,7 +33,10 @@ from care.i18n import LOCALES, normalize_locale, translator
 from handlers import build_routers
 from handlers.middlewares import (
     DbSessionMiddleware,
+    FloodGate,
     MemberContextMiddleware,
+    MemoryFloodGate,
+    RedisFloodGate,
     ThrottlingMiddleware,
 )
 from storage import migrate
@@ -42,6 +45,8 @@ from storage.db import create_engine, create_session_factory
 log = logging.getLogger("carebot")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Per shopper: 6 updates at once, then 3 a second; an update that would wait over 3 s is dropped.
+FLOOD_RATE, FLOOD_BURST, FLOOD_MAX_WAIT = 3.0, 6, 3.0
 MENU_COMMANDS = (
     "start",
     "menu",
@@ -103,6 +108,15 @@ def _fsm_parts(services: Services) -> tuple[BaseStorage, BaseEventIsolation]:
     return SqlFsmStorage(services.session_factory, services.clock), SimpleEventIsolation()
 
 
+def _flood_gate(services: Services) -> FloodGate:
+    if services.settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(services.settings.redis_url)
+        return RedisFloodGate(redis, FLOOD_RATE, FLOOD_BURST, FLOOD_MAX_WAIT)
+    return MemoryFloodGate(FLOOD_RATE, FLOOD_BURST, FLOOD_MAX_WAIT)
+
+
 def create_dispatcher(services: Services) -> Dispatcher:
     """A fresh dispatcher with every router and middleware; tests build one per test."""
     storage, isolation = _fsm_parts(services)
@@ -117,10 +131,15 @@ def create_dispatcher(services: Services) -> Dispatcher:
         services=services,
         update_log=update_log,
     )
+    # Logging and flood control see each update as it arrives: before per-user isolation (part
+    # of the FSM middleware) queues a flooder's updates one behind the other, and before a
+    # database connection is taken.
+    dp.update.outer_middleware.unregister(dp.fsm)
     dp.update.outer_middleware(update_log)
+    dp.update.outer_middleware(ThrottlingMiddleware(_flood_gate(services)))
+    dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(DbSessionMiddleware(services.session_factory))
     dp.update.outer_middleware(MemberContextMiddleware(services.config))
-    dp.update.outer_middleware(ThrottlingMiddleware())
     dp.include_routers(*build_routers())
     dp.errors.register(on_error)
     dp.shutdown.register(on_shutdown)

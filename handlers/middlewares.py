@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, User
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.config import CareConfig
@@ -56,38 +58,98 @@ class MemberContextMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
-class ThrottlingMiddleware(BaseMiddleware):
-    """A token bucket per user: a flooding shopper is slowed down, everyone else is not.
+class FloodGate(Protocol):
+    async def delay(self, user_id: int) -> float | None:
+        """Seconds this user's update must wait for its turn; None when it is to be dropped."""
 
-    Kept in this process's memory, which is right for one polling process; with several
-    replicas the per-user rate is per replica (Telegram's sticky delivery keeps a user's
-    updates on one getUpdates consumer, and webhook replicas should share Redis isolation).
+
+class MemoryFloodGate:
+    """GCRA (a token bucket kept as one "theoretical arrival time" per user), in this process.
+
+    Right for one process; several replicas share a ``RedisFloodGate`` instead.
     """
 
-    def __init__(self, rate: float = 3.0, burst: int = 6) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[int, tuple[float, float]] = {}
-        self._warned: dict[int, float] = {}
+    def __init__(self, rate: float, burst: int, max_wait: float) -> None:
+        self.interval = 1.0 / rate
+        self.allowance = burst * self.interval
+        self.max_wait = max_wait
+        self._tat: dict[int, float] = {}
 
-    def _allow(self, user_id: int, now: float) -> bool:
-        tokens, last = self._buckets.get(user_id, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[user_id] = (tokens - 1.0 if allowed else tokens, now)
-        if len(self._buckets) > 100_000:
-            self._buckets.clear()
-        return allowed
+    async def delay(self, user_id: int) -> float | None:
+        now = time.monotonic()
+        new_tat = max(self._tat.get(user_id, now), now) + self.interval
+        wait = new_tat - now - self.allowance
+        if wait > self.max_wait:
+            return None
+        if len(self._tat) > 100_000:  # forget idle users now and then
+            self._tat = {uid: tat for uid, tat in self._tat.items() if tat > now}
+        self._tat[user_id] = new_tat
+        return max(wait, 0.0)
+
+
+# The same GCRA step, atomic in Redis and timed by the Redis server's clock.
+_GCRA_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local allowance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local wait = new_tat - now - allowance
+if wait > max_wait then return '-1' end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+if wait < 0 then wait = 0 end
+return tostring(wait)
+"""
+
+
+class RedisFloodGate:
+    """GCRA shared by every replica through Redis."""
+
+    def __init__(self, redis: Redis, rate: float, burst: int, max_wait: float) -> None:
+        self.redis = redis
+        self.args = (1.0 / rate, burst / rate, max_wait)
+        self._script = redis.register_script(_GCRA_LUA)
+
+    async def delay(self, user_id: int) -> float | None:
+        answer = await self._script(keys=[f"carebot:flood:{user_id}"], args=list(self.args))
+        wait = float(answer)
+        return None if wait < 0 else wait
+
+
+class ThrottlingMiddleware(BaseMiddleware):
+    """A flooding shopper is slowed down; everyone else is not.
+
+    Each user gets ``burst`` updates at once and then ``rate`` a second: a faster update waits
+    its turn (only that user's updates queue up behind it, under per-user event isolation), and
+    one that would wait longer than ``max_wait`` is dropped with a single polite warning.
+    """
+
+    def __init__(
+        self,
+        gate: FloodGate | None = None,
+        *,
+        rate: float = 3.0,
+        burst: int = 6,
+        max_wait: float = 3.0,
+    ) -> None:
+        self.gate = gate or MemoryFloodGate(rate, burst, max_wait)
+        self._warned: dict[int, float] = {}
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         if user is None:
             return await handler(event, data)
-        now = time.monotonic()
-        if self._allow(user.id, now):
+        wait = await self.gate.delay(user.id)
+        if wait is not None:
+            if wait > 0:
+                await asyncio.sleep(wait)
             return await handler(event, data)
-        log.info("throttled user %s", user.id)
-        if now - self._warned.get(user.id, 0.0) > 10.0:
+        log.info("dropped an update of flooding user %s", user.id)
+        now = time.monotonic()
+        if now - self._warned.get(user.id, -60.0) > 10.0:
             self._warned[user.id] = now
             bot = data.get("bot")
             chat = data.get("event_chat")
