@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +72,7 @@ INTERRUPTED = "interrupted: the worker stopped mid-send; not resent to avoid a d
 UNAUTHORIZED_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(minutes=10)
 ERROR_LIMIT = 255
+RECOVERY_EVERY = 30.0  # seconds between looks for a dead worker's rows
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
@@ -220,6 +222,7 @@ class DeliveryWorker:
         self.stats = DeliveryStats()
         self._results: list[_Result] = []
         self._started: set[int] = set()
+        self._recovered_at = -math.inf
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
 
@@ -233,7 +236,7 @@ class DeliveryWorker:
 
     # ------------------------------------------------------------------ the loop
     async def run(self, stop: asyncio.Event) -> None:
-        """Drain until ``stop`` is set; a database hiccup is logged and retried, never fatal."""
+        """Drain until ``stop`` is set; a failed pass (database hiccup) is logged and retried."""
         log.info(
             "delivery worker started: %.0f msg/s, batch %d, lease %ss",
             self.config.send_rate,
@@ -243,7 +246,7 @@ class DeliveryWorker:
         while not stop.is_set():
             try:
                 handled = await self.drain_once(stop)
-            except (SQLAlchemyError, OSError):
+            except Exception:  # the worker outlives any one pass: log, wait, go on
                 log.exception("delivery pass failed; retrying shortly")
                 handled = 0
             if stop.is_set() or handled:
@@ -271,7 +274,7 @@ class DeliveryWorker:
         await self._recover_expired()
         loop = asyncio.get_running_loop()
         tasks: dict[asyncio.Task[None], _Claimed] = {}
-        self._started: set[int] = set()
+        self._started = set()
         outstanding = 0
         handled = 0
         exhausted = False
@@ -327,6 +330,10 @@ class DeliveryWorker:
 
     # ---------------------------------------------------------------- claiming
     async def _recover_expired(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._recovered_at < RECOVERY_EVERY:
+            return
+        self._recovered_at = now
         async with self.session_factory() as session, session.begin():
             lost = await OutboxRepo(session).fail_expired_leases(self.clock.now(), INTERRUPTED)
         if lost:
@@ -524,14 +531,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m care.delivery",
         description="Drain the outbox once, or until stopped (SIGTERM/SIGINT stop cleanly).",
     )
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--api-url", default="https://api.telegram.org")
-    parser.add_argument("--token", required=True)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument(
+        "--api-url", default=os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org")
+    )
+    parser.add_argument("--token", default=os.environ.get("BOT_TOKEN"), help="default: $BOT_TOKEN")
     parser.add_argument("--rate", type=float, default=CareConfig.send_rate)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lease-seconds", type=float)
     parser.add_argument("--forever", action="store_true", help="keep draining until stopped")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.database_url or not args.token:
+        parser.error("needs --database-url and --token (or DATABASE_URL and BOT_TOKEN)")
+    return args
 
 
 async def _standalone(args: argparse.Namespace) -> None:
