@@ -30,6 +30,7 @@ from bot.settings import Settings
 from care.clock import Clock
 from care.config import CareConfig
 from care.i18n import LOCALES, normalize_locale, translator
+from care.scheduler import CareScheduler
 from handlers import build_routers
 from handlers.middlewares import (
     DbSessionMiddleware,
@@ -269,6 +270,12 @@ async def run(settings: Settings) -> None:
             await check_bot(bot, settings.telegram_api_url)
             await set_commands(bot, settings.default_locale)
             dp = create_dispatcher(services)
+            # The care schedule runs only in the real process: tests drive it themselves.
+            care_scheduler = CareScheduler(
+                bot, services.session_factory, services.config, services.clock
+            )
+            dp.startup.register(care_scheduler.start)
+            dp.shutdown.register(care_scheduler.stop)
             if settings.webhook_url:
                 await serve_webhook(dp, bot, settings)
             else:
