@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from bot.logging_setup import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
@@ -93,6 +95,60 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_REJECTED
 
 
+def cmd_care(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import StartupError, check_database
+    from care.clock import Clock, FrozenClock
+    from care.engine import plan
+    from care.report import render_plan, render_report, rule_report
+    from care.rules import get_rule
+    from storage.db import create_engine, create_session_factory
+
+    config = settings.care_config()
+    if getattr(args, "rule", None):
+        try:
+            get_rule(args.rule)
+        except KeyError as exc:
+            print(f"carebot: {exc.args[0]}", file=sys.stderr)
+            return EXIT_CONFIG
+
+    async def _care() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_database(engine)
+            factory = create_session_factory(engine)
+            if args.what == "report":
+                async with factory() as session:
+                    results = await rule_report(session, Clock(), config, days=args.days)
+                return render_report(results, config, args.days)
+            clock: Clock = Clock()
+            if args.at is not None:
+                at = args.at
+                if at.tzinfo is None:
+                    at = at.replace(tzinfo=ZoneInfo(config.default_timezone))
+                clock = FrozenClock(at)
+            outcomes = await plan(factory, config, clock, only=args.rule)
+            return render_plan(outcomes, clock.now(), config.default_timezone)
+        finally:
+            await engine.dispose()
+
+    try:
+        print(asyncio.run(_care()))
+    except StartupError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+def _moment(text: str) -> datetime:
+    """``2026-03-02 10:00``; without an offset it is read in the shop's time zone later."""
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date and time like 2026-03-02T10:00"
+        ) from None
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     parser = argparse.ArgumentParser(
         prog="carebot", description="A Telegram bot that helps a retail shop keep its customers."
@@ -117,6 +173,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         "--dry-run", action="store_true", help="check every line and report; save nothing"
     )
     commands["import"] = cmd_import
+
+    care_parser = sub.add_parser("care", help="the care rules: dry run and effect report")
+    care_sub = care_parser.add_subparsers(dest="what", metavar="WHAT", required=True)
+    dry_run = care_sub.add_parser(
+        "dry-run", help="print who would get which care message now; send and save nothing"
+    )
+    dry_run.add_argument("--rule", help="only this rule (e.g. birthday)")
+    dry_run.add_argument(
+        "--at",
+        type=_moment,
+        help="pretend it is this time (shop time zone), e.g. 2026-03-02T10:00",
+    )
+    report = care_sub.add_parser(
+        "report", help="per rule: sent, held out, conversions and uplift against the holdout"
+    )
+    report.add_argument("--days", type=int, default=90, help="period in days (default 90)")
+    commands["care"] = cmd_care
 
     return parser, commands
 
