@@ -48,7 +48,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased, noload
+from sqlalchemy.orm import aliased, raiseload
 
 from care import loyalty, surveys
 from care.clock import Clock
@@ -681,7 +681,7 @@ async def evaluate_rule(
         log.warning("care rule %s skipped: %s", rule.name, outcome.error)
         return outcome
     statement, key = rp.query()
-    statement = statement.options(noload(Member.interests)).order_by(key).limit(batch_size)
+    statement = statement.options(raiseload(Member.interests)).order_by(key).limit(batch_size)
     after: Any = None
     last: Any = None
     while True:
