@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care import engine, loyalty
@@ -21,6 +21,8 @@ from care.engine import RuleOutcome
 from storage.db import create_engine, create_session_factory
 from storage.enums import LifecycleStage, SurveyKind, TicketKind, TicketStatus
 from storage.models import (
+    DEFAULT_TIERS,
+    Base,
     CareTouch,
     Coupon,
     Member,
@@ -28,6 +30,7 @@ from storage.models import (
     OutboxMessage,
     SurveyInvitation,
     Ticket,
+    Tier,
 )
 from tests.rules_helpers import add_marketing_message, add_member, add_purchase
 
@@ -531,3 +534,55 @@ async def test_dry_run_shows_who_gets_what_and_keeps_nothing(
         assert await count(db, model) == 0, model
     # The real pass afterwards still finds them due.
     assert (await run(db, clock, "welcome"))["welcome"].sent == 1
+
+
+# ---------------------------------------------------------------- both backends
+
+
+async def test_every_rule_runs_the_same_on_sqlite_and_postgres(
+    any_db_url: str, clock: FrozenClock
+) -> None:
+    db_engine = create_engine(any_db_url)
+    async with db_engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+        await connection.execute(insert(Tier), [dict(tier) for tier in DEFAULT_TIERS])
+    db = create_session_factory(db_engine)
+    now = clock.now()
+    try:
+        async with db() as session:
+            fresh = await add_member(session, now, birthday=date(1990, 3, 2))
+            buyer = await add_member(session, now - timedelta(days=90, hours=1))
+            await add_purchase(session, buyer, now - timedelta(hours=3))
+            buyer.lifecycle_stage = LifecycleStage.ACTIVE
+            await add_member(
+                session, now - timedelta(days=60), lifecycle_stage=LifecycleStage.AT_RISK,
+                stage_changed_at=now,
+            )  # fmt: skip
+            session.add(
+                Ticket(
+                    member_id=buyer.id,
+                    kind=TicketKind.COMPLAINT,
+                    status=TicketStatus.CLOSED,
+                    created_at=now,
+                    updated_at=now,
+                    closed_at=now - timedelta(days=3),
+                )
+            )
+            await session.commit()
+        first, second = await asyncio.gather(
+            engine.evaluate(db, CONFIG, clock), engine.evaluate(db, CONFIG, clock)
+        )
+        assert all(o.error is None for o in first + second)
+        sent = sorted((m.rule or "", m.member_id == fresh.id) for m in await messages(db))
+        assert sent == [
+            ("birthday", True),
+            ("complaint_followup", False),
+            ("nps_survey", False),
+            ("purchase_survey", False),
+            ("welcome", True),
+            ("winback", False),
+        ]
+        assert await count(db, CareTouch) == 6
+        assert (await engine.evaluate(db, CONFIG, clock))[0].decided == 0
+    finally:
+        await db_engine.dispose()
