@@ -1,22 +1,48 @@
-"""/start and /help."""
+"""/start (with its deep links) and /help.
+
+``/start`` meets three kinds of people: a stranger (a member row in status ``registering`` is
+made at once, so a referral or source link is kept from the very first tap), someone half-way
+through registering (they start again cleanly) and a member (they get the main menu).
+"""
 
 from __future__ import annotations
 
-from aiogram import Router
-from aiogram.filters import Command, CommandStart
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.clock import Clock
 from care.config import CareConfig
-from care.i18n import Translator
+from care.i18n import Translator, labels
 from care.members import TelegramIdentity, create_member
-from storage.enums import MemberStatus
+from care.registration import (
+    LinkKind,
+    ReferralOutcome,
+    is_registered,
+    parse_start_link,
+    record_referral,
+    record_source,
+)
+from handlers.shopper import registration
+from handlers.shopper.keyboards import main_menu
 from storage.models import Member
+
+# What a member who taps an invitation link is told (a new member is told nothing for a
+# recorded referral: the welcome is enough).
+REFERRAL_NOTES = {
+    ReferralOutcome.SELF: "start.ref_self",
+    ReferralOutcome.ALREADY: "start.ref_already",
+    ReferralOutcome.TOO_LATE: "start.ref_member",
+    ReferralOutcome.UNKNOWN: "start.ref_unknown",
+}
 
 
 async def cmd_start(
     message: Message,
+    command: CommandObject,
+    state: FSMContext,
     session: AsyncSession,
     member: Member | None,
     t: Translator,
@@ -24,25 +50,40 @@ async def cmd_start(
     clock: Clock,
     shop_name: str,
 ) -> None:
-    if member is not None:
-        await message.answer(
-            t("start.welcome_back", name=member.name or "", code=member.member_code)
-        )
-        return
     user = message.from_user
     assert user is not None  # private chats always have a sender
-    identity = TelegramIdentity(
-        user_id=user.id,
-        chat_id=message.chat.id,
-        first_name=user.first_name,
-        last_name=user.last_name,
-        username=user.username,
-        language_code=user.language_code,
-    )
-    member = await create_member(session, identity, config, clock, status=MemberStatus.ACTIVE)
-    await message.answer(
-        t("start.welcome_new", shop=shop_name, name=member.name or "", code=member.member_code)
-    )
+    link = parse_start_link(command.args)
+    if is_registered(member):
+        assert member is not None
+        await state.clear()
+        if link.kind == LinkKind.REFERRAL:
+            outcome = await record_referral(session, member, link.value)
+            await message.answer(t(REFERRAL_NOTES.get(outcome, "start.ref_member")))
+        await message.answer(
+            t("start.welcome_back", name=member.name or "", code=member.member_code),
+            reply_markup=main_menu(t),
+        )
+        return
+
+    # The FSM is written before this update's session: see handlers/shopper/registration.py.
+    await registration.restart(state)
+    if member is None:
+        identity = TelegramIdentity(
+            user_id=user.id,
+            chat_id=message.chat.id,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            username=user.username,
+            language_code=user.language_code,
+        )
+        member = await create_member(session, identity, config, clock)
+    if link.kind == LinkKind.SOURCE:
+        record_source(member, link.value)
+    elif link.kind == LinkKind.REFERRAL:
+        outcome = await record_referral(session, member, link.value)
+        if outcome != ReferralOutcome.RECORDED:
+            await message.answer(t(REFERRAL_NOTES[outcome]))
+    await registration.ask_language(message, t, member.name or "", shop_name)
 
 
 async def cmd_help(message: Message, t: Translator) -> None:
@@ -50,7 +91,8 @@ async def cmd_help(message: Message, t: Translator) -> None:
 
 
 def build_router() -> Router:
-    router = Router(name="shopper.start")
+    router = Router(name=__name__)
     router.message.register(cmd_start, CommandStart())
     router.message.register(cmd_help, Command("help"))
+    router.message.register(cmd_help, F.text.in_(labels("menu.help")))
     return router

@@ -1,0 +1,116 @@
+"""Keyboards and callback data shared by the shopper's flows (the main menu is used by all)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from care.i18n import LOCALES, Translator
+from care.timezones import MAX_OFFSET_HOURS, MIN_OFFSET_HOURS, PICKER_CITIES
+
+MENU_KEYS: tuple[tuple[str, ...], ...] = (
+    ("menu.card", "menu.offers"),
+    ("menu.points", "menu.feedback"),
+    ("menu.invite", "menu.settings"),
+    ("menu.help",),
+)
+
+
+def main_menu(t: Translator) -> ReplyKeyboardMarkup:
+    """The member's main menu: a persistent reply keyboard in the member's language."""
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=t.plain(key)) for key in row] for row in MENU_KEYS],
+        resize_keyboard=True,
+        is_persistent=True,
+        input_field_placeholder=t.plain("menu.placeholder"),
+    )
+
+
+def share_contact_keyboard(t: Translator) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=t.plain("reg.phone_button"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def share_location_keyboard(t: Translator) -> ReplyKeyboardMarkup:
+    return ReplyKeyboardMarkup(
+        keyboard=[
+            [KeyboardButton(text=t.plain("tz.location_button"), request_location=True)],
+            [KeyboardButton(text=t.plain("tz.cancel_button"))],
+        ],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
+
+
+def language_buttons(
+    suggested: str, make_data: Callable[[str], CallbackData]
+) -> InlineKeyboardMarkup:
+    """中文 / English, the language of the shopper's Telegram app first."""
+    order = sorted(LOCALES, key=lambda locale: locale != suggested)
+    builder = InlineKeyboardBuilder()
+    for locale in order:
+        builder.button(text=LANGUAGE_NAMES[locale], callback_data=make_data(locale))
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+LANGUAGE_NAMES = {"zh": "中文", "en": "English"}
+
+
+def category_label(t: Translator, category: str) -> str:
+    """A shop category's name in the member's language (unknown categories show as configured)."""
+    key = f"interest.{category}"
+    return t.plain(key) if t.has(key) else category
+
+
+def interests_keyboard(
+    t: Translator,
+    categories: Sequence[str],
+    selected: Sequence[str],
+    toggle_data: Callable[[int], CallbackData],
+    done_data: CallbackData,
+) -> InlineKeyboardMarkup:
+    """A multi-select of the shop's categories: a press toggles ✓, then Done."""
+    builder = InlineKeyboardBuilder()
+    for index, category in enumerate(categories):
+        mark = "✓ " if category in selected else ""
+        builder.button(
+            text=f"{mark}{category_label(t, category)}", callback_data=toggle_data(index)
+        )
+    builder.adjust(2)
+    builder.row(InlineKeyboardButton(text=t.plain("buttons.done"), callback_data=done_data.pack()))
+    return builder.as_markup()
+
+
+def city_keyboard(
+    t: Translator,
+    city_data: Callable[[int], CallbackData],
+    offsets_data: CallbackData,
+) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for index, city in enumerate(PICKER_CITIES):
+        builder.button(text=t.plain(f"tz.city.{city.key}"), callback_data=city_data(index))
+    builder.adjust(3)
+    builder.row(
+        InlineKeyboardButton(text=t.plain("tz.by_offset"), callback_data=offsets_data.pack())
+    )
+    return builder.as_markup()
+
+
+def offset_keyboard(offset_data: Callable[[int], CallbackData]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for hours in range(MIN_OFFSET_HOURS, MAX_OFFSET_HOURS + 1):
+        builder.button(text=f"UTC{hours:+d}" if hours else "UTC", callback_data=offset_data(hours))
+    builder.adjust(5)
+    return builder.as_markup()

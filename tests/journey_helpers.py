@@ -1,0 +1,77 @@
+"""Helpers for end-to-end tests of the shopper's journey: register a member by pressing buttons."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from care.i18n import translator
+from handlers.middlewares import ThrottlingMiddleware
+from storage.models import Member
+from tests.conftest import RunningBot
+from tests.simulator import SimMessage, SimUser
+
+
+def without_throttling(app: RunningBot) -> RunningBot:
+    """Let a test press buttons faster than any person could (flood control has its own test)."""
+    for middleware in app.dp.update.outer_middleware:
+        if isinstance(middleware, ThrottlingMiddleware):
+            middleware.rate = middleware.burst = 10_000
+    return app
+
+
+def label(locale: str, key: str, **values: object) -> str:
+    """A button label exactly as the bot renders it."""
+    return translator(locale).plain(key, **values)
+
+
+def buttons(message: SimMessage) -> list[str]:
+    return [text for row in message.inline_buttons + message.reply_buttons for text in row]
+
+
+async def wait_button(user: SimUser, text: str, timeout: float = 5.0) -> SimMessage:
+    """Wait for a bot message (new or edited since the user's last action) with this button."""
+    return await user.wait_until(lambda m: text in buttons(m), timeout)
+
+
+async def register(
+    user: SimUser,
+    locale: str = "en",
+    *,
+    marketing: bool = False,
+    name: str | None = None,
+    birthday: str | None = None,
+    interests: tuple[str, ...] = (),
+    start: str = "/start",
+) -> None:
+    """Walk the whole registration as the shopper would, pressing the buttons the bot sent."""
+    await user.send(start)
+    await wait_button(user, "English")
+    await user.press("中文" if locale == "zh" else "English")
+    await wait_button(user, label(locale, "reg.consent_yes"))
+    await user.press(label(locale, "reg.consent_yes"))
+    await wait_button(user, label(locale, "reg.marketing_no"))
+    await user.press(label(locale, "reg.marketing_yes" if marketing else "reg.marketing_no"))
+    keep = label(locale, "reg.name_keep", name=user.first_name)
+    await wait_button(user, keep)
+    if name is None:
+        await user.press(keep)
+    else:
+        await user.send(name)
+    await wait_button(user, label(locale, "reg.phone_button"))
+    await user.press(label(locale, "reg.phone_button"))
+    await wait_button(user, label(locale, "reg.birthday_skip"))
+    if birthday is None:
+        await user.press(label(locale, "reg.birthday_skip"))
+    else:
+        await user.send(birthday)
+    await wait_button(user, label(locale, "buttons.done"))
+    for key in interests:
+        await user.press(label(locale, f"interest.{key}"))
+        await wait_button(user, f"✓ {label(locale, f'interest.{key}')}")
+    await user.press(label(locale, "buttons.done"))
+    await user.wait_until(lambda m: m.photo is not None)
+
+
+async def member_of(app: RunningBot, telegram_id: int) -> Member | None:
+    async with app.session() as session:
+        return await session.scalar(select(Member).where(Member.telegram_id == telegram_id))
