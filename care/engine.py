@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from sqlalchemy.orm import aliased, raiseload
 
 from care import loyalty, surveys
 from care.clock import Clock
-from care.codes import display_code
+from care.codes import display_code, random_code
 from care.config import CareConfig
 from care.guardrails import in_holdout, marketing_blocks
 from care.i18n import LOCALES, translator
@@ -70,7 +71,18 @@ from storage.enums import (
     TicketKind,
     TicketStatus,
 )
-from storage.models import CareTouch, Coupon, Member, Offer, OutboxMessage, Purchase, Ticket, Tier
+from storage.models import (
+    CareTouch,
+    Coupon,
+    JobState,
+    Member,
+    Offer,
+    OutboxMessage,
+    Purchase,
+    SurveyInvitation,
+    Ticket,
+    Tier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +91,7 @@ MAX_YEARS = 30
 # Upgrades happen when a purchase is recorded; a tier change at that instant was an upgrade.
 UPGRADE_TOLERANCE = timedelta(minutes=5)
 LOCK_RETRIES = 5
+SURVEY_TTL = timedelta(days=7)
 
 
 @dataclass(slots=True)
@@ -159,8 +172,9 @@ def _touched_occasion(rule: Rule, occasion: ColumnElement[Any]) -> ColumnElement
 
 
 def _reachable(rule: Rule) -> list[ColumnElement[bool]]:
+    # Not ``status``: nearly every member is active, and SQLite would walk that index instead
+    # of the trigger's; the status is checked on the loaded rows (``_RulePass.candidate``).
     conditions: list[ColumnElement[bool]] = [
-        Member.status == MemberStatus.ACTIVE,
         Member.deleted_at.is_(None),
         Member.blocked_at.is_(None),
         Member.chat_id.is_not(None),
@@ -179,16 +193,26 @@ def _reachable(rule: Rule) -> list[ColumnElement[bool]]:
 class _RulePass:
     """The query and the facts of one rule's trigger, for one moment ``now``."""
 
-    def __init__(self, session: AsyncSession, config: CareConfig, rule: Rule, now: datetime):
+    def __init__(
+        self,
+        session: AsyncSession,
+        config: CareConfig,
+        rule: Rule,
+        now: datetime,
+        since: datetime | None = None,
+    ) -> None:
         self.session = session
         self.config = config
         self.rule = rule
         self.now = now
-        self.window_start = now - rule.max_late
+        # Occasions due in (window_start, now]: since the last pass, and never staler than
+        # the rule allows (a birthday greeting two days late is worse than none).
+        oldest = now - rule.max_late
+        self.window_start = oldest if since is None else min(max(oldest, since), now)
         self.tiers: list[Tier] = []
         self.offer: Offer | None = None
 
-    # The key column orders the batches; each query returns (Member, key, *facts).
+    # Each query returns rows of (member id, *facts) for the members due in the window.
     async def prepare(self) -> None:
         if self.rule.trigger in (Trigger.TIER_UPGRADE, Trigger.NEAR_NEXT_TIER):
             self.tiers = list(await self.session.scalars(select(Tier).order_by(Tier.rank)))
@@ -210,7 +234,7 @@ class _RulePass:
         return [~_touched_since(self.rule, self.now - self.rule.repeat_after)]
 
     def _q_joined(self) -> tuple[Select[Any], ColumnElement[Any]]:
-        statement = select(Member, Member.id).where(
+        statement = select(Member.id).where(
             *self._due_range(Member.registered_at),
             ~exists().where(CareTouch.rule == self.rule.name, CareTouch.member_id == Member.id),
         )
@@ -219,7 +243,7 @@ class _RulePass:
     def _q_purchase(self) -> tuple[Select[Any], ColumnElement[Any]]:
         occasion = literal("purchase:") + cast(Purchase.id, String)
         statement = (
-            select(Member, Purchase.id, Purchase.purchased_at)
+            select(Member.id, Purchase.id, Purchase.purchased_at)
             .join(Purchase, Purchase.member_id == Member.id)
             .where(
                 *self._due_range(Purchase.purchased_at),
@@ -234,14 +258,14 @@ class _RulePass:
         month_days = {day.month * 100 + day.day for day in days}
         if any(_is_leap_stand_in(day) for day in days):
             month_days.add(229)
-        statement = select(Member, Member.id).where(
+        statement = select(Member.id).where(
             Member.birthday_md.in_(sorted(month_days)),
             ~_touched_since(self.rule, self.now - timedelta(days=300)),
         )
         return statement, Member.id
 
     def _q_stage(self, stage: LifecycleStage) -> tuple[Select[Any], ColumnElement[Any]]:
-        statement = select(Member, Member.id).where(
+        statement = select(Member.id).where(
             Member.lifecycle_stage == stage,
             *self._due_range(Member.stage_changed_at),
             ~_touched_since(self.rule, Member.stage_changed_at),
@@ -257,10 +281,11 @@ class _RulePass:
     def _q_coupon_expiry(self) -> tuple[Select[Any], ColumnElement[Any]]:
         # Due ``delay`` before expiry, for a coupon held at least that long already.
         statement = (
-            select(Member, Coupon.id, Coupon.expires_at)
+            select(Member.id, Coupon.id, Coupon.expires_at)
             .join(Coupon, Coupon.member_id == Member.id)
             .where(
                 Coupon.expires_at > self.now,
+                Coupon.expires_at > self.window_start + self.rule.delay,
                 Coupon.expires_at <= self.now + self.rule.delay,
                 Coupon.redeemed_at.is_(None),
                 Coupon.expiry_reminded_at.is_(None),
@@ -272,7 +297,7 @@ class _RulePass:
     def _anniversaries(self, period: Callable[[int], datetime], count: int) -> list[Any]:
         return [
             and_(
-                Member.registered_at > period(k) - self.rule.max_late,
+                Member.registered_at > period(k) - (self.now - self.window_start),
                 Member.registered_at <= period(k),
             )
             for k in range(1, count + 1)
@@ -280,7 +305,7 @@ class _RulePass:
 
     def _q_anniversary(self) -> tuple[Select[Any], ColumnElement[Any]]:
         ranges = self._anniversaries(lambda k: add_years(self.now, -k), MAX_YEARS)
-        statement = select(Member, Member.id).where(
+        statement = select(Member.id).where(
             or_(*ranges), ~_touched_since(self.rule, self.now - timedelta(days=300))
         )
         return statement, Member.id
@@ -288,12 +313,12 @@ class _RulePass:
     def _q_nps_cycle(self) -> tuple[Select[Any], ColumnElement[Any]]:
         cycles = int(MAX_YEARS * 365 / self.rule.delay.days)
         ranges = self._anniversaries(lambda k: self.now - self.rule.delay * k, cycles)
-        statement = select(Member, Member.id).where(or_(*ranges), *self._repeat_guard())
+        statement = select(Member.id).where(or_(*ranges), *self._repeat_guard())
         return statement, Member.id
 
     def _q_tier_upgrade(self) -> tuple[Select[Any], ColumnElement[Any]]:
         base = self.tiers[0].code if self.tiers else "member"
-        statement = select(Member, Member.id).where(
+        statement = select(Member.id).where(
             Member.tier_code != base,
             *self._due_range(Member.tier_changed_at),
             ~_touched_since(self.rule, Member.tier_changed_at),
@@ -311,7 +336,7 @@ class _RulePass:
                     Member.spend_12m_minor < following.min_spend_12m_minor,
                 )
             )
-        statement = select(Member, Member.id).where(
+        statement = select(Member.id).where(
             or_(*close) if close else false(),
             *self._due_range(Member.last_purchase_at),
             *self._repeat_guard(),
@@ -321,7 +346,7 @@ class _RulePass:
     def _q_referral(self) -> tuple[Select[Any], ColumnElement[Any]]:
         friend = aliased(Member, name="friend")
         statement = (
-            select(Member, friend.id, friend.member_code)
+            select(Member.id, friend.id, friend.member_code)
             .join(friend, friend.referrer_id == Member.id)
             .where(
                 *self._due_range(friend.first_purchase_at),
@@ -333,7 +358,7 @@ class _RulePass:
     def _q_complaint_closed(self) -> tuple[Select[Any], ColumnElement[Any]]:
         occasion = literal("ticket:") + cast(Ticket.id, String)
         statement = (
-            select(Member, Ticket.id, Ticket.closed_at)
+            select(Member.id, Ticket.id, Ticket.closed_at)
             .join(Ticket, Ticket.member_id == Member.id)
             .where(
                 Ticket.kind == TicketKind.COMPLAINT,
@@ -371,6 +396,8 @@ class _RulePass:
     # ------------------------------------------------------------------ rows → candidates
     def candidate(self, row: Sequence[Any]) -> Candidate | None:
         member: Member = row[0]
+        if member.status != MemberStatus.ACTIVE:
+            return None
         trigger = self.rule.trigger
         delay = self.rule.delay
         if trigger == Trigger.JOINED:
@@ -417,7 +444,7 @@ class _RulePass:
         for day in (today, today - timedelta(days=1)):
             if _birthday_falls_on(member.birthday_md, day):
                 due = datetime.combine(day, time(BIRTHDAY_HOUR), zone).astimezone(UTC)
-                if due <= self.now < due + self.rule.max_late:
+                if self.window_start < due <= self.now:
                     return Candidate(member, f"{day.year}", due)
         return None
 
@@ -427,7 +454,7 @@ class _RulePass:
             due = add_years(member.registered_at, years)
             if due > self.now:
                 return None
-            if self.now - due < self.rule.max_late:
+            if due > self.window_start:
                 return Candidate(member, f"year:{years}", due, {"years": years})
         return None
 
@@ -435,7 +462,7 @@ class _RulePass:
         assert member.registered_at is not None
         cycle = int((self.now - member.registered_at) / self.rule.delay)
         due = member.registered_at + self.rule.delay * cycle
-        if cycle < 1 or self.now - due >= self.rule.max_late:
+        if cycle < 1 or due <= self.window_start:
             return None
         return Candidate(member, f"cycle:{cycle}", due)
 
@@ -552,8 +579,15 @@ class _Actor:
         }
 
     async def batch_facts(self, batch: list[Candidate]) -> None:
-        """Facts a whole batch needs, loaded with one query each."""
+        """Facts a whole batch needs, loaded or written with one statement each."""
         ids = [c.member.id for c in batch]
+        offer = self.rp.offer
+        if offer is not None and offer.kind != OfferKind.POINTS:
+            coupons = await self._issue_coupons(offer, ids)
+            for c in batch:
+                c.facts["new_coupon"] = coupons[c.member.id]
+        if self.rule.survey is not None:
+            await self._create_invitations(batch)
         if self.rule.name == "welcome_followup":
             waiting = set(
                 await self.session.scalars(
@@ -578,6 +612,64 @@ class _Actor:
             for c in batch:
                 c.facts["coupon_row"] = coupons[c.facts["coupon_id"]]
 
+    async def _issue_coupons(self, offer: Offer, member_ids: list[int]) -> dict[int, Coupon]:
+        """One coupon of ``offer`` per member, inserted with one statement.
+
+        The same coupons ``loyalty.issue_coupon`` makes; if a random code ever collides, the
+        batch falls back to it, coupon by coupon, which retries the code.
+        """
+        now = self.clock.now()
+        expires_at = loyalty.coupon_expiry(offer, now)
+        source = f"rule:{self.rule.name}"[:32]
+        rows = [
+            {
+                "offer_id": offer.id,
+                "member_id": member_id,
+                "code": random_code(),
+                "source": source,
+                "issued_at": now,
+                "expires_at": expires_at,
+            }
+            for member_id in member_ids
+        ]
+        try:
+            async with self.session.begin_nested():
+                await self.session.execute(insert(Coupon), rows)
+        except IntegrityError:
+            issued = [
+                await loyalty.issue_coupon(
+                    self.session, self.clock, member_id=member_id, offer=offer, source=source
+                )
+                for member_id in member_ids
+            ]
+            return {coupon.member_id: coupon for coupon in issued}
+        # Detached copies carry what the message shows; the rows are in the database.
+        return {row["member_id"]: Coupon(**row) for row in rows}
+
+    async def _create_invitations(self, batch: list[Candidate]) -> None:
+        """The survey invitations of a batch, as ``surveys.create_invitation`` makes them,
+        inserted with one statement."""
+        now = self.clock.now()
+        assert self.rule.survey is not None
+        rows = [
+            {
+                "member_id": c.member.id,
+                "kind": str(self.rule.survey),
+                "nonce": secrets.token_urlsafe(9),
+                "purchase_id": c.facts.get("purchase_id"),
+                "created_at": now,
+                "expires_at": now + SURVEY_TTL,
+            }
+            for c in batch
+        ]
+        statement = insert(SurveyInvitation).returning(SurveyInvitation.id, SurveyInvitation.nonce)
+        ids = {
+            nonce: invitation_id
+            for invitation_id, nonce in await self.session.execute(statement, rows)
+        }
+        for c, row in zip(batch, rows, strict=True):
+            c.facts["invitation"] = SurveyInvitation(id=ids[row["nonce"]], **row)
+
     async def act(self, candidate: Candidate) -> OutboxItem:
         member = candidate.member
         locale = member.locale if member.locale in LOCALES else self.config.default_locale
@@ -593,10 +685,7 @@ class _Actor:
             facts["reward_points"] = offer.value
             facts["coupon"] = None
         elif offer is not None:
-            coupon = await loyalty.issue_coupon(
-                self.session, self.clock, member_id=member.id, offer=offer,
-                source=f"rule:{self.rule.name}",
-            )  # fmt: skip
+            coupon = facts.pop("new_coupon")
             facts["coupon"] = self._coupon_facts(coupon, offer, locale, tz)
         elif self.rule.trigger == Trigger.REFERRAL:
             facts.setdefault("reward_points", 0)
@@ -611,11 +700,7 @@ class _Actor:
         if self.rule.trigger in (Trigger.TIER_UPGRADE, Trigger.NEAR_NEXT_TIER):
             self._tier_facts(member, locale, facts)
         if self.rule.survey is not None:
-            invitation = await surveys.create_invitation(
-                self.session, self.clock, member_id=member.id, kind=self.rule.survey,
-                purchase_id=facts.get("purchase_id"),
-            )  # fmt: skip
-            reply_markup = surveys.invitation_markup(invitation, locale)
+            reply_markup = surveys.invitation_markup(facts.pop("invitation"), locale)
         context = member_context(member, self.config, **_template_facts(facts))
         text = render_rule(self.rule.template or self.rule.name, locale, context)
         assert member.chat_id is not None
@@ -661,6 +746,7 @@ async def evaluate_rule(
     clock: Clock,
     rule: Rule,
     *,
+    since: datetime | None = None,
     commit: bool = True,
     collect: bool = False,
     batch_size: int = BATCH_SIZE,
@@ -673,24 +759,24 @@ async def evaluate_rule(
     """
     outcome = RuleOutcome(rule.name)
     now = clock.now()
-    rp = _RulePass(session, config, rule, now)
+    rp = _RulePass(session, config, rule, now, since)
     await rp.prepare()
     actor = _Actor(session, config, clock, rule, rp)
     if not await actor.offer_available():
         outcome.error = f"offer {rule.offer!r} is switched off or over"
         log.warning("care rule %s skipped: %s", rule.name, outcome.error)
         return outcome
-    statement, key = rp.query()
-    statement = statement.options(raiseload(Member.interests)).order_by(key).limit(batch_size)
-    after: Any = None
-    last: Any = None
-    while True:
-        page = statement if after is None else statement.where(key > after)
+    statement, _key = rp.query()
+    # Phase one finds who is due: ids and trigger facts only, through the trigger's index.
+    # Phase two loads and decides them in batches, each its own short transaction.
+    due = (await session.execute(statement)).all()
+    if commit:
+        await session.commit()
+    for start in range(0, len(due), batch_size):
+        rows = due[start : start + batch_size]
         for attempt in range(LOCK_RETRIES if commit else 1):
             try:
-                last = await _run_batch(
-                    session, config, clock, rule, rp, actor, page, outcome, collect
-                )
+                await _run_batch(session, config, clock, rule, rp, actor, rows, outcome, collect)
                 if commit:
                     await session.commit()
                 break
@@ -703,9 +789,44 @@ async def evaluate_rule(
                 await rp.prepare()
                 await actor.offer_available()
         session.expunge_all()
-        if last is None:
-            return outcome
-        after = last
+    if commit:
+        await _mark_covered(session, rule, now)
+    return outcome
+
+
+def coverage_name(rule: Rule) -> str:
+    """The ``job_state`` row that remembers up to when ``rule`` has been evaluated."""
+    return f"care.rule.{rule.name}"
+
+
+async def covered_until(session: AsyncSession, rule: Rule) -> datetime | None:
+    """When the last completed pass of ``rule`` ran (None: never)."""
+    return await session.scalar(
+        select(JobState.covered_until).where(JobState.name == coverage_name(rule))
+    )
+
+
+async def _mark_covered(session: AsyncSession, rule: Rule, now: datetime) -> None:
+    for attempt in range(LOCK_RETRIES):
+        try:
+            state = await session.get(JobState, coverage_name(rule))
+            if state is None:
+                try:
+                    async with session.begin_nested():
+                        session.add(JobState(name=coverage_name(rule)))
+                except IntegrityError:  # a concurrent pass created it
+                    pass
+                state = await session.get_one(JobState, coverage_name(rule))
+            if state.covered_until is None or state.covered_until < now:
+                state.covered_until = now
+            state.last_run_at = now
+            await session.commit()
+            return
+        except (OperationalError, DBAPIError) as exc:
+            await session.rollback()
+            if attempt == LOCK_RETRIES - 1 or not _is_contention(exc):
+                raise
+            await asyncio.sleep(0.05 * 2**attempt)
 
 
 def _is_contention(exc: DBAPIError) -> bool:
@@ -720,19 +841,23 @@ async def _run_batch(
     rule: Rule,
     rp: _RulePass,
     actor: _Actor,
-    page: Select[Any],
+    rows: Sequence[Any],
     outcome: RuleOutcome,
     collect: bool,
-) -> Any:
-    """One batch: find, guard, claim, act. Returns the batch's last key, None when done."""
-    rows = (await session.execute(page)).all()
-    if not rows:
-        return None
-    last_key = rows[-1][1]
+) -> None:
+    """One batch of due rows: load the members, guard, claim, act."""
+    ids = list({row[0] for row in rows})
+    members = {
+        member.id: member
+        for member in await session.scalars(
+            select(Member).where(Member.id.in_(ids)).options(raiseload(Member.interests))
+        )
+    }
     seen: set[int] = set()
     batch: list[Candidate] = []
     for row in rows:
-        candidate = rp.candidate(row)
+        member = members.get(row[0])
+        candidate = rp.candidate((member, *row[1:])) if member is not None else None
         # One occasion per member per pass: two purchases in the window get one survey.
         if candidate is None or candidate.member.id in seen:
             continue
@@ -771,7 +896,6 @@ async def _run_batch(
                 outcome.decisions.append(
                     _decision(rule, c, HoldoutArm.TREATMENT, item.text, queued.get(item.key))
                 )
-    return last_key
 
 
 async def _side_effects(
@@ -846,13 +970,17 @@ async def evaluate(
 ) -> list[RuleOutcome]:
     """One evaluation pass over every enabled scheduled rule (or just ``only``), committing.
 
-    A rule that fails is logged and reported in its outcome; the other rules still run.
+    Each rule covers the occasions due since its last completed pass (``job_state``), at most
+    ``max_late`` back: after downtime the next pass catches up once. A rule that fails is
+    logged and reported in its outcome, keeps its window for the next pass, and the other
+    rules still run.
     """
     outcomes = []
     for rule in scheduled_rules(config, only):
         async with session_factory() as session:
             try:
-                outcome = await evaluate_rule(session, config, clock, rule)
+                since = await covered_until(session, rule)
+                outcome = await evaluate_rule(session, config, clock, rule, since=since)
             except Exception as exc:  # one broken rule must not stop the others
                 log.exception("care rule %s failed", rule.name)
                 await session.rollback()
@@ -882,8 +1010,11 @@ async def plan(
     async with session_factory() as session:
         try:
             for rule in scheduled_rules(config, only):
+                since = await covered_until(session, rule)
                 outcomes.append(
-                    await evaluate_rule(session, config, clock, rule, commit=False, collect=True)
+                    await evaluate_rule(
+                        session, config, clock, rule, since=since, commit=False, collect=True
+                    )
                 )
         finally:
             await session.rollback()

@@ -57,6 +57,12 @@ class Member(Base):
     """
 
     __tablename__ = "members"
+    # The care rules' triggers: each rule's due members are one range scan.
+    __table_args__ = (
+        Index(
+            "ix_members_lifecycle_stage_stage_changed_at", "lifecycle_stage", "stage_changed_at"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
@@ -88,10 +94,10 @@ class Member(Base):
     source: Mapped[str | None] = mapped_column(String(64))
 
     tier_code: Mapped[str] = mapped_column(String(16), default="member", index=True)
-    tier_changed_at: Mapped[datetime | None]
+    tier_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     points_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
-    first_purchase_at: Mapped[datetime | None]
+    first_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     purchase_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     total_spent_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
@@ -409,6 +415,8 @@ class CareTouch(Base):
     __tablename__ = "care_touches"
     __table_args__ = (
         UniqueConstraint("rule", "member_id", "occasion"),
+        # "Has this rule touched this member since …": two equalities and a range.
+        Index("ix_care_touches_rule_member_id_decided_at", "rule", "member_id", "decided_at"),
         Index("ix_care_touches_rule_decided_at", "rule", "decided_at"),
     )
 
