@@ -5,11 +5,40 @@ from __future__ import annotations
 from aiogram import F, Router
 from aiogram.enums import ChatType
 
-from handlers.shopper import start
+from handlers.shopper import (
+    card,
+    feedback,
+    invite,
+    menu,
+    offers,
+    points,
+    privacy,
+    reachability,
+    registration,
+    settings,
+    start,
+    surveys,
+)
 
 
 def build_router() -> Router:
     router = Router(name="shopper")
     router.message.filter(F.chat.type == ChatType.PRIVATE)
-    router.include_routers(start.build_router())
+    router.include_routers(
+        # Members only, and first: a command or menu press while feedback or a survey
+        # waits for text ends that flow before the command runs.
+        feedback.build_router(),
+        surveys.build_router(),
+        # While a shopper registers, the registration steps answer everything they send.
+        start.build_router(),
+        registration.build_router(),
+        settings.build_router(),
+        menu.build_router(),
+        card.build_router(),
+        offers.build_router(),
+        points.build_router(),
+        invite.build_router(),
+        privacy.build_router(),
+        reachability.build_router(),
+    )
     return router

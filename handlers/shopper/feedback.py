@@ -1,0 +1,299 @@
+"""/feedback: complaint, suggestion, praise or question → a ticket; writing back into it.
+
+The shopper picks the kind, then writes one message (a photo's caption is its text). Staff
+answers arrive through the outbox with a "write back" button that leads here too.
+"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.filters import Command, Filter, StateFilter, or_f
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.clock import Clock
+from care.config import CareConfig
+from care.i18n import Translator, labels
+from care.tickets import (
+    MAX_TEXT_CHARS,
+    WRITE_BACK_PREFIX,
+    TicketError,
+    add_member_message,
+    current_ticket,
+    member_ticket,
+    notify_staff,
+    open_ticket,
+    parse_write_back,
+)
+from handlers.shopper.menu import Registered, menu_labels
+from storage.enums import TicketKind, TicketStatus
+from storage.models import Member
+
+KINDS: tuple[TicketKind, ...] = tuple(TicketKind)
+
+
+class FeedbackStates(StatesGroup):
+    text = State()
+    write_back = State()
+
+
+class CDFeedbackKind(CallbackData, prefix="fbk"):
+    index: int
+
+
+class CDFeedback(CallbackData, prefix="fb"):
+    action: str  # "add" (to the open ticket), "new", "cancel"
+    ticket: int = 0
+
+
+def kind_keyboard(t: Translator) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for index, kind in enumerate(KINDS):
+        builder.button(
+            text=t.plain(f"feedback.kind.{kind}"), callback_data=CDFeedbackKind(index=index)
+        )
+    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="cancel"))
+    builder.adjust(2, 2, 1)
+    return builder.as_markup()
+
+
+def cancel_keyboard(t: Translator) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="cancel"))
+    return builder.as_markup()
+
+
+def open_ticket_keyboard(t: Translator, ticket_id: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t.plain("feedback.add_to_open", number=ticket_id),
+        callback_data=CDFeedback(action="add", ticket=ticket_id),
+    )
+    builder.button(text=t.plain("feedback.start_new"), callback_data=CDFeedback(action="new"))
+    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="cancel"))
+    builder.adjust(2, 1)
+    return builder.as_markup()
+
+
+async def _edit_or_send(
+    callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None
+) -> None:
+    if isinstance(callback.message, Message):
+        await callback.message.edit_text(text, reply_markup=markup)
+    elif callback.bot is not None:
+        await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
+
+
+async def end_flow(state: FSMContext) -> None:
+    """Forget the conversation state, if there is one.
+
+    State lives in its own transaction: handlers change it before they write anything else,
+    so the two never wait for each other's lock on SQLite.
+    """
+    if await state.get_state() is not None:
+        await state.clear()
+
+
+async def cmd_feedback(
+    message: Message, state: FSMContext, session: AsyncSession, member: Member, t: Translator
+) -> None:
+    await end_flow(state)
+    ticket = await current_ticket(session, member)
+    if ticket is not None:
+        await message.answer(
+            t("feedback.has_open", number=ticket.id),
+            reply_markup=open_ticket_keyboard(t, ticket.id),
+        )
+        return
+    await message.answer(t("feedback.choose_kind"), reply_markup=kind_keyboard(t))
+
+
+async def on_kind(
+    callback: CallbackQuery, callback_data: CDFeedbackKind, state: FSMContext, t: Translator
+) -> None:
+    if not 0 <= callback_data.index < len(KINDS):
+        await callback.answer()
+        return
+    await state.set_state(FeedbackStates.text)
+    await state.update_data(kind=KINDS[callback_data.index].value)
+    await _edit_or_send(callback, t("feedback.ask_text"), cancel_keyboard(t))
+    await callback.answer()
+
+
+async def on_action(
+    callback: CallbackQuery,
+    callback_data: CDFeedback,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+) -> None:
+    if callback_data.action == "new":
+        await end_flow(state)
+        await _edit_or_send(callback, t("feedback.choose_kind"), kind_keyboard(t))
+    elif callback_data.action == "add":
+        await _start_write_back(callback, state, session, member, t, callback_data.ticket)
+    else:
+        await end_flow(state)
+        await _edit_or_send(callback, t("feedback.cancelled"), None)
+    await callback.answer()
+
+
+async def on_write_back_button(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+) -> None:
+    ticket_id = parse_write_back(callback.data)
+    if ticket_id is None:
+        await callback.answer(t("feedback.gone"))
+        return
+    if isinstance(callback.message, Message):
+        # The staff answer stays readable; the prompt comes as a new message below it.
+        await callback.message.answer(t("feedback.write_back", number=ticket_id))
+    await _start_write_back(callback, state, session, member, t, ticket_id, prompt=False)
+    await callback.answer()
+
+
+async def _start_write_back(
+    callback: CallbackQuery,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    ticket_id: int,
+    *,
+    prompt: bool = True,
+) -> None:
+    ticket = await member_ticket(session, member, ticket_id)
+    if ticket is None or ticket.status == TicketStatus.CLOSED:
+        await end_flow(state)
+        key = "feedback.gone" if ticket is None else "feedback.closed"
+        await _send(callback, t(key, number=ticket_id))
+        return
+    await state.set_state(FeedbackStates.write_back)
+    await state.update_data(ticket=ticket.id)
+    if prompt:
+        await _edit_or_send(
+            callback, t("feedback.write_back", number=ticket.id), cancel_keyboard(t)
+        )
+
+
+async def _send(callback: CallbackQuery, text: str) -> None:
+    if callback.bot is not None:
+        await callback.bot.send_message(callback.from_user.id, text)
+
+
+def _content(message: Message) -> tuple[str | None, str | None] | None:
+    """(text, photo file id) of a message a ticket can take, else None."""
+    if message.text is not None:
+        return message.text, None
+    if message.photo:
+        return message.caption, message.photo[-1].file_id
+    return None
+
+
+async def _checked_content(
+    message: Message, t: Translator
+) -> tuple[str | None, str | None] | None:
+    content = _content(message)
+    if content is None:
+        await message.answer(t("feedback.bad_input"))
+        return None
+    text, _photo = content
+    if text is not None and len(text.strip()) > MAX_TEXT_CHARS:
+        await message.answer(t("feedback.too_long", limit=MAX_TEXT_CHARS))
+        return None
+    if text is not None and not text.strip() and _photo is None:
+        await message.answer(t("feedback.bad_input"))
+        return None
+    return content
+
+
+async def on_ticket_text(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    content = await _checked_content(message, t)
+    if content is None:
+        return
+    kind = TicketKind((await state.get_data()).get("kind", TicketKind.QUESTION))
+    await end_flow(state)
+    text, photo = content
+    ticket = await open_ticket(
+        session, clock, member=member, kind=kind, text=text, photo_file_id=photo
+    )
+    await notify_staff(
+        session, clock, config, ticket=ticket, message=ticket.messages[0], member=member
+    )
+    await message.answer(
+        t("feedback.opened", kind=t.plain(f"feedback.kind_name.{kind}"), number=ticket.id)
+    )
+
+
+async def on_write_back_text(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    content = await _checked_content(message, t)
+    if content is None:
+        return
+    ticket_id = int((await state.get_data()).get("ticket", 0))
+    await end_flow(state)
+    ticket = await member_ticket(session, member, ticket_id)
+    if ticket is None:
+        await message.answer(t("feedback.gone"))
+        return
+    text, photo = content
+    try:
+        added = await add_member_message(
+            session, clock, ticket=ticket, text=text, photo_file_id=photo
+        )
+    except TicketError:
+        await message.answer(t("feedback.closed", number=ticket.id))
+        return
+    await notify_staff(session, clock, config, ticket=ticket, message=added, member=member)
+    await message.answer(t("feedback.added", number=ticket.id))
+
+
+def leaves_flow() -> Filter:
+    """A command or a main-menu press: it ends a flow that waits for the shopper's text."""
+    return or_f(F.text.startswith("/"), F.text.in_(menu_labels()))
+
+
+async def on_leave_flow(message: Message, state: FSMContext) -> None:
+    """A command or a menu press while we wait for text: drop the flow, let it run."""
+    await end_flow(state)
+    raise SkipHandler
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(Registered())
+    router.callback_query.filter(Registered())
+    router.message.register(on_leave_flow, StateFilter(FeedbackStates), leaves_flow())
+    router.message.register(cmd_feedback, Command("feedback"))
+    router.message.register(cmd_feedback, F.text.in_(labels("menu.feedback")))
+    router.message.register(on_ticket_text, FeedbackStates.text, ~leaves_flow())
+    router.message.register(on_write_back_text, FeedbackStates.write_back, ~leaves_flow())
+    router.callback_query.register(on_kind, CDFeedbackKind.filter())
+    router.callback_query.register(on_action, CDFeedback.filter())
+    router.callback_query.register(on_write_back_button, F.data.startswith(WRITE_BACK_PREFIX))
+    return router
