@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers.staff import export, inbox, member, staff_admin, till
+from handlers.staff import broadcast, export, inbox, member, offers, staff_admin, stats, till
 from handlers.staff.access import MinRole
 
 
@@ -23,4 +23,6 @@ def build_router() -> Router:
         inbox.build_router(),
         export.build_router(),
     )
+    # Console flows; stats last: it also tells a cashier these commands need an admin.
+    router.include_routers(broadcast.build_router(), offers.build_router(), stats.build_router())
     return router

@@ -1,0 +1,172 @@
+"""/stats (admin and up): the shop's numbers as a compact text and a chart."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiogram import F, Router
+from aiogram.enums import ChatType
+from aiogram.filters import Command
+from aiogram.types import BufferedInputFile, Message
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from care.audit import audit
+from care.campaigns import CampaignReport
+from care.charts import stats_chart_png
+from care.clock import Clock
+from care.config import CareConfig
+from care.i18n import Translator
+from care.stats import ShopStats, WeekStats, shop_stats
+from handlers.staff.access import MinRole
+from storage.enums import LifecycleStage, StaffRole, ValueTier
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{round(100 * part / whole)}%" if whole else "–"
+
+
+def _age(t: Translator, age: timedelta | None) -> str:
+    if age is None:
+        return "–"
+    hours = int(age.total_seconds() // 3600)
+    if hours < 48:
+        return t.plain("stats.hours", n=hours)
+    return t.plain("stats.days", n=hours // 24)
+
+
+def _satisfaction(t: Translator, period: WeekStats, last: WeekStats) -> str:
+    if period.nps_count:
+        nps = t(
+            "stats.nps",
+            score=f"{period.nps:+.0f}",
+            promoters=_percent(period.promoters, period.nps_count),
+            passives=_percent(period.passives, period.nps_count),
+            detractors=_percent(period.detractors, period.nps_count),
+            n=period.nps_count,
+        )
+    else:
+        nps = t("stats.nps_none")
+    if period.csat_count:
+        csat = t("stats.csat", score=f"{period.csat:.2f}", n=period.csat_count)
+        if period.expectation_count:
+            csat += "\n" + t(
+                "stats.expectation",
+                worse=_percent(period.worse, period.expectation_count),
+                same=_percent(period.as_expected, period.expectation_count),
+                better=_percent(period.better, period.expectation_count),
+            )
+    else:
+        csat = t("stats.csat_none")
+    this_week = t(
+        "stats.this_week",
+        nps=f"{last.nps:+.0f}" if last.nps is not None else "–",
+        csat=f"{last.csat:.2f}" if last.csat is not None else "–",
+    )
+    return f"{nps}\n{csat}\n{this_week}"
+
+
+def _campaign_line(t: Translator, report: CampaignReport) -> str:
+    started = report.started_at.strftime("%m-%d") if report.started_at else "–"
+    return t(
+        "stats.campaign_line",
+        id=report.campaign_id,
+        date=started,
+        recipients=report.recipients,
+        sent=report.sent,
+        failed=report.failed,
+        blocked=report.blocked + report.held_back,
+        pending=report.pending,
+    )
+
+
+def render_stats(t: Translator, stats: ShopStats) -> str:
+    """The /stats text: short lines a shop owner reads at a glance."""
+    members = stats.members
+    stage_parts = [
+        t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=count)
+        for stage in LifecycleStage
+        if (count := members.by_stage.get(stage.value, 0))
+    ]
+    value_parts = [
+        t.plain("stats.count", label=t.plain(f"stats.value.{tier}"), n=count)
+        for tier in [*(v.value for v in ValueTier), "unscored"]
+        if (count := members.by_value_tier.get(tier, 0))
+    ]
+    separator = t.plain("campaign.list_separator")
+    lines = [
+        t("stats.title"),
+        t("stats.members", total=members.total, new_7d=members.new_7d, new_30d=members.new_30d),
+        t("stats.by_stage", parts=separator.join(stage_parts) or "–"),
+        t("stats.by_value", parts=separator.join(value_parts) or "–"),
+        "",
+        t("stats.satisfaction_title"),
+        _satisfaction(t, stats.period, stats.weeks[-1]),
+        "",
+        t(
+            "stats.tickets",
+            open=stats.tickets.open,
+            oldest=_age(t, stats.tickets.oldest_age),
+            median=_age(t, stats.tickets.median_age),
+        )
+        if stats.tickets.open
+        else t("stats.tickets_none"),
+    ]
+    lines += ["", t("stats.campaigns_title")]
+    if stats.campaigns:
+        lines += [_campaign_line(t, report) for report in stats.campaigns]
+    else:
+        lines.append(t("stats.campaigns_none"))
+    if stats.rules:
+        lines += ["", t("stats.rules_title")]
+        lines += [_rule_line(t, row) for row in stats.rules]
+    return "\n".join(lines)
+
+
+def _rule_line(t: Translator, row: object) -> str:
+    uplift = getattr(row, "uplift", None)
+    return t(
+        "stats.rule_line",
+        rule=str(getattr(row, "rule", "?")),
+        sent=int(getattr(row, "sent", 0) or 0),
+        converted=int(getattr(row, "converted", 0) or 0),
+        uplift=f"{uplift * 100:+.1f} pp" if isinstance(uplift, float) else "–",
+    )
+
+
+async def cmd_stats(
+    message: Message,
+    session: AsyncSession,
+    session_factory: async_sessionmaker[AsyncSession],
+    config: CareConfig,
+    clock: Clock,
+    t: Translator,
+    staff_role: StaffRole,
+) -> None:
+    assert message.from_user is not None
+    stats = await shop_stats(session, config, clock, session_factory=session_factory)
+    await audit(
+        session,
+        clock,
+        actor_telegram_id=message.from_user.id,
+        actor_role=staff_role,
+        action="stats.view",
+    )
+    await message.answer(render_stats(t, stats))
+    # Drawing takes a few hundred milliseconds of CPU: keep the event loop free meanwhile.
+    png = await asyncio.to_thread(stats_chart_png, stats, t.locale)
+    await message.answer_photo(
+        BufferedInputFile(png, filename="stats.png"), caption=t("stats.chart_caption")
+    )
+
+
+async def refuse_cashier(message: Message, t: Translator) -> None:
+    await message.answer(t("console.admin_only"))
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.message.register(cmd_stats, Command("stats"), MinRole(StaffRole.ADMIN))
+    router.message.register(refuse_cashier, Command("stats", "broadcast", "offer"))
+    return router
