@@ -1,0 +1,193 @@
+"""/member: staff find a member by code, phone, @username or name and see the 360° view."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from care.audit import recent_audit
+from care.loyalty import record_purchase
+from care.outbox import enqueue
+from care.registration import set_consent
+from care.tickets import open_ticket
+from storage.enums import ConsentKind, MessageKind, StaffRole, TicketKind
+from storage.models import Member, MemberInterest, SurveyInvitation, SurveyResponse
+from tests.conftest import RunningBot
+from tests.staff_helpers import make_member, make_staff
+
+CASHIER_ID = 800002
+CODE = "K7QX2M9P"
+
+
+async def _rich_member(app: RunningBot) -> int:
+    """A member with a bit of everything: consent, purchases, segments, a survey, a ticket."""
+    clock, config = app.clock, app.config
+    async with app.session() as session:
+        member = await make_member(
+            session, config, clock, 2001, "Li <Lei>", phone="+8613800138000", username="lilei",
+            birthday=date(1990, 5, 17), source="poster",
+        )  # fmt: skip
+        member.member_code = CODE
+        friend = await make_member(session, config, clock, 2002, "Han Meimei")
+        friend.referrer_id = member.id
+        await set_consent(session, clock, member, ConsentKind.PROFILE, True, "registration")
+        await set_consent(session, clock, member, ConsentKind.MARKETING, True, "registration")
+        session.add(MemberInterest(member_id=member.id, category="beauty"))
+        clock.advance(days=-30)
+        await record_purchase(
+            session, config, clock, member_id=member.id, amount_minor=12000,
+            receipt_id="R-OLD", category="fresh",
+        )  # fmt: skip
+        clock.advance(days=30)
+        await record_purchase(
+            session, config, clock, member_id=member.id, amount_minor=8850,
+            receipt_id="R-NEW", category="grocery",
+        )  # fmt: skip
+        member.rfm_r, member.rfm_f, member.rfm_m = 5, 3, 4
+        member.value_tier, member.lifecycle_stage, member.churn_risk = "high", "at_risk", 0.42
+        await set_consent(session, clock, member, ConsentKind.SURVEYS, False, "settings")
+        invitation = SurveyInvitation(
+            member_id=member.id, kind="nps", nonce="n", created_at=clock.now(),
+            expires_at=clock.now() + timedelta(days=7), answered_at=clock.now(),
+        )  # fmt: skip
+        session.add(invitation)
+        await session.flush()
+        session.add(
+            SurveyResponse(
+                invitation_id=invitation.id, member_id=member.id, kind="nps", score=3,
+                comment="the queue was long", created_at=clock.now(), needs_followup=True,
+            )
+        )  # fmt: skip
+        await open_ticket(
+            session, clock, member=member, kind=TicketKind.COMPLAINT,
+            text="The milk was sour", photo_file_id=None,
+        )  # fmt: skip
+        await enqueue(
+            session, clock, config, key="test:welcome", chat_id=2001, text="Welcome!",
+            kind=MessageKind.MARKETING, member=member, rule="welcome",
+        )  # fmt: skip
+        await make_staff(session, config, clock, CASHIER_ID, StaffRole.CASHIER)
+        await session.commit()
+        return member.id
+
+
+async def test_the_360_view_shows_everything_the_shop_knows(app: RunningBot) -> None:
+    member_id = await _rich_member(app)
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send(f"/member {CODE}")
+    view = await cashier.next_message()
+    lines = view.text.splitlines()
+    assert lines[0] == f"👤 Li <Lei> · {CODE}"
+    assert "<b>Li &lt;Lei&gt;</b>" in view.html  # names are escaped, never markup
+    assert lines[1] == "📞 +8613800138000 · @lilei · zh · Asia/Shanghai"
+    assert "🎂 1990-05-17" in lines
+    assert "Member since 2026-03-02 · source: poster" in lines
+    assert "Invited by — · invited 1 friend(s)" in lines
+    assert "profile data: ✅ 2026-03-02 11:00" in lines
+    assert "offers: ✅ 2026-03-02 11:00" in lines
+    assert "surveys: ❌ 2026-03-02 11:00" in lines
+    assert "Reachable in the chat: ✅" in lines
+    assert "💳 Member · 208 points · 0 active coupon(s)" in lines
+    assert "Spent ¥208.50 in 2 purchase(s); ¥208.50 in the last 12 months" in lines
+    assert "First 2026-01-31 · last 2026-03-02 · usually every 30 days" in lines
+    assert "📊 RFM 5-3-4 · value: high · stage: at risk · churn risk: 42%" in lines
+    assert "Interests: beauty" in lines
+    purchases = lines.index("Recent purchases")
+    assert lines[purchases + 1] == "• 03-02 11:00 ¥88.50 · grocery +88 · R-NEW"
+    assert lines[purchases + 2] == "• 01-31 11:00 ¥120.00 · fresh +120 · R-OLD"
+    assert "• 03-02 11:00 NPS 3 · “the queue was long” ⚠️ follow up" in lines
+    assert "Feedback (1 open)" in lines
+    assert any(line.endswith("complaint · open: The milk was sour") for line in lines)
+    assert "Messages received (0 sent · 0 skipped · 1 waiting)" in lines
+    assert "• 03-02 11:00 welcome · waiting" in lines
+
+    await app.settle()
+    async with app.session() as session:
+        entries = await recent_audit(session, action="member.view")
+    assert [(e.actor_telegram_id, e.actor_role, e.target) for e in entries] == [
+        (CASHIER_ID, "cashier", f"member:{member_id}")
+    ]
+
+
+async def test_found_by_phone_username_and_name_in_chinese(app: RunningBot) -> None:
+    await _rich_member(app)
+    cashier = app.user(CASHIER_ID, language_code="zh")
+    for query in ("13800138000", "+86 138 0013 8000", "@LiLei", "li <lei>", CODE.lower()):
+        await cashier.send(f"/member {query}")
+        view = (await cashier.next_message()).text
+        assert view.startswith(f"👤 Li <Lei> · {CODE}"), query
+        assert "授权" in view and "阶段：有流失风险" in view
+
+
+async def test_several_matches_give_a_short_list_to_pick_from(app: RunningBot) -> None:
+    await _rich_member(app)
+    async with app.session() as session:
+        for number in range(3):
+            await make_member(session, app.config, app.clock, 3000 + number, f"Li Na {number}")
+        await session.commit()
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/member li")
+    listing = await cashier.next_message()
+    assert listing.text == "4 members match “li”. Which one?"
+    labels = [row[0] for row in listing.inline_buttons]
+    assert len(labels) == 4 and f"Li <Lei> · {CODE}" in labels
+    await cashier.press(f"Li <Lei> · {CODE}")
+    view = await cashier.next_message()
+    assert view.text.startswith(f"👤 Li <Lei> · {CODE}")
+
+    await app.settle()
+    async with app.session() as session:
+        assert [e.details for e in await recent_audit(session, action="member.search")] == [
+            {"query": "li", "matches": 4}
+        ]
+        assert len(await recent_audit(session, action="member.view")) == 1
+
+
+async def test_more_matches_than_fit_say_so(app: RunningBot) -> None:
+    async with app.session() as session:
+        for number in range(12):
+            await make_member(session, app.config, app.clock, 3000 + number, f"Wang {number}")
+        await session.commit()
+    owner = app.user(900001, language_code="en")
+    await owner.send("/member wang")
+    listing = await owner.next_message()
+    assert listing.text.startswith("8+ members match “wang”; here are the first 8.")
+    assert len(listing.inline_buttons) == 8
+
+
+async def test_no_match_and_no_query_are_answered_politely(app: RunningBot) -> None:
+    await _rich_member(app)
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/member Nobody Here")
+    assert (await cashier.next_message()).text.startswith("No member found for “Nobody Here”")
+    await cashier.send("/member")
+    assert "followed by a member code" in (await cashier.next_message()).text
+    await cashier.send("/member " + "x" * 300)
+    assert "No member found" in (await cashier.next_message()).text
+    await app.settle()
+    async with app.session() as session:
+        assert await recent_audit(session, action="member.view") == []
+
+
+async def test_a_member_who_deleted_their_data_is_gone(app: RunningBot) -> None:
+    member_id = await _rich_member(app)
+    async with app.session() as session:
+        await make_member(session, app.config, app.clock, 3001, "Li Na")
+        await session.commit()
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/member Li")
+    assert len((await cashier.next_message()).inline_buttons) == 2
+    async with app.session() as session:
+        member = await session.get(Member, member_id)
+        assert member is not None
+        member.status = "deleted"
+        await session.commit()
+    await cashier.press(f"Li <Lei> · {CODE}")
+    assert "no longer here" in (await cashier.next_message()).text
+    await cashier.send(f"/member {CODE}")
+    assert "No member found" in (await cashier.next_message()).text
+    async with app.session() as session:
+        assert await session.scalar(select(Member.status).where(Member.id == member_id)) == (
+            "deleted"
+        )
