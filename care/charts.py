@@ -15,6 +15,7 @@ from functools import cache
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from care.i18n import Translator, translator
 from care.stats import ShopStats
@@ -73,26 +74,30 @@ def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
 
     trend.set_title(t.plain("chart.trend_title"), fontfamily=families)
     trend.axhline(0, color="#999999", linewidth=0.8)
+    # Weeks without answers are left out, and the line joins the weeks around them.
+    nps_points = [(i, v) for i, v in enumerate(nps) if v is not None]
     trend.plot(
-        positions,
-        [float("nan") if v is None else v for v in nps],
+        [i for i, _ in nps_points],
+        [v for _, v in nps_points],
         marker="o",
         color=NPS_COLOR,
     )
-    trend.set_ylim(-100, 100)
+    trend.set_xlim(-0.5, len(labels) - 0.5)
+    trend.set_ylim(-105, 105)
     trend.set_ylabel(t.plain("chart.nps"), color=NPS_COLOR, fontfamily=families)
     trend.set_xticks(positions, labels, fontsize=8)
     trend.set_xlabel(t.plain("chart.week_of"), fontfamily=families)
     trend.grid(axis="y", alpha=0.3)
 
     csat_axis = trend.twinx()
+    csat_points = [(i, v) for i, v in enumerate(csat) if v is not None]
     csat_axis.plot(
-        positions,
-        [float("nan") if v is None else v for v in csat],
+        [i for i, _ in csat_points],
+        [v for _, v in csat_points],
         marker="s",
         color=CSAT_COLOR,
     )
-    csat_axis.set_ylim(1, 5)
+    csat_axis.set_ylim(0.9, 5.1)
     csat_axis.set_ylabel(t.plain("chart.csat"), color=CSAT_COLOR, fontfamily=families)
     if all(v is None for v in nps + csat):
         trend.text(
@@ -113,6 +118,7 @@ def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
     stages.set_xticks(range(len(names)), names, fontsize=8, fontfamily=families)
     stages.set_title(t.plain("chart.stages_title"), fontfamily=families)
     stages.set_ylabel(t.plain("chart.members"), fontfamily=families)
+    stages.yaxis.set_major_locator(MaxNLocator(integer=True))
     stages.margins(y=0.15)
 
     buffer = io.BytesIO()
