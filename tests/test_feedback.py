@@ -31,13 +31,20 @@ async def deliver(app: RunningBot) -> int:
     return await worker.drain_once()
 
 
+async def settled(app: RunningBot) -> None:
+    """Wait until the bot finished the updates it is handling: their commits are done."""
+    assert await app.dp["update_log"].wait_idle(5.0)
+
+
 async def tickets_of(app: RunningBot) -> list[Ticket]:
+    await settled(app)
     async with app.session() as session:
         ids = list(await session.scalars(select(Ticket.id).order_by(Ticket.id)))
         return [ticket for i in ids if (ticket := await get_ticket(session, i)) is not None]
 
 
 async def alerts_to_owner(app: RunningBot) -> list[OutboxMessage]:
+    await settled(app)
     async with app.session() as session:
         return list(
             await session.scalars(
@@ -131,6 +138,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
     await user.expect("as ticket #")
     [ticket] = await tickets_of(app)
 
+    await settled(app)
     async with app.session() as session:
         await staff_reply(
             session, app.clock, app.config, ticket_id=ticket.id, staff_telegram_id=OWNER_ID,
@@ -167,6 +175,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
     assert ticket.messages[-1].photo_file_id
     assert len(await alerts_to_owner(app)) == 3  # opened, and two messages written into it
 
+    await settled(app)
     async with app.session() as session:
         await close_ticket(
             session, app.clock, app.config, ticket_id=ticket.id, staff_telegram_id=OWNER_ID
@@ -181,6 +190,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
     await user.send("Took three days")
     await user.expect("someone from our team will get in touch")
 
+    await settled(app)
     async with app.session() as session:
         response = await session.scalar(select(SurveyResponse))
         closed = await session.get(Ticket, ticket.id)

@@ -15,13 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.clock import FrozenClock
 from care.config import CareConfig
+from care.delivery import DeliveryWorker
+from care.i18n import translator
 from care.members import TelegramIdentity, create_member
+from care.outbox import enqueue
+from care.ratelimit import RateLimiter
 from care.surveys import (
     SurveyPress,
     add_comment,
     answer,
     create_invitation,
     invitation_markup,
+    invitation_text,
     mark_followed_up,
     parse_press,
 )
@@ -29,6 +34,9 @@ from care.tickets import open_ticket
 from storage.db import create_engine, create_session_factory
 from storage.enums import MemberStatus, MessageKind, SurveyKind, TicketKind
 from storage.models import Base, Member, OutboxMessage, SurveyInvitation, SurveyResponse
+from tests.conftest import RunningBot
+from tests.simulator import SimUser
+from tests.staff_helpers import make_member
 
 OWNER = 900001
 CONFIG = CareConfig(owner_ids=frozenset({OWNER}), staff_chat_id=-100777)
@@ -222,3 +230,190 @@ async def test_followup_thresholds(
     assert bool(await alerts(session)) is flagged
     if ticket_id is not None:
         assert ticket.handling_rating == score
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: the shopper answers the invitation the bot sent, by pressing its buttons.
+
+
+async def member_user(app: RunningBot, user_id: int, locale: str) -> tuple[int, SimUser]:
+    async with app.session() as session:
+        member = await make_member(
+            session, app.config, app.clock, user_id, "Ann", language_code=locale
+        )
+        await session.commit()
+    user = app.user(user_id, first_name="Ann", language_code=locale)
+    await user.send("/points")  # the bot may only write to people who wrote to it first
+    await user.next_message()
+    return member.id, user
+
+
+async def invite(
+    app: RunningBot, member_id: int, kind: SurveyKind, ttl: timedelta = timedelta(days=7)
+) -> SurveyInvitation:
+    """What the care engine does: an invitation, queued through the outbox, delivered."""
+    async with app.session() as session:
+        member = await session.get(Member, member_id)
+        assert member is not None and member.chat_id is not None
+        invitation = await create_invitation(
+            session, app.clock, member_id=member_id, kind=kind, ttl=ttl
+        )
+        await enqueue(
+            session, app.clock, app.config, key=f"test:survey:{invitation.id}",
+            chat_id=member.chat_id, text=invitation_text(invitation, member.locale),
+            kind=MessageKind.SERVICE, member=member,
+            reply_markup=invitation_markup(invitation, member.locale),
+        )  # fmt: skip
+        await session.commit()
+    worker = DeliveryWorker(
+        app.bot, app.services.session_factory, app.config, app.clock,
+        limiter=RateLimiter(500.0, 0),
+    )  # fmt: skip
+    assert await worker.drain_once() == 1
+    return invitation
+
+
+async def settled(app: RunningBot) -> None:
+    """Wait until the bot finished the updates it is handling: their commits are done."""
+    assert await app.dp["update_log"].wait_idle(5.0)
+
+
+async def responses(app: RunningBot) -> list[SurveyResponse]:
+    await settled(app)
+    async with app.session() as session:
+        return list(await session.scalars(select(SurveyResponse).order_by(SurveyResponse.id)))
+
+
+async def owner_alerts(app: RunningBot) -> list[OutboxMessage]:
+    await settled(app)
+    async with app.session() as session:
+        return list(
+            await session.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.kind == MessageKind.ALERT, OutboxMessage.chat_id == OWNER
+                )
+            )
+        )
+
+
+async def test_csat_expectation_and_comment_in_chinese(app: RunningBot) -> None:
+    member_id, user = await member_user(app, 4001, "zh")
+    t = translator("zh")
+    await invite(app, member_id, SurveyKind.CSAT)
+    question = await user.expect("您对最近一次到店的体验满意吗？")
+    await user.press("4 🙂", question)
+    await user.expect(t.plain("survey.ask_expectation"))
+    await user.press(t.plain("survey.expectation.better"))
+    await user.expect(t.plain("survey.ask_comment"))
+    await user.press(t.plain("survey.comment.add"))
+    await user.expect(t.plain("survey.write_comment"))
+    await user.send_sticker()
+    await user.expect("请用文字写下您的看法")
+    await user.send("店员很热情")
+    await user.expect(t.plain("survey.comment_thanks"))
+
+    [response] = await responses(app)
+    assert (response.kind, response.score, response.expectation, response.comment) == (
+        "csat",
+        4,
+        "better",
+        "店员很热情",
+    )
+    assert not response.needs_followup
+    assert await owner_alerts(app) == []
+
+
+async def test_nps_skip_then_detractor_with_comment_in_english(app: RunningBot) -> None:
+    member_id, user = await member_user(app, 4002, "en")
+    t = translator("en")
+    first = await invite(app, member_id, SurveyKind.NPS)
+    question = await user.expect("How likely are you to recommend us")
+    await user.press("9", question)
+    await user.expect("Would you like to tell us why?")
+    await user.press(t.plain("survey.comment.skip"))
+    await user.expect(t.plain("survey.thanks"))
+    assert await owner_alerts(app) == []
+
+    await invite(app, member_id, SurveyKind.NPS)
+    question = await user.expect("How likely are you to recommend us")
+    await user.press("3", question)
+    await user.expect("Would you like to tell us why?")
+    assert len(await owner_alerts(app)) == 1  # at once, before any comment
+    await user.press(t.plain("survey.comment.add"))
+    await user.expect("Please write your comment")
+    await user.send("Too expensive & slow")
+    await user.expect("someone from our team will get in touch")
+
+    promoter, detractor = await responses(app)
+    assert (promoter.invitation_id, promoter.score, promoter.comment) == (first.id, 9, "")
+    assert not promoter.needs_followup
+    assert (detractor.score, detractor.comment, detractor.needs_followup) == (
+        3,
+        "Too expensive & slow",
+        True,
+    )
+    texts = [alert.text for alert in await owner_alerts(app)]
+    assert len(texts) == 2
+    assert any("3/10" in text for text in texts)
+    assert any("Too expensive &amp; slow" in text for text in texts)
+
+
+async def test_replayed_forged_foreign_and_expired_buttons_change_nothing(
+    app: RunningBot,
+) -> None:
+    member_id, user = await member_user(app, 4003, "en")
+    _, other = await member_user(app, 4004, "en")
+    t = translator("en")
+
+    answered = await invite(app, member_id, SurveyKind.CSAT)
+    question = await user.expect("How satisfied were you")
+    five = question.inline_button("5 😄")
+    one = question.inline_button("1 😞")
+    assert five is not None and one is not None
+    await user.press("5 😄", question)
+    await user.expect(t.plain("survey.ask_expectation"))
+
+    async def refused(who: SimUser, data: str, key: str) -> None:
+        callback = await who.press_data(data)
+        reply = await who.wait_callback_answer(callback)
+        assert reply.text == t.plain(f"survey.refused.{key}")
+
+    await refused(user, five["callback_data"], "already_answered")  # replayed
+    await refused(user, one["callback_data"], "already_answered")  # a second answer
+    forged = f"sv:{answered.id}:{'A' * len(answered.nonce)}:s:1"
+    await refused(user, forged, "invalid")
+    await refused(user, "sv:not-a-survey", "invalid")
+
+    pending = await invite(app, member_id, SurveyKind.NPS, ttl=timedelta(days=1))
+    question = await user.expect("How likely are you to recommend us")
+    zero = question.inline_button("0")
+    assert zero is not None
+    await refused(other, zero["callback_data"], "not_yours")  # someone else's button
+    app.clock.advance(days=2)
+    await refused(user, zero["callback_data"], "expired")
+
+    [response] = await responses(app)
+    assert (response.invitation_id, response.score) == (answered.id, 5)
+    await settled(app)
+    async with app.session() as session:
+        still_open = await session.get(SurveyInvitation, pending.id)
+    assert still_open is not None and still_open.answered_at is None
+    assert await owner_alerts(app) == []
+    assert len(other.messages) == 1  # their own /points answer, nothing more
+
+
+async def test_low_csat_flags_followup_and_alerts_staff(app: RunningBot) -> None:
+    member_id, user = await member_user(app, 4005, "en")
+    await invite(app, member_id, SurveyKind.CSAT)
+    question = await user.expect("How satisfied were you")
+    await user.press("2 🙁", question)
+    await user.expect(translator("en").plain("survey.ask_expectation"))
+    await user.press(translator("en").plain("survey.expectation.worse"))
+    await user.expect(translator("en").plain("survey.ask_comment"))
+    await user.press(translator("en").plain("survey.comment.skip"))
+    await user.expect("someone from our team will get in touch")
+
+    [response] = await responses(app)
+    assert response.needs_followup and response.expectation == "worse"
+    [alert] = await owner_alerts(app)
+    assert "2/5" in alert.text
