@@ -157,8 +157,16 @@ async def mark_response_followed_up(
     response_id: int,
     staff_telegram_id: int,
     staff_role: str,
-) -> None:
-    """Record that staff followed a low score up; audited. Raises ``LookupError`` if unknown."""
+) -> bool:
+    """Record that staff followed a low score up; False if someone already had (no change).
+
+    Audited when it changes something. Raises ``LookupError`` for an unknown response.
+    """
+    response = await FollowUpRepo(session).get(response_id)
+    if response is None:
+        raise LookupError(f"no survey response {response_id}")
+    if response.followed_up_at is not None:
+        return False
     await mark_followed_up(
         session, clock, response_id=response_id, staff_telegram_id=staff_telegram_id
     )
@@ -170,3 +178,4 @@ async def mark_response_followed_up(
         action="survey.followed_up",
         target=f"response:{response_id}",
     )
+    return True

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -186,8 +187,14 @@ async def _inbox_view(
 
 
 async def _edit(callback: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup) -> None:
-    if isinstance(callback.message, Message):
+    if not isinstance(callback.message, Message):
+        return
+    try:
         await callback.message.edit_text(text, reply_markup=keyboard)
+    except TelegramBadRequest as exc:
+        # A second press on a view that did not change: nothing to redraw.
+        if "message is not modified" not in exc.message:
+            raise
 
 
 async def cmd_inbox(message: Message, session: AsyncSession, t: Translator, clock: Clock) -> None:
@@ -267,6 +274,9 @@ async def on_reply_text(
         await message.answer(t("inbox.reply_too_long", length=len(text), limit=MAX_TEXT_CHARS))
         return
     ticket_id = int((await state.get_data()).get("reply_ticket_id") or 0)
+    # Leave the reply state before writing: the FSM storage commits on its own connection,
+    # which must not wait behind this update's open write transaction.
+    await state.clear()
     assert message.from_user is not None
     try:
         await answer_ticket(
@@ -279,16 +289,10 @@ async def on_reply_text(
             staff_role=staff_role,
         )
     except TicketError as exc:
-        await state.clear()
-        reasons = {
-            "closed": "inbox.ticket_already_closed",
-            "member_gone": "inbox.member_gone",
-            "too_long": "inbox.reply_too_long",
-        }
+        reasons = {"closed": "inbox.ticket_already_closed", "member_gone": "inbox.member_gone"}
         key = reasons.get(exc.reason, "inbox.ticket_not_found")
-        await message.answer(t(key, number=ticket_id, length=len(text), limit=MAX_TEXT_CHARS))
+        await message.answer(t(key, number=ticket_id))
         return
-    await state.clear()
     thread = await ticket_thread(session, ticket_id)
     name = thread.member.name if thread and thread.member and thread.member.name else "?"
     await message.answer(t("inbox.reply_sent", number=ticket_id, name=name))

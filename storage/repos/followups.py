@@ -25,7 +25,10 @@ class FollowUpRepo:
             .limit(limit)
             .offset(offset)
         )
-        return [(response, member) for response, member in rows.tuples()]
+        return [(response, member) for response, member in rows.all()]
+
+    async def get(self, response_id: int) -> SurveyResponse | None:
+        return await self.session.get(SurveyResponse, response_id)
 
     async def count(self) -> int:
         return int(

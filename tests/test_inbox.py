@@ -1,0 +1,200 @@
+"""/inbox: staff read open feedback oldest first, answer in the chat (the answer reaches the
+shopper through the outbox), close it, and follow up low scores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from care.audit import recent_audit
+from care.tickets import open_ticket
+from storage.enums import MessageKind, StaffRole, TicketKind, TicketStatus
+from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
+from tests.conftest import RunningBot
+from tests.staff_helpers import make_member, make_staff
+
+CASHIER_ID = 800002
+SHOPPER_ID = 2001
+
+
+async def _tickets(app: RunningBot, count: int) -> list[int]:
+    """``count`` open tickets from different members, one hour apart, oldest first."""
+    ids = []
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, CASHIER_ID, StaffRole.CASHIER, "Qian")
+        for number in range(count):
+            member = await make_member(
+                session, app.config, app.clock, SHOPPER_ID + number, f"Shopper {number}",
+                language_code="en",
+            )  # fmt: skip
+            ticket = await open_ticket(
+                session, app.clock, member=member, kind=TicketKind.COMPLAINT,
+                text=f"Problem number {number}", photo_file_id=None,
+            )  # fmt: skip
+            ids.append(ticket.id)
+            app.clock.advance(hours=1)
+        await session.commit()
+    return ids
+
+
+async def _ticket(app: RunningBot, ticket_id: int) -> Ticket:
+    await app.settle()
+    async with app.session() as session:
+        ticket = await session.get(Ticket, ticket_id)
+        assert ticket is not None
+        return ticket
+
+
+async def _outbox(app: RunningBot, chat_id: int) -> list[OutboxMessage]:
+    await app.settle()
+    async with app.session() as session:
+        rows = await session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.chat_id == chat_id)
+            .order_by(OutboxMessage.id)
+        )
+        return list(rows)
+
+
+async def test_the_inbox_pages_oldest_first(app: RunningBot) -> None:
+    ids = await _tickets(app, 7)
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/inbox")
+    inbox = await cashier.next_message()
+    assert inbox.text == "📥 Open feedback — 7 waiting · page 1/2"
+    buttons = [row[0] for row in inbox.inline_buttons]
+    assert buttons[:5] == [
+        f"#{ids[n]} · complaint · Shopper {n} · {7 - n} h" for n in range(5)
+    ]  # the clock moved 7 hours past the first
+    assert inbox.inline_buttons[5] == ["Older ▶"]
+    await cashier.press("Older ▶")
+    page_two = await cashier.wait_until(lambda m: "page 2/2" in m.text)
+    assert page_two.message_id == inbox.message_id  # edited in place
+    assert [row[0] for row in page_two.inline_buttons[:2]] == [
+        f"#{ids[5]} · complaint · Shopper 5 · 2 h",
+        f"#{ids[6]} · complaint · Shopper 6 · 1 h",
+    ]
+    assert page_two.inline_buttons[2] == ["◀ Newer"]
+
+
+async def test_open_reply_and_close_a_ticket(app: RunningBot) -> None:
+    [ticket_id] = await _tickets(app, 1)
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/inbox")
+    await cashier.next_message()
+    await cashier.press(f"#{ticket_id} · complaint · Shopper 0 · 1 h")
+    thread = await cashier.wait_until(lambda m: m.text.startswith("🎫"))
+    assert f"#{ticket_id} complaint · open · from Shopper 0" in thread.text
+    assert "👤 03-02 11:00: Problem number 0" in thread.text
+    assert thread.inline_buttons == [["✍️ Reply", "✅ Close"], ["◀ Back to the inbox"]]
+
+    await cashier.press("✍️ Reply")
+    prompt = await cashier.wait_until(lambda m: "Write your answer" in m.text)
+    assert "Your next message goes to Shopper 0" in prompt.text
+    await cashier.send_sticker()
+    await cashier.expect("send the answer as text")
+    await cashier.send("x" * 3001)
+    await cashier.expect("That is too long (3001 characters)")
+    await cashier.send("So sorry! <b>Come by</b> for a fresh bottle.")
+    sent = await cashier.expect("on its way")
+    assert sent.text == f"✅ Your answer to #{ticket_id} is on its way to Shopper 0."
+    [answer] = await _outbox(app, SHOPPER_ID)
+    assert answer.kind == MessageKind.SERVICE
+    assert "&lt;b&gt;Come by&lt;/b&gt;" in answer.text  # staff text is escaped
+    assert (await _ticket(app, ticket_id)).status == TicketStatus.ANSWERED
+
+    # The next message is an ordinary one again: the reply state is over.
+    await cashier.send("/inbox")
+    inbox = await cashier.expect("Open feedback")
+    assert f"#{ticket_id} · complaint · Shopper 0 · 1 h · answered" in inbox.inline_buttons[0][0]
+    await cashier.press(inbox.inline_buttons[0][0])
+    await cashier.wait_until(lambda m: "🧑‍💼 03-02 12:00 (Qian): So sorry!" in m.text)
+    await cashier.press("✅ Close")
+    closed = await cashier.wait_until(lambda m: "· closed ·" in m.text)
+    assert closed.inline_buttons == [["◀ Back to the inbox"]]
+    assert any("is asked to rate" in (a.text or "") for a in cashier.callback_answers)
+    ticket = await _ticket(app, ticket_id)
+    assert (ticket.status, ticket.closed_by) == (TicketStatus.CLOSED, CASHIER_ID)
+    rating = (await _outbox(app, SHOPPER_ID))[-1]
+    assert rating.idempotency_key == f"ticket:{ticket_id}:rating"
+
+    async with app.session() as session:
+        actions = [(e.action, e.target) for e in await recent_audit(session)]
+    assert actions[:2] == [
+        ("ticket.close", f"ticket:{ticket_id}"),
+        ("ticket.reply", f"ticket:{ticket_id}"),
+    ]
+
+    await cashier.press("◀ Back to the inbox")
+    assert (await cashier.wait_until(lambda m: "No open feedback" in m.text)).text.startswith("📥")
+
+
+async def test_cancel_a_reply_and_a_ticket_closed_meanwhile(app: RunningBot) -> None:
+    [ticket_id] = await _tickets(app, 1)
+    cashier = app.user(CASHIER_ID, language_code="zh")
+    await cashier.send("/inbox")
+    await cashier.next_message()
+    await cashier.press_data(f"tk:reply:{ticket_id}:0")
+    await cashier.wait_until(lambda m: "请输入对" in m.text)
+    await cashier.send("/cancel")
+    assert (await cashier.expect("已取消")).text == "已取消，未发送任何内容。"
+
+    await cashier.press_data(f"tk:reply:{ticket_id}:0")
+    await cashier.wait_until(lambda m: "请输入对" in m.text)
+    owner = app.user(900001, language_code="en")
+    await owner.send("/inbox")
+    await owner.next_message()
+    await owner.press_data(f"tk:close:{ticket_id}:0")
+    await owner.wait_until(lambda m: "· closed ·" in m.text)
+    await cashier.send("您好")
+    assert (await cashier.expect("已经关闭")).text == f"#{ticket_id} 已经关闭。"
+    assert await _outbox(app, SHOPPER_ID) != []  # only the rating invitation
+    assert all("您好" not in row.text for row in await _outbox(app, SHOPPER_ID))
+
+
+async def test_low_scores_wait_for_a_follow_up(app: RunningBot) -> None:
+    clock = app.clock
+    async with app.session() as session:
+        await make_staff(session, app.config, clock, CASHIER_ID, StaffRole.CASHIER)
+        member = await make_member(session, app.config, clock, SHOPPER_ID, "Li Lei")
+        member.member_code = "K7QX2M9P"
+        invitation = SurveyInvitation(
+            member_id=member.id, kind="csat", nonce="n", created_at=clock.now(),
+            expires_at=clock.now() + timedelta(days=7), answered_at=clock.now(),
+        )  # fmt: skip
+        session.add(invitation)
+        await session.flush()
+        response = SurveyResponse(
+            invitation_id=invitation.id, member_id=member.id, kind="csat", score=1,
+            comment="=cmd|' /C calc'!A0", created_at=clock.now(), needs_followup=True,
+        )  # fmt: skip
+        session.add(response)
+        await session.commit()
+        response_id = response.id
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/inbox")
+    inbox = await cashier.next_message()
+    assert inbox.text == "📥 No open feedback. Well done!"
+    assert inbox.inline_buttons[0] == ["⚠️ Low scores to follow up (1)"]
+    await cashier.press("⚠️ Low scores to follow up (1)")
+    listing = await cashier.wait_until(lambda m: "Low scores to follow up" in m.text)
+    assert "CSAT 1 · Li Lei (K7QX2M9P)" in listing.text
+    await cashier.press("✔ Followed up: Li Lei")
+    done = await cashier.wait_until(lambda m: "No low scores waiting" in m.text)
+    assert done.inline_buttons == [["◀ Back to the inbox"]]
+    await app.settle()
+    async with app.session() as session:
+        saved = await session.get(SurveyResponse, response_id)
+        assert saved is not None
+        assert (saved.followed_up_by, saved.followed_up_at) == (CASHIER_ID, clock.now())
+        [entry] = await recent_audit(session, action="survey.followed_up")
+        assert entry.target == f"response:{response_id}"
+    # Pressing the stale button again changes nothing.
+    await cashier.press_data(f"fd:{response_id}", done)
+    await app.settle()
+    async with app.session() as session:
+        entries = await recent_audit(session, action="survey.followed_up")
+        saved = await session.get(SurveyResponse, response_id)
+    assert len(entries) == 1
+    assert saved is not None and saved.followed_up_at == clock.now()
