@@ -11,20 +11,18 @@ found the visit worse than, as, or better than expected.
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.campaigns import CampaignReport, campaign_report
 from care.clock import Clock
 from care.config import CareConfig
 from care.quiet_hours import member_zone
+from care.report import RuleResult, rule_report
 from storage.enums import (
     Expectation,
     LifecycleStage,
@@ -35,8 +33,6 @@ from storage.enums import (
 )
 from storage.models import Member, SurveyResponse, Ticket
 from storage.repos.campaigns import CampaignRepo
-
-log = logging.getLogger(__name__)
 
 WEEKS = 12
 RECENT_CAMPAIGNS = 3
@@ -98,7 +94,7 @@ class ShopStats:
     period: WeekStats  # the 12 weeks together
     tickets: TicketStats
     campaigns: list[CampaignReport]
-    rules: list[Any] = field(default_factory=list)
+    rules: list[RuleResult] = field(default_factory=list)
 
 
 def nps_score(promoters: int, passives: int, detractors: int) -> float | None:
@@ -255,47 +251,12 @@ async def recent_campaigns(
     return reports
 
 
-async def rule_results(
-    session: AsyncSession,
-    session_factory: async_sessionmaker[AsyncSession] | None,
-    config: CareConfig,
-    clock: Clock,
-) -> list[Any]:
-    """The care rules' results from ``care.report.rule_report`` (sent, converted, uplift).
-
-    Empty when the report is unavailable: /stats still shows everything else.
-    """
-    try:
-        report_module = importlib.import_module("care.report")
-    except ImportError:
-        return []
-    rule_report = getattr(report_module, "rule_report", None)
-    if rule_report is None:
-        return []
-    available = {
-        "session": session,
-        "session_factory": session_factory,
-        "config": config,
-        "clock": clock,
-    }
-    parameters = inspect.signature(rule_report).parameters
-    kwargs = {name: available[name] for name in parameters if name in available}
-    try:
-        rows = await rule_report(**kwargs)
-    except Exception:  # the numbers of the rules must not take /stats down with them
-        log.exception("care rule report failed")
-        return []
-    return list(rows or [])
-
-
 async def shop_stats(
     session: AsyncSession,
     config: CareConfig,
     clock: Clock,
-    *,
-    session_factory: async_sessionmaker[AsyncSession] | None = None,
 ) -> ShopStats:
-    """Everything /stats shows, as of now."""
+    """Everything /stats shows, as of now; the care rules with any touch in the report period."""
     weeks = await survey_weeks(session, config, clock)
     return ShopStats(
         at=clock.now(),
@@ -304,7 +265,11 @@ async def shop_stats(
         period=total_of(weeks),
         tickets=await ticket_stats(session, clock),
         campaigns=await recent_campaigns(session),
-        rules=await rule_results(session, session_factory, config, clock),
+        rules=[
+            result
+            for result in await rule_report(session, clock, config)
+            if result.sent or result.held_out
+        ],
     )
 
 

@@ -16,6 +16,7 @@ from storage.enums import CampaignStatus, MemberStatus, StaffRole
 from storage.models import (
     AuditEntry,
     Campaign,
+    CareTouch,
     Member,
     OutboxMessage,
     SurveyInvitation,
@@ -88,6 +89,14 @@ async def seed_numbers(session: AsyncSession, now: datetime) -> None:
         )
     )  # fmt: skip
 
+    for arm, converted in (("treatment", now - hour), ("holdout", None)):
+        session.add(
+            CareTouch(
+                rule="winback", member_id=active.id, occasion=f"test:{arm}", arm=arm,
+                decided_at=now - 3 * day, converted_at=converted,
+            )
+        )  # fmt: skip
+
     campaign = Campaign(
         name="Spring", audience={"kind": "all", "value": None}, template="Hi",
         status=CampaignStatus.DONE, recipients=4, queued=4, created_at=now - day,
@@ -131,6 +140,9 @@ async def test_numbers_on_a_seeded_shop(app: RunningBot) -> None:
     assert stats.tickets.oldest_age == timedelta(days=10)
     assert stats.tickets.median_age == timedelta(days=2)
 
+    [winback] = stats.rules
+    assert (winback.rule, winback.sent, winback.held_out, winback.uplift) == ("winback", 1, 1, 100)
+
     [campaign] = stats.campaigns
     assert (campaign.sent, campaign.failed, campaign.blocked, campaign.pending) == (2, 1, 1, 0)
 
@@ -156,6 +168,7 @@ async def test_owner_gets_text_and_chart_in_both_languages(app: RunningBot) -> N
     assert "CSAT 3.67" in text.text and "worse 33%" in text.text
     assert "Open tickets: 3" in text.text and "oldest waiting 10 d" in text.text
     assert "sent 2 · failed 1" in text.text
+    assert "Win-back: 1 · 100% · +100.0 pp" in text.text
     chart = await owner.wait_until(lambda m: m.photo is not None)
     assert chart.photo is not None and chart.photo.startswith(PNG_MAGIC)
     async with app.session() as session:

@@ -9,7 +9,7 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.audit import audit
 from care.campaigns import CampaignReport
@@ -17,6 +17,7 @@ from care.charts import stats_chart_png
 from care.clock import Clock
 from care.config import CareConfig
 from care.i18n import Translator
+from care.report import RuleResult
 from care.stats import ShopStats, WeekStats, shop_stats
 from handlers.staff.access import MinRole
 from storage.enums import LifecycleStage, StaffRole, ValueTier
@@ -123,28 +124,28 @@ def render_stats(t: Translator, stats: ShopStats) -> str:
     return "\n".join(lines)
 
 
-def _rule_line(t: Translator, row: object) -> str:
-    uplift = getattr(row, "uplift", None)
+def _rule_line(t: Translator, result: RuleResult) -> str:
+    key = f"stats.rule.{result.rule}"
+    uplift = result.uplift
     return t(
         "stats.rule_line",
-        rule=str(getattr(row, "rule", "?")),
-        sent=int(getattr(row, "sent", 0) or 0),
-        converted=int(getattr(row, "converted", 0) or 0),
-        uplift=f"{uplift * 100:+.1f} pp" if isinstance(uplift, float) else "–",
+        rule=t.plain(key) if t.has(key) else result.rule,
+        sent=result.sent,
+        converted=_percent(result.converted_sent, result.sent),
+        uplift=t.plain("stats.uplift", pp=f"{uplift:+.1f}") if uplift is not None else "–",
     )
 
 
 async def cmd_stats(
     message: Message,
     session: AsyncSession,
-    session_factory: async_sessionmaker[AsyncSession],
     config: CareConfig,
     clock: Clock,
     t: Translator,
     staff_role: StaffRole,
 ) -> None:
     assert message.from_user is not None
-    stats = await shop_stats(session, config, clock, session_factory=session_factory)
+    stats = await shop_stats(session, config, clock)
     await audit(
         session,
         clock,
