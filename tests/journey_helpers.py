@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from care.i18n import translator
-from handlers.middlewares import ThrottlingMiddleware
+from handlers.middlewares import MemoryFloodGate, ThrottlingMiddleware
 from storage.models import Member
 from tests.conftest import RunningBot
 from tests.simulator import SimMessage, SimUser
@@ -15,7 +15,7 @@ def without_throttling(app: RunningBot) -> RunningBot:
     """Let a test press buttons faster than any person could (flood control has its own test)."""
     for middleware in app.dp.update.outer_middleware:
         if isinstance(middleware, ThrottlingMiddleware):
-            middleware.rate = middleware.burst = 10_000
+            middleware.gate = MemoryFloodGate(rate=10_000.0, burst=10_000, max_wait=3.0)
     return app
 
 

@@ -32,10 +32,10 @@ from storage.models import Member
 # What a member who taps an invitation link is told (a new member is told nothing for a
 # recorded referral: the welcome is enough).
 REFERRAL_NOTES = {
-    ReferralOutcome.SELF: "start.ref_self",
-    ReferralOutcome.ALREADY: "start.ref_already",
-    ReferralOutcome.TOO_LATE: "start.ref_member",
-    ReferralOutcome.UNKNOWN: "start.ref_unknown",
+    ReferralOutcome.SELF: "link.ref_self",
+    ReferralOutcome.ALREADY: "link.ref_already",
+    ReferralOutcome.TOO_LATE: "link.ref_member",
+    ReferralOutcome.UNKNOWN: "link.ref_unknown",
 }
 
 
@@ -58,7 +58,7 @@ async def cmd_start(
         await state.clear()
         if link.kind == LinkKind.REFERRAL:
             outcome = await record_referral(session, member, link.value)
-            await message.answer(t(REFERRAL_NOTES.get(outcome, "start.ref_member")))
+            await message.answer(t(REFERRAL_NOTES.get(outcome, "link.ref_member")))
         await message.answer(
             t("start.welcome_back", name=member.name or "", code=member.member_code),
             reply_markup=main_menu(t),

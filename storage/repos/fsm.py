@@ -24,6 +24,8 @@ class FsmRepo:
         """Store ``state`` (or, with ``data`` given, the data) for ``key``; empty rows vanish."""
         record = await self.get(key)
         if record is None:
+            if state is None and not data:
+                return  # clearing what was never there
             record = FsmRecord(key=key, state=None, data={}, updated_at=now)
             self.session.add(record)
         if data is None:

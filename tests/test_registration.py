@@ -1,0 +1,410 @@
+"""Registration end to end: the shopper presses the buttons the bot sent, in zh and en."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from care.i18n import translator
+from storage.models import ConsentEvent, Member
+from tests.conftest import RunningBot, running_bot
+from tests.journey_helpers import (
+    buttons,
+    label,
+    member_of,
+    register,
+    wait_button,
+    without_throttling,
+)
+from tests.simulator import BotAPISimulator, SimUser
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def app(app: RunningBot) -> RunningBot:
+    return without_throttling(app)
+
+
+async def consent_events(app: RunningBot, member_id: int) -> list[tuple[str, bool, str]]:
+    async with app.session() as session:
+        rows = await session.scalars(
+            select(ConsentEvent)
+            .where(ConsentEvent.member_id == member_id)
+            .order_by(ConsentEvent.id)
+        )
+        return [(row.kind, row.granted, row.source) for row in rows]
+
+
+async def walk_to(user: SimUser, locale: str, step: str) -> None:
+    """Go through registration up to (not into) ``step``: consent, marketing, name, phone,
+    birthday or interests."""
+    order = ["consent", "marketing", "name", "phone", "birthday", "interests"]
+    await user.send("/start")
+    await wait_button(user, "English")
+    await user.press("中文" if locale == "zh" else "English")
+    await wait_button(user, label(locale, "reg.consent_yes"))
+    if order.index(step) <= 0:
+        return
+    await user.press(label(locale, "reg.consent_yes"))
+    await wait_button(user, label(locale, "reg.marketing_no"))
+    if order.index(step) <= 1:
+        return
+    await user.press(label(locale, "reg.marketing_no"))
+    await user.expect(label(locale, "reg.name")[:8])
+    if order.index(step) <= 2:
+        return
+    await user.send("Mei")
+    await wait_button(user, label(locale, "reg.phone_button"))
+    if order.index(step) <= 3:
+        return
+    await user.press(label(locale, "reg.phone_button"))
+    await wait_button(user, label(locale, "reg.birthday_skip"))
+    if order.index(step) <= 4:
+        return
+    await user.press(label(locale, "reg.birthday_skip"))
+    await wait_button(user, label(locale, "buttons.done"))
+
+
+# ------------------------------------------------------------------ the whole journey
+
+
+async def test_full_registration_in_chinese(app: RunningBot) -> None:
+    user = app.user(3001, first_name="小美", language_code="zh-hans")
+    await register(
+        user, "zh", marketing=True, birthday="1990年5月17日", interests=("grocery", "beauty")
+    )
+    welcome, card = user.messages[-2:]
+    assert "欢迎您，小美" in welcome.text
+    assert welcome.reply_buttons[0] == [label("zh", "menu.card"), label("zh", "menu.offers")]
+    assert card.photo is not None and card.photo.startswith(PNG_MAGIC)
+    assert "会员号" in card.caption
+
+    member = await member_of(app, 3001)
+    assert member is not None
+    assert member.status == "active"
+    assert member.locale == "zh"
+    assert member.name == "小美"
+    assert member.phone == "+8613800000000"
+    assert member.birthday == date(1990, 5, 17)
+    assert member.birthday_md == 517 and member.birthday_locked
+    assert sorted(i.category for i in member.interests) == ["beauty", "grocery"]
+    assert member.marketing_opt_in and member.marketing_changed_at == app.clock.now()
+    assert member.profile_consent_at == app.clock.now()
+    assert member.registered_at == app.clock.now()
+    assert member.member_code in card.caption
+    assert await consent_events(app, member.id) == [
+        ("profile", True, "registration"),
+        ("marketing", True, "registration"),
+    ]
+
+
+async def test_full_registration_in_english_with_a_typed_name_and_no_offers(
+    app: RunningBot,
+) -> None:
+    user = app.user(3002, first_name="Al", language_code="en-US")
+    await register(user, "en", name="  Alice   Smith ")
+    assert "Welcome, Alice Smith" in user.messages[-2].text
+    assert "Member code" in user.messages[-1].caption
+    member = await member_of(app, 3002)
+    assert member is not None
+    assert member.name == "Alice Smith"
+    assert member.locale == "en"
+    assert member.birthday is None and not member.birthday_locked
+    assert member.interests == []
+    assert member.marketing_opt_in is False
+    # The "no thanks" is on record too, with its time.
+    assert await consent_events(app, member.id) == [
+        ("profile", True, "registration"),
+        ("marketing", False, "registration"),
+    ]
+
+
+@pytest.mark.parametrize(("language_code", "first"), [("zh-hans", "中文"), ("en", "English")])
+async def test_the_language_of_the_telegram_app_is_offered_first(
+    app: RunningBot, language_code: str, first: str
+) -> None:
+    user = app.user(3003, language_code=language_code)
+    await user.send("/start")
+    prompt = await wait_button(user, "English")
+    assert prompt.inline_buttons[0][0] == first
+
+
+async def test_the_telegram_birthdate_is_offered_as_the_default(
+    app: RunningBot, sim: BotAPISimulator
+) -> None:
+    sim.user(3004, first_name="Bo", language_code="en", birthdate=date(1992, 3, 4))
+    user = app.user(3004)
+    await walk_to(user, "en", "birthday")
+    use = label("en", "reg.birthday_use", date="1992-03-04")
+    await wait_button(user, use)
+    await user.press(use)
+    await wait_button(user, label("en", "buttons.done"))
+    await user.press(label("en", "buttons.done"))
+    await user.wait_until(lambda m: m.photo is not None)
+    member = await member_of(app, 3004)
+    assert member is not None and member.birthday == date(1992, 3, 4)
+
+
+async def test_marketing_consent_waits_for_the_end_of_registration(app: RunningBot) -> None:
+    user = app.user(3005, language_code="en")
+    await walk_to(user, "en", "marketing")
+    await user.press(label("en", "reg.marketing_yes"))
+    await user.expect(label("en", "reg.name")[:8])
+    member = await member_of(app, 3005)
+    assert member is not None
+    assert member.status == "registering"
+    assert member.profile_consent_at is not None
+    assert member.marketing_opt_in is False
+
+
+async def test_declining_the_privacy_notice_explains_and_keeps_the_question(
+    app: RunningBot,
+) -> None:
+    user = app.user(3006, language_code="zh")
+    await walk_to(user, "zh", "consent")
+    await user.press(label("zh", "reg.consent_no"))
+    reply = await user.expect("无法为您保留会员资格")
+    assert label("zh", "reg.consent_yes") in buttons(reply)
+    await user.press(label("zh", "reg.consent_yes"))
+    await wait_button(user, label("zh", "reg.marketing_no"))
+    member = await member_of(app, 3006)
+    assert member is not None and member.profile_consent_at is not None
+
+
+# ------------------------------------------------------------------ deep links
+
+
+async def test_a_referral_link_records_who_invited_the_new_member(app: RunningBot) -> None:
+    friend = app.user(3010, first_name="Fang", language_code="zh")
+    await register(friend, "zh")
+    referrer = await member_of(app, 3010)
+    assert referrer is not None
+
+    newcomer = app.user(3011, first_name="Gao", language_code="zh")
+    await register(newcomer, "zh", start=f"/start ref_{referrer.member_code}")
+    member = await member_of(app, 3011)
+    assert member is not None and member.referrer_id == referrer.id
+
+
+async def test_a_member_cannot_refer_themselves(app: RunningBot) -> None:
+    user = app.user(3012, language_code="en")
+    await register(user, "en")
+    member = await member_of(app, 3012)
+    assert member is not None
+    await user.send(f"/start ref_{member.member_code}")
+    await user.expect("your own invitation link")
+    await user.expect("Welcome back")
+    member = await member_of(app, 3012)
+    assert member is not None and member.referrer_id is None
+
+
+async def test_only_the_first_referrer_ever_counts(app: RunningBot) -> None:
+    first, second = app.user(3013, language_code="en"), app.user(3014, language_code="en")
+    await register(first, "en")
+    await register(second, "en")
+    first_member, second_member = await member_of(app, 3013), await member_of(app, 3014)
+    assert first_member is not None and second_member is not None
+
+    newcomer = app.user(3015, language_code="en")
+    await newcomer.send(f"/start ref_{first_member.member_code}")
+    await wait_button(newcomer, "English")
+    # Mid-registration, a second invitation link: refused politely, registration restarts.
+    await newcomer.send(f"/start ref_{second_member.member_code}")
+    await newcomer.expect("already invited")
+    await register(newcomer, "en", start=f"/start ref_{second_member.member_code}")
+    # And once a member, no link changes it either.
+    await newcomer.send(f"/start ref_{second_member.member_code}")
+    await newcomer.expect("Welcome back")
+    member = await member_of(app, 3015)
+    assert member is not None and member.referrer_id == first_member.id
+
+
+async def test_an_unknown_invitation_code_is_ignored_politely(app: RunningBot) -> None:
+    user = app.user(3016, language_code="zh")
+    await user.send("/start ref_NOSUCH99")
+    await user.expect("邀请链接已失效")
+    await wait_button(user, "中文")
+    member = await member_of(app, 3016)
+    assert member is not None and member.referrer_id is None
+
+
+async def test_a_source_link_records_where_the_shopper_came_from(app: RunningBot) -> None:
+    user = app.user(3017, language_code="en")
+    await user.send("/start src_Poster-Entrance_" + "x" * 80)
+    await wait_button(user, "English")
+    # A later poster does not rewrite the first source.
+    await user.send("/start src_receipt")
+    await wait_button(user, "English")
+    member = await member_of(app, 3017)
+    assert member is not None
+    assert member.source == ("poster-entrance_" + "x" * 80)[:64]
+
+
+# ------------------------------------------------------------------ interruptions
+
+
+async def test_registration_resumes_after_a_restart(
+    sim: BotAPISimulator, sqlite_url: str, clock: object
+) -> None:
+    async with running_bot(sim, sqlite_url, clock) as first:  # type: ignore[arg-type]
+        without_throttling(first)
+        user = first.user(3020, first_name="Hua", language_code="zh")
+        await walk_to(user, "zh", "phone")
+
+    async with running_bot(sim, sqlite_url, clock) as second:  # type: ignore[arg-type]
+        without_throttling(second)
+        # The bot was restarted; the shopper simply carries on with the phone button.
+        await user.press(label("zh", "reg.phone_button"))
+        await wait_button(user, label("zh", "reg.birthday_skip"))
+        await user.press(label("zh", "reg.birthday_skip"))
+        await wait_button(user, label("zh", "buttons.done"))
+        await user.press(label("zh", "buttons.done"))
+        await user.wait_until(lambda m: m.photo is not None)
+        member = await member_of(second, 3020)
+        assert member is not None
+        assert member.status == "active" and member.name == "Mei"
+
+
+async def test_start_in_the_middle_restarts_cleanly(app: RunningBot) -> None:
+    user = app.user(3021, language_code="en")
+    await walk_to(user, "en", "birthday")
+    await user.send("/start")
+    prompt = await wait_button(user, "English")
+    assert "choose your language" in prompt.text
+    # The earlier answers are forgotten: the flow asks for everything again.
+    await register(user, "en", name="Second Try")
+    member = await member_of(app, 3021)
+    assert member is not None and member.name == "Second Try"
+    async with app.session() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Member).where(Member.telegram_id == 3021)
+        )
+    assert count == 1
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_a_registered_member_gets_the_menu_not_a_second_registration(
+    app: RunningBot, locale: str
+) -> None:
+    user = app.user(3022, language_code=locale)
+    await register(user, locale)
+    before = len(user.messages)
+    await user.send("/start")
+    await user.send("/help")
+    await user.expect("/card")
+    # Updates of one user are handled in order: everything /start said came before the help.
+    welcome_back, _help = user.messages[before:]
+    assert welcome_back.reply_buttons[-1] == [label(locale, "menu.help")]
+    assert "English" not in buttons(welcome_back)
+
+
+# ------------------------------------------------------------------ refusals and bad input
+
+
+async def test_someone_elses_contact_is_refused(app: RunningBot) -> None:
+    user = app.user(3030, language_code="en")
+    await walk_to(user, "en", "phone")
+    await user.share_contact("+8613911112222", user_id=4242)
+    refusal = await user.expect("someone else's contact")
+    assert label("en", "reg.phone_button") in buttons(refusal)
+    await user.press(label("en", "reg.phone_button"))
+    await wait_button(user, label("en", "reg.birthday_skip"))
+    member = await member_of(app, 3030)
+    assert member is not None and member.phone is None  # not stored before the end
+
+
+BAD_INPUT_TEXTS = {
+    "zh": {
+        "name_sticker": "请输入您的名字",
+        "name_long": "不要超过 64 个字符",
+        "phone_typed": "直接输入号码是不行的",
+        "bad_date": "这个日期不存在",
+        "future": "这个日期还没到呢",
+        "format": "没能识别这个日期",
+        "command": "我们先完成注册吧",
+        "interests_text": "然后点“完成”",
+    },
+    "en": {
+        "name_sticker": "Please type your name",
+        "name_long": "at most 64 characters",
+        "phone_typed": "typing the number won't work",
+        "bad_date": "That date doesn't exist",
+        "future": "That date is in the future",
+        "format": "couldn't read that date",
+        "command": "finish your registration first",
+        "interests_text": "then Done",
+    },
+}
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_bad_input_gets_a_polite_reprompt_and_the_step_stays(
+    app: RunningBot, locale: str
+) -> None:
+    texts = BAD_INPUT_TEXTS[locale]
+    user = app.user(3031, first_name="Q", language_code=locale)
+    await walk_to(user, locale, "name")
+
+    await user.send_sticker()
+    await user.expect(texts["name_sticker"])
+    await user.send("y" * 10_000)
+    await user.expect(texts["name_long"])
+    await user.send("/frobnicate")
+    await user.expect(texts["command"])
+    await user.send("Qiu\x07")
+    await user.expect(translator(locale).plain("reg.name_control")[:6])
+    await user.send("Qiu")
+    await wait_button(user, label(locale, "reg.phone_button"))
+
+    await user.send("13800000000")
+    reprompt = await user.expect(texts["phone_typed"])
+    assert label(locale, "reg.phone_button") in buttons(reprompt)
+    await user.send_photo()
+    await user.expect(texts["phone_typed"])
+    await user.press(label(locale, "reg.phone_button"))
+    await wait_button(user, label(locale, "reg.birthday_skip"))
+
+    await user.send("1990-02-30")
+    await user.expect(texts["bad_date"])
+    await user.send("2030-01-01")
+    await user.expect(texts["future"])
+    await user.send("next tuesday")
+    await user.expect(texts["format"])
+    await user.send_sticker()
+    await user.expect(label(locale, "reg.birthday_skip"))
+    await user.send("17.05.1990")
+    await wait_button(user, label(locale, "buttons.done"))
+
+    await user.send("beauty please")
+    await user.expect(texts["interests_text"])
+    await user.press(label(locale, "buttons.done"))
+    await user.wait_until(lambda m: m.photo is not None)
+
+    member = await member_of(app, 3031)
+    assert member is not None
+    assert member.name == "Qiu" and member.birthday == date(1990, 5, 17)
+
+
+async def test_an_implausible_age_is_refused(app: RunningBot) -> None:
+    user = app.user(3032, language_code="en")
+    await walk_to(user, "en", "birthday")
+    await user.send(f"{app.clock.now().year - 3}-01-01")
+    await user.expect("at least 10 years old")
+    await user.send("1890-01-01")
+    await user.expect("over 120")
+    await user.press(label("en", "reg.birthday_skip"))
+    await wait_button(user, label("en", "buttons.done"))
+
+
+async def test_a_stale_registration_button_is_refused_politely(app: RunningBot) -> None:
+    user = app.user(3033, language_code="en")
+    await walk_to(user, "en", "name")
+    language_prompt = user.messages[0]
+    callback = await user.press_data("jr:lang:zh", language_prompt)
+    answer = await user.wait_callback_answer(callback)
+    assert answer.text == label("en", "reg.stale")
+    member = await member_of(app, 3033)
+    assert member is not None and member.locale == "en"
