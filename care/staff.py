@@ -21,8 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.audit import audit
 from care.clock import Clock
 from care.config import CareConfig
-from storage.enums import StaffRole
+from care.i18n import translator
+from care.outbox import enqueue
+from storage.enums import MessageKind, StaffRole
 from storage.models import Staff
+from storage.repos.members import MemberRepo
 from storage.repos.staff import StaffRepo
 
 NAME_MAX = 128
@@ -133,7 +136,26 @@ async def add_staff(
         target=f"staff:{telegram_id}",
         details={"role": str(role), "previous_role": str(previous) if previous else None},
     )
+    await _tell_new_role(session, config, clock, telegram_id, role)
     return StaffChange(telegram_id, role, previous, changed=True)
+
+
+async def _tell_new_role(
+    session: AsyncSession, config: CareConfig, clock: Clock, telegram_id: int, role: StaffRole
+) -> None:
+    """Let the person know (through the outbox) what they can do now."""
+    member = await MemberRepo(session).by_telegram_id(telegram_id)
+    t = translator(member.locale if member is not None else config.default_locale)
+    await enqueue(
+        session,
+        clock,
+        config,
+        key=f"staff:{telegram_id}:{role}:{clock.now().isoformat()}",
+        chat_id=telegram_id,
+        text=t("roles.welcome", role=t.plain(f"roles.{role}")),
+        kind=MessageKind.ALERT,
+        respect_quiet_hours=False,
+    )
 
 
 async def remove_staff(

@@ -10,7 +10,14 @@ from care.audit import recent_audit
 from care.staff import role_of
 from care.tickets import open_ticket
 from storage.enums import StaffRole, TicketKind, TicketStatus
-from storage.models import AuditEntry, Staff, SurveyInvitation, SurveyResponse, Ticket
+from storage.models import (
+    AuditEntry,
+    OutboxMessage,
+    Staff,
+    SurveyInvitation,
+    SurveyResponse,
+    Ticket,
+)
 from tests.conftest import RunningBot
 from tests.simulator import SimUser
 from tests.staff_helpers import OWNER_ID, make_member, make_staff
@@ -62,6 +69,12 @@ async def test_owner_adds_a_cashier_by_id_and_an_admin_by_forwarding(app: Runnin
         ("staff.add", OWNER_ID, f"staff:{CASHIER_ID}"),
     ]
     assert entries[0].created_at == app.clock.now()
+    async with app.session() as session:
+        told = list(await session.scalars(select(OutboxMessage.text).order_by(OutboxMessage.id)))
+    assert told == [
+        "你现在是本店员工后台的<b>收银员</b>。发送 /staff 查看可用命令。",
+        "你现在是本店员工后台的<b>管理员</b>。发送 /staff 查看可用命令。",
+    ]  # neither is a member yet: the shop's default language
 
 
 async def test_the_console_speaks_chinese_too(app: RunningBot) -> None:
