@@ -2,22 +2,24 @@
 
 One pass over a rule:
 
-1. **Find** the due members with one set-based query per trigger over indexed columns (the
-   members table carries the aggregates and segments; purchases, coupons and tickets are
-   reached through their time indexes). Every query reads "the trigger fell due at or before
-   now, at most ``max_late`` ago, and this rule has not touched that occasion": a missed run
-   catches up on the next one, and a second run finds nothing new.
-2. **Guard**: marketing needs consent and reachability (in the query), no unresolved complaint
-   or low score, and room under the frequency cap (``care.guardrails``, per batch).
+1. **Find** the members whose occasion fell due in the rule's window — from the end of its last
+   completed pass (``job_state``) up to now, never further back than the rule's ``max_late`` —
+   and that the rule has not touched for that occasion. One set-based query per trigger over
+   an indexed column (the members table carries the aggregates and segments; purchases,
+   coupons and tickets are reached through their time indexes) returns just ids and facts.
+   After downtime the next pass covers the whole gap once; a second pass finds nothing new.
+2. **Guard** (per batch of loaded members): marketing needs consent and reachability (already
+   in the query), no unresolved complaint or low score, and room under the frequency cap
+   (``care.guardrails``). A blocked member is not decided and the occasion is not replayed.
 3. **Claim** each (rule, member, occasion) by inserting a ``CareTouch`` — the unique index
    decides, so overlapping runs and replicas never decide the same occasion twice — and split
    the arm: a deterministic ``config.holdout_pct`` of members is held out of holdout rules.
-4. **Act** for the treatment arm: issue the rule's coupon (or points), create the survey
-   invitation, render the template in the member's language, and queue the message through
+4. **Act** for the treatment arm: issue the rule's coupons (or points), create the survey
+   invitations, render the template in each member's language, and queue the messages through
    the outbox (quiet hours are applied there). The held-out arm gets the touch and nothing else.
 
-Work is done in batches of members ordered by a key, each batch its own short transaction when
-``commit`` is on (the scheduler); a dry run keeps everything in one transaction and rolls back.
+Each batch is its own short transaction when ``commit`` is on (the scheduler), retried when
+SQLite is busy; a dry run keeps everything in one transaction and rolls back.
 """
 
 from __future__ import annotations
@@ -217,12 +219,10 @@ class _RulePass:
         if self.rule.trigger in (Trigger.TIER_UPGRADE, Trigger.NEAR_NEXT_TIER):
             self.tiers = list(await self.session.scalars(select(Tier).order_by(Tier.rank)))
 
-    def query(self) -> tuple[Select[Any], ColumnElement[Any]]:
-        builder: Callable[[], tuple[Select[Any], ColumnElement[Any]]] = getattr(
-            self, f"_q_{self.rule.trigger.value}"
-        )
-        statement, key = builder()
-        return statement.where(*_reachable(self.rule)), key
+    def query(self) -> Select[Any]:
+        """Rows of (member id, *trigger facts) for every member due in the window."""
+        builder: Callable[[], Select[Any]] = getattr(self, f"_q_{self.rule.trigger.value}")
+        return builder().where(*_reachable(self.rule))
 
     def _due_range(self, column: Any, delay: timedelta | None = None) -> list[Any]:
         delay = self.rule.delay if delay is None else delay
@@ -233,14 +233,14 @@ class _RulePass:
             return []
         return [~_touched_since(self.rule, self.now - self.rule.repeat_after)]
 
-    def _q_joined(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_joined(self) -> Select[Any]:
         statement = select(Member.id).where(
             *self._due_range(Member.registered_at),
             ~exists().where(CareTouch.rule == self.rule.name, CareTouch.member_id == Member.id),
         )
-        return statement, Member.id
+        return statement
 
-    def _q_purchase(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_purchase(self) -> Select[Any]:
         occasion = literal("purchase:") + cast(Purchase.id, String)
         statement = (
             select(Member.id, Purchase.id, Purchase.purchased_at)
@@ -251,9 +251,9 @@ class _RulePass:
                 *self._repeat_guard(),
             )
         )
-        return statement, Purchase.id
+        return statement
 
-    def _q_birthday(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_birthday(self) -> Select[Any]:
         days = [(self.now + timedelta(days=offset)).date() for offset in (-1, 0, 1)]
         month_days = {day.month * 100 + day.day for day in days}
         if any(_is_leap_stand_in(day) for day in days):
@@ -262,23 +262,23 @@ class _RulePass:
             Member.birthday_md.in_(sorted(month_days)),
             ~_touched_since(self.rule, self.now - timedelta(days=300)),
         )
-        return statement, Member.id
+        return statement
 
-    def _q_stage(self, stage: LifecycleStage) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_stage(self, stage: LifecycleStage) -> Select[Any]:
         statement = select(Member.id).where(
             Member.lifecycle_stage == stage,
             *self._due_range(Member.stage_changed_at),
             ~_touched_since(self.rule, Member.stage_changed_at),
         )
-        return statement, Member.id
+        return statement
 
-    def _q_at_risk(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_at_risk(self) -> Select[Any]:
         return self._q_stage(LifecycleStage.AT_RISK)
 
-    def _q_lapsed(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_lapsed(self) -> Select[Any]:
         return self._q_stage(LifecycleStage.LAPSED)
 
-    def _q_coupon_expiry(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_coupon_expiry(self) -> Select[Any]:
         # Due ``delay`` before expiry, for a coupon held at least that long already.
         statement = (
             select(Member.id, Coupon.id, Coupon.expires_at)
@@ -292,7 +292,7 @@ class _RulePass:
                 Coupon.issued_at <= self.now - self.rule.delay,
             )
         )
-        return statement, Coupon.id
+        return statement
 
     def _anniversaries(self, period: Callable[[int], datetime], count: int) -> list[Any]:
         return [
@@ -303,29 +303,29 @@ class _RulePass:
             for k in range(1, count + 1)
         ]
 
-    def _q_anniversary(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_anniversary(self) -> Select[Any]:
         ranges = self._anniversaries(lambda k: add_years(self.now, -k), MAX_YEARS)
         statement = select(Member.id).where(
             or_(*ranges), ~_touched_since(self.rule, self.now - timedelta(days=300))
         )
-        return statement, Member.id
+        return statement
 
-    def _q_nps_cycle(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_nps_cycle(self) -> Select[Any]:
         cycles = int(MAX_YEARS * 365 / self.rule.delay.days)
         ranges = self._anniversaries(lambda k: self.now - self.rule.delay * k, cycles)
         statement = select(Member.id).where(or_(*ranges), *self._repeat_guard())
-        return statement, Member.id
+        return statement
 
-    def _q_tier_upgrade(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_tier_upgrade(self) -> Select[Any]:
         base = self.tiers[0].code if self.tiers else "member"
         statement = select(Member.id).where(
             Member.tier_code != base,
             *self._due_range(Member.tier_changed_at),
             ~_touched_since(self.rule, Member.tier_changed_at),
         )
-        return statement, Member.id
+        return statement
 
-    def _q_near_next_tier(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_near_next_tier(self) -> Select[Any]:
         close: list[ColumnElement[bool]] = []
         for current, following in zip(self.tiers, self.tiers[1:], strict=False):
             floor = following.min_spend_12m_minor * (100 - NEAR_TIER_PCT) // 100
@@ -341,9 +341,9 @@ class _RulePass:
             *self._due_range(Member.last_purchase_at),
             *self._repeat_guard(),
         )
-        return statement, Member.id
+        return statement
 
-    def _q_referral(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_referral(self) -> Select[Any]:
         friend = aliased(Member, name="friend")
         statement = (
             select(Member.id, friend.id, friend.member_code)
@@ -353,9 +353,9 @@ class _RulePass:
                 friend.referral_rewarded_at.is_(None),
             )
         )
-        return statement, friend.id
+        return statement
 
-    def _q_complaint_closed(self) -> tuple[Select[Any], ColumnElement[Any]]:
+    def _q_complaint_closed(self) -> Select[Any]:
         occasion = literal("ticket:") + cast(Ticket.id, String)
         statement = (
             select(Member.id, Ticket.id, Ticket.closed_at)
@@ -367,9 +367,9 @@ class _RulePass:
                 ~_touched_occasion(self.rule, occasion),
             )
         )
-        return statement, Ticket.id
+        return statement
 
-    def _q_low_score(self) -> tuple[Select[Any], ColumnElement[Any]]:  # pragma: no cover
+    def _q_low_score(self) -> Select[Any]:  # pragma: no cover
         raise RuntimeError("low scores alert staff when they are answered, not on a schedule")
 
     async def keep(self, batch: list[Candidate]) -> list[Candidate]:
@@ -766,7 +766,7 @@ async def evaluate_rule(
         outcome.error = f"offer {rule.offer!r} is switched off or over"
         log.warning("care rule %s skipped: %s", rule.name, outcome.error)
         return outcome
-    statement, _key = rp.query()
+    statement = rp.query()
     # Phase one finds who is due: ids and trigger facts only, through the trigger's index.
     # Phase two loads and decides them in batches, each its own short transaction.
     due = (await session.execute(statement)).all()
