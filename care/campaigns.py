@@ -55,6 +55,8 @@ COUPONS = "coupons"
 BATCH_SIZE = 500
 CAPTION_LIMIT = 1024
 MAX_SCHEDULE_AHEAD = timedelta(days=90)
+# How long a launcher may go quiet before another takes over (each batch renews it).
+LAUNCH_LEASE = timedelta(minutes=2)
 # Shown in previews where each member's own coupon code will be.
 PREVIEW_COUPON_CODE = "ABCD2345"
 TEMPLATE_SKIP = "template"
@@ -309,23 +311,27 @@ async def launch_campaign(
     """Queue a due campaign for its whole audience, batch by batch; None if nothing to do.
 
     Starts a scheduled campaign whose time has come, or resumes one whose launch stopped
-    half-way (a crash, a restart). Each batch commits on its own; a batch another launcher took
-    first ends this call without touching it.
+    half-way (a crash, a restart). One launcher at a time holds the campaign's lease; each batch
+    commits on its own, and a batch another launcher took first ends this call untouched.
     """
     async with session_factory() as session:
         repo = CampaignRepo(session)
-        await repo.claim(campaign_id, clock.now())
+        now = clock.now()
+        await repo.claim(campaign_id, now)
+        leased = await repo.take_lease(campaign_id, now=now, until=now + LAUNCH_LEASE)
         await session.commit()
-        campaign = await repo.get(campaign_id)
-        if (
-            campaign is None
-            or campaign.status != CampaignStatus.SENDING
-            or campaign.launched_at is not None
-        ):
-            return None
+    if not leased:
+        return None
     result = LaunchResult(campaign_id)
-    while await _launch_batch(session_factory, config, clock, campaign_id, batch_size, result):
-        pass
+    try:
+        while await _launch_batch(session_factory, config, clock, campaign_id, batch_size, result):
+            pass
+    except BaseException:
+        # Hand the rest over at once: the scheduler's next tick resumes from the cursor.
+        async with session_factory() as session:
+            await CampaignRepo(session).release_lease(campaign_id)
+            await session.commit()
+        raise
     log.info(
         "campaign %s: %s queued, %s coupons, skipped %s",
         campaign_id,
@@ -367,7 +373,10 @@ async def _launch_batch(
             await repo.mark_launched(campaign_id, cursor=cursor, now=clock.now())
             await session.commit()
             return False
-        if not await repo.advance_cursor(campaign_id, old=cursor, new=members[-1].id):
+        lease_until = clock.now() + LAUNCH_LEASE
+        if not await repo.advance_cursor(
+            campaign_id, old=cursor, new=members[-1].id, lease_until=lease_until
+        ):
             await session.rollback()
             return False
         offer = await session.get(Offer, campaign.offer_id) if campaign.offer_id else None

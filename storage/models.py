@@ -253,6 +253,8 @@ class Ticket(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="open")
     forum_topic_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # The last member message copied into the staff forum topic (forum mode only).
+    forum_synced_message_id: Mapped[int | None] = mapped_column(BigInteger)
     handling_rating: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
@@ -363,7 +365,9 @@ class Campaign(Base):
     locale: Mapped[str] = mapped_column(String(8), default="zh", server_default="zh")
     # The launch walks the audience by member id; the cursor makes a crashed launch resume
     # where it stopped, and its conditional update keeps two launchers from both sending.
+    # The lease names a launcher at work: others leave the campaign alone until it expires.
     launch_cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    launch_lease_until: Mapped[datetime | None]
     launched_at: Mapped[datetime | None]
     queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     coupons_issued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

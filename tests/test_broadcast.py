@@ -10,15 +10,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from care import campaigns
 from care.audience import Audience
 from care.campaigns import create_campaign, launch_campaign, launch_due_campaigns
+from care.clock import FrozenClock
+from care.config import CareConfig
 from care.delivery import DeliveryWorker
 from care.staff import add_staff
 from handlers.staff.broadcast import CampaignWatchers, CDBroadcast
 from storage.enums import CampaignStatus, StaffRole, TicketKind, TicketStatus
 from storage.models import AuditEntry, Campaign, Coupon, Member, OutboxMessage, Ticket
 from tests.conftest import RunningBot
-from tests.console_helpers import seed_member, seed_offer
+from tests.console_helpers import schema_session_factory, seed_member, seed_offer
 from tests.simulator import SimUser
 
 OWNER_ID = 900001
@@ -302,3 +305,59 @@ async def test_forged_callbacks_and_the_command_do_nothing_for_non_staff(
         campaigns = list(await session.scalars(select(Campaign)))
     assert [(c.id, c.status) for c in campaigns] == [(1, CampaignStatus.SCHEDULED)]
     assert await outbox_rows(app) == []
+
+
+async def test_a_crashed_launch_resumes_without_doubles_and_two_launchers_share_nothing(
+    any_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FrozenClock(datetime(2026, 3, 2, 3, 0, tzinfo=UTC))
+    config = CareConfig(owner_ids=frozenset({OWNER_ID}))
+    async with schema_session_factory(any_db_url) as factory:
+        async with factory() as session:
+            for i in range(10):
+                await seed_member(session, clock.now(), marketing_opt_in=i % 4 != 0)
+            offer = await seed_offer(session, clock.now())
+            campaign = await create_campaign(
+                session,
+                clock,
+                audience=Audience("all"),
+                template="Hi {{ name }}",
+                created_by=OWNER_ID,
+                locale="en",
+                offer_id=offer.id,
+            )
+            await session.commit()
+
+        real_enqueue_many = campaigns.enqueue_many
+        calls = 0
+
+        async def power_cut_on_second_batch(*args: Any, **kwargs: Any) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise RuntimeError("power cut")
+            return await real_enqueue_many(*args, **kwargs)
+
+        monkeypatch.setattr(campaigns, "enqueue_many", power_cut_on_second_batch)
+        with pytest.raises(RuntimeError):
+            await launch_campaign(factory, config, clock, campaign.id, batch_size=3)
+        async with factory() as session:
+            assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 3
+            assert await session.scalar(select(func.count()).select_from(Coupon)) == 3
+        monkeypatch.setattr(campaigns, "enqueue_many", real_enqueue_many)
+
+        # The scheduler and a second launcher at once: one holds the lease, the other waits.
+        launched, second = await asyncio.gather(
+            launch_due_campaigns(factory, config, clock),
+            launch_campaign(factory, config, clock, campaign.id, batch_size=2),
+        )
+        assert launched + (second is not None) == 1
+        async with factory() as session:
+            rows = list(await session.scalars(select(OutboxMessage)))
+            coupons = list(await session.scalars(select(Coupon)))
+            stored = await session.get(Campaign, campaign.id)
+        assert len(rows) == len({row.member_id for row in rows}) == 7
+        assert sorted(c.member_id for c in coupons) == sorted(row.member_id for row in rows)
+        assert stored is not None and stored.launched_at is not None
+        assert (stored.queued, stored.coupons_issued) == (7, 7)
+        assert not stored.skipped  # the audience itself leaves the three without consent out

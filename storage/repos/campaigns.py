@@ -36,12 +36,17 @@ class CampaignRepo:
 
     async def due_ids(self, now: datetime) -> list[int]:
         """Scheduled campaigns whose time has come, and launches that stopped half-way."""
+        stopped = (
+            (Campaign.status == CampaignStatus.SENDING)
+            & Campaign.launched_at.is_(None)
+            & or_(Campaign.launch_lease_until.is_(None), Campaign.launch_lease_until <= now)
+        )
         query = (
             select(Campaign.id)
             .where(
                 or_(
                     (Campaign.status == CampaignStatus.SCHEDULED) & (Campaign.scheduled_at <= now),
-                    (Campaign.status == CampaignStatus.SENDING) & Campaign.launched_at.is_(None),
+                    stopped,
                 )
             )
             .order_by(Campaign.id)
@@ -100,8 +105,34 @@ class CampaignRepo:
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def advance_cursor(self, campaign_id: int, *, old: int, new: int) -> bool:
-        """Take the batch of members in (old, new]; False when another launcher took it."""
+    async def take_lease(self, campaign_id: int, *, now: datetime, until: datetime) -> bool:
+        """Become the one launcher of a started campaign; False while another holds it."""
+        result = await self.session.execute(
+            update(Campaign)
+            .where(
+                Campaign.id == campaign_id,
+                Campaign.status == CampaignStatus.SENDING,
+                Campaign.launched_at.is_(None),
+                or_(Campaign.launch_lease_until.is_(None), Campaign.launch_lease_until <= now),
+            )
+            .values(launch_lease_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def release_lease(self, campaign_id: int) -> None:
+        await self.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id)
+            .values(launch_lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def advance_cursor(
+        self, campaign_id: int, *, old: int, new: int, lease_until: datetime
+    ) -> bool:
+        """Take the batch of members in (old, new] and renew the lease; False when another
+        launcher took the batch first."""
         result = await self.session.execute(
             update(Campaign)
             .where(
@@ -110,7 +141,7 @@ class CampaignRepo:
                 Campaign.launched_at.is_(None),
                 Campaign.launch_cursor == old,
             )
-            .values(launch_cursor=new)
+            .values(launch_cursor=new, launch_lease_until=lease_until)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -152,7 +183,7 @@ class CampaignRepo:
                 Campaign.launched_at.is_(None),
                 Campaign.launch_cursor == cursor,
             )
-            .values(launched_at=now)
+            .values(launched_at=now, launch_lease_until=None)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
