@@ -53,6 +53,7 @@ _RECORD = (
     )
 )
 
+CLAIM_TRIES = 3
 CLAIM_COLUMNS = (
     OUTBOX.c.id,
     OUTBOX.c.member_id,
@@ -162,15 +163,26 @@ class OutboxRepo:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        stmt = (
-            update(OUTBOX)
-            .where(OUTBOX.c.id.in_(due.scalar_subquery()), OUTBOX.c.status == OutboxStatus.QUEUED)
-            .values(status=OutboxStatus.SENDING, locked_until=lease_until)
-            .returning(*CLAIM_COLUMNS)
-        )
-        rows = list((await self.session.execute(stmt)).all())
-        rows.sort(key=lambda row: row.id)
-        return rows
+        # Two statements on purpose: PostgreSQL may run an IN (… LIMIT … SKIP LOCKED) subquery
+        # more than once inside an UPDATE and claim far more than ``limit`` rows. The SELECT
+        # locks the ids there; on SQLite the status guard below settles any race.
+        for _ in range(CLAIM_TRIES):
+            ids = list(await self.session.scalars(due))
+            if not ids:
+                return []
+            stmt = (
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(ids), OUTBOX.c.status == OutboxStatus.QUEUED)
+                .values(status=OutboxStatus.SENDING, locked_until=lease_until)
+                .returning(*CLAIM_COLUMNS)
+            )
+            rows = list((await self.session.execute(stmt)).all())
+            if rows:
+                rows.sort(key=lambda row: row.id)
+                return rows
+            # Another worker claimed every one of them first (SQLite): this transaction now
+            # holds the write lock, so the next look sees what is really left.
+        return []
 
     async def member_states(self, member_ids: Sequence[int]) -> dict[int, Any]:
         """Reachability and consent of the given members, read in one query."""
