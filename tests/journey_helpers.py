@@ -72,6 +72,36 @@ async def register(
     await user.wait_until(lambda m: m.photo is not None)
 
 
+async def walk_to(user: SimUser, locale: str, step: str) -> None:
+    """Go through registration up to (not into) ``step``: consent, marketing, name, phone,
+    birthday or interests."""
+    order = ["consent", "marketing", "name", "phone", "birthday", "interests"]
+    await user.send("/start")
+    await wait_button(user, "English")
+    await user.press("中文" if locale == "zh" else "English")
+    await wait_button(user, label(locale, "reg.consent_yes"))
+    if order.index(step) <= 0:
+        return
+    await user.press(label(locale, "reg.consent_yes"))
+    await wait_button(user, label(locale, "reg.marketing_no"))
+    if order.index(step) <= 1:
+        return
+    await user.press(label(locale, "reg.marketing_no"))
+    await user.expect(label(locale, "reg.name")[:8])
+    if order.index(step) <= 2:
+        return
+    await user.send("Mei")
+    await wait_button(user, label(locale, "reg.phone_button"))
+    if order.index(step) <= 3:
+        return
+    await user.press(label(locale, "reg.phone_button"))
+    await wait_button(user, label(locale, "reg.birthday_skip"))
+    if order.index(step) <= 4:
+        return
+    await user.press(label(locale, "reg.birthday_skip"))
+    await wait_button(user, label(locale, "buttons.done"))
+
+
 async def member_of(app: RunningBot, telegram_id: int) -> Member | None:
     async with app.session() as session:
         return await session.scalar(select(Member).where(Member.telegram_id == telegram_id))

@@ -1,0 +1,92 @@
+"""The member card: a scannable QR code of the member code, and the card's facts in the caption."""
+
+from __future__ import annotations
+
+import pytest
+
+from care.cards import member_card_png
+from care.loyalty import record_purchase
+from tests.conftest import RunningBot
+from tests.journey_helpers import label, member_of, register, walk_to, without_throttling
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def app(app: RunningBot) -> RunningBot:
+    return without_throttling(app)
+
+
+async def buy(app: RunningBot, telegram_id: int, amount_minor: int, receipt: str) -> None:
+    member = await member_of(app, telegram_id)
+    assert member is not None
+    async with app.session() as session:
+        await record_purchase(
+            session,
+            app.config,
+            app.clock,
+            member_id=member.id,
+            amount_minor=amount_minor,
+            receipt_id=receipt,
+        )
+        await session.commit()
+
+
+def test_the_qr_code_is_a_png_that_depends_on_the_code() -> None:
+    png = member_card_png("ABCD2345")
+    assert png.startswith(PNG_MAGIC)
+    assert member_card_png("ABCD2345") == png
+    assert member_card_png("ABCD2346") != png
+
+
+async def test_the_card_in_chinese_shows_code_tier_points_and_progress(app: RunningBot) -> None:
+    user = app.user(4001, first_name="小美", language_code="zh")
+    await register(user, "zh")
+    await buy(app, 4001, 120_000, "R-4001-1")  # ¥1,200: silver
+
+    await user.send("/card")
+    card = await user.wait_until(lambda m: m.photo is not None)
+    member = await member_of(app, 4001)
+    assert member is not None
+    assert card.photo == member_card_png(member.member_code)
+    caption = card.caption or ""
+    assert f"会员号：{member.member_code}" in caption
+    assert "等级：银卡会员" in caption
+    assert f"积分：{member.points_balance}" in caption and member.points_balance > 0
+    assert "再消费 ¥3,800.00 即可升级为金卡会员" in caption
+    assert "<" not in caption  # the HTML was rendered, not shown
+
+
+async def test_the_menu_button_opens_the_card_in_english(app: RunningBot) -> None:
+    user = app.user(4002, first_name="Ann", language_code="en")
+    await register(user, "en")
+    await user.press(label("en", "menu.card"))
+    card = await user.wait_until(lambda m: m.photo is not None)
+    caption = card.caption or ""
+    assert "Tier: Member" in caption
+    assert "Points: 0" in caption
+    assert "Spend ¥1,000.00 more within 12 months to reach Silver" in caption
+
+
+async def test_the_top_tier_says_so_instead_of_a_next_tier(app: RunningBot) -> None:
+    user = app.user(4003, language_code="en")
+    await register(user, "en")
+    await buy(app, 4003, 2_500_000, "R-4003-1")
+    await user.send("/card")
+    card = await user.wait_until(lambda m: m.photo is not None)
+    assert "Tier: Platinum" in (card.caption or "")
+    assert "highest tier" in (card.caption or "")
+
+
+async def test_strangers_and_half_registered_shoppers_are_told_what_to_do(
+    app: RunningBot,
+) -> None:
+    stranger = app.user(4004, language_code="en")
+    await stranger.send("/card")
+    await stranger.expect("send /start")
+
+    halfway = app.user(4005, language_code="zh")
+    await walk_to(halfway, "zh", "phone")
+    await halfway.send("/card")
+    await halfway.expect("我们先完成注册吧")
+    assert not any(m.photo for m in halfway.messages)
