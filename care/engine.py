@@ -192,6 +192,10 @@ def _reachable(rule: Rule) -> list[ColumnElement[bool]]:
     return conditions
 
 
+# Triggers whose rows are marked when decided (referral_rewarded_at, expiry_reminded_at).
+_MARKED_TRIGGERS = frozenset({Trigger.REFERRAL, Trigger.COUPON_EXPIRY})
+
+
 class _RulePass:
     """The query and the facts of one rule's trigger, for one moment ``now``."""
 
@@ -211,6 +215,10 @@ class _RulePass:
         # the rule allows (a birthday greeting two days late is worse than none).
         oldest = now - rule.max_late
         self.window_start = oldest if since is None else min(max(oldest, since), now)
+        if rule.trigger in _MARKED_TRIGGERS:
+            # These occasions carry their own "done" mark, and their trigger time may be set
+            # in the past (a purchase entered late): look back the whole allowance every time.
+            self.window_start = oldest
         self.tiers: list[Tier] = []
         self.offer: Offer | None = None
 

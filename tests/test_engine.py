@@ -586,3 +586,23 @@ async def test_every_rule_runs_the_same_on_sqlite_and_postgres(
         assert (await engine.evaluate(db, CONFIG, clock))[0].decided == 0
     finally:
         await db_engine.dispose()
+
+
+async def test_a_friends_first_purchase_entered_late_still_rewards_the_referrer(
+    db: Factory, clock: FrozenClock
+) -> None:
+    async with db() as session:
+        referrer = await add_member(session, clock.now() - timedelta(days=50))
+        friend = await add_member(
+            session, clock.now() - timedelta(days=20), referrer_id=referrer.id
+        )
+        await session.commit()
+    await run(db, clock)  # a pass has covered up to now
+    clock.advance(minutes=5)
+    async with db() as session:
+        await loyalty.record_purchase(
+            session, CONFIG, clock, member_id=friend.id, amount_minor=5_000,
+            purchased_at=clock.now() - timedelta(days=2),
+        )  # fmt: skip
+        await session.commit()
+    assert (await run(db, clock, "referral_reward"))["referral_reward"].sent == 1
