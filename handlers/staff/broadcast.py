@@ -121,7 +121,6 @@ class CampaignWatchers:
         chat_id: int,
         message_id: int,
         locale: str,
-        launch: bool = True,
     ) -> None:
         task = asyncio.create_task(
             self._watch(
@@ -133,7 +132,6 @@ class CampaignWatchers:
                 chat_id,
                 message_id,
                 locale,
-                launch,
             ),
             name=f"campaign-{campaign_id}",
         )
@@ -150,14 +148,11 @@ class CampaignWatchers:
         chat_id: int,
         message_id: int,
         locale: str,
-        launch: bool,
     ) -> None:
         t = translator(locale)
-        launching: asyncio.Future[Any] | None = None
-        if launch:
-            launching = asyncio.ensure_future(
-                launch_campaign(session_factory, config, clock, campaign_id)
-            )
+        launching: asyncio.Task[Any] | None = asyncio.create_task(
+            launch_campaign(session_factory, config, clock, campaign_id)
+        )
         deadline = time.monotonic() + self.lifetime
         shown = ""
         try:
@@ -360,7 +355,6 @@ async def _audience_chosen(
     callback: CallbackQuery,
     state: FSMContext,
     session: AsyncSession,
-    config: CareConfig,
     t: Translator,
     audience: Audience,
 ) -> None:
@@ -393,7 +387,7 @@ async def on_kind(
 ) -> None:
     kind = callback_data.value
     if kind == "all":
-        await _audience_chosen(callback, state, session, config, t, Audience("all"))
+        await _audience_chosen(callback, state, session, t, Audience("all"))
         return
     if kind not in ("tier", "stage", "segment", "interest"):
         await callback.answer()
@@ -425,7 +419,6 @@ async def on_pick(
     callback_data: CDBroadcast,
     state: FSMContext,
     session: AsyncSession,
-    config: CareConfig,
     t: Translator,
 ) -> None:
     data = await state.get_data()
@@ -434,7 +427,7 @@ async def on_pick(
     except AudienceError:
         await callback.answer(t.plain("broadcast.stale"), show_alert=True)
         return
-    await _audience_chosen(callback, state, session, config, t, audience)
+    await _audience_chosen(callback, state, session, t, audience)
 
 
 async def _audience_of(state: FSMContext) -> Audience | None:

@@ -17,6 +17,7 @@ from care.charts import stats_chart_png
 from care.clock import Clock
 from care.config import CareConfig
 from care.i18n import Translator
+from care.quiet_hours import member_zone
 from care.report import RuleResult
 from care.stats import ShopStats, WeekStats, shop_stats
 from handlers.staff.access import MinRole
@@ -67,12 +68,12 @@ def _satisfaction(t: Translator, period: WeekStats, last: WeekStats) -> str:
     return f"{nps}\n{csat}\n{this_week}"
 
 
-def _campaign_line(t: Translator, report: CampaignReport) -> str:
-    started = report.started_at.strftime("%m-%d") if report.started_at else "–"
+def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
+    started = report.started_at.astimezone(member_zone(tz_name)) if report.started_at else None
     return t(
         "stats.campaign_line",
         id=report.campaign_id,
-        date=started,
+        date=started.strftime("%m-%d") if started else "–",
         recipients=report.recipients,
         sent=report.sent,
         failed=report.failed,
@@ -81,7 +82,7 @@ def _campaign_line(t: Translator, report: CampaignReport) -> str:
     )
 
 
-def render_stats(t: Translator, stats: ShopStats) -> str:
+def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
     """The /stats text: short lines a shop owner reads at a glance."""
     members = stats.members
     stage_parts = [
@@ -115,7 +116,7 @@ def render_stats(t: Translator, stats: ShopStats) -> str:
     ]
     lines += ["", t("stats.campaigns_title")]
     if stats.campaigns:
-        lines += [_campaign_line(t, report) for report in stats.campaigns]
+        lines += [_campaign_line(t, report, tz_name) for report in stats.campaigns]
     else:
         lines.append(t("stats.campaigns_none"))
     if stats.rules:
@@ -153,7 +154,7 @@ async def cmd_stats(
         actor_role=staff_role,
         action="stats.view",
     )
-    await message.answer(render_stats(t, stats))
+    await message.answer(render_stats(t, stats, config.default_timezone))
     # Drawing takes a few hundred milliseconds of CPU: keep the event loop free meanwhile.
     png = await asyncio.to_thread(stats_chart_png, stats, t.locale)
     await message.answer_photo(
