@@ -8,14 +8,17 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from care.audit import recent_audit
-from care.tickets import open_ticket
+from care.clock import FrozenClock
+from care.tickets import add_member_message, open_ticket
 from storage.enums import MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
-from tests.conftest import RunningBot
+from tests.conftest import RunningBot, running_bot
+from tests.simulator import BotAPISimulator
 from tests.staff_helpers import make_member, make_staff
 
 CASHIER_ID = 800002
 SHOPPER_ID = 2001
+STAFF_CHAT = -1009876543210
 
 
 async def _tickets(app: RunningBot, count: int) -> list[int]:
@@ -198,3 +201,47 @@ async def test_low_scores_wait_for_a_follow_up(app: RunningBot) -> None:
         saved = await session.get(SurveyResponse, response_id)
     assert len(entries) == 1
     assert saved is not None and saved.followed_up_at == clock.now()
+
+
+async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
+    sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
+) -> None:
+    group = sim.group(STAFF_CHAT, "Staff", is_forum=True)
+    settings = {"staff_chat_id": str(STAFF_CHAT), "default_locale": "en"}
+    async with running_bot(sim, sqlite_url, clock, **settings) as app:
+        [ticket_id] = await _tickets(app, 1)
+        opened = await group.wait_until(lambda m: "Problem number 0" in m.content)
+        [topic] = group.topics.values()
+        assert topic.name == f"#{ticket_id} complaint · Shopper 0"
+        assert opened.message_thread_id == topic.message_thread_id
+        assert "Answer by writing in this topic" in opened.content
+
+        # The shopper writes again: it follows into the same topic, once.
+        async with app.session() as session:
+            ticket = await session.get(Ticket, ticket_id)
+            assert ticket is not None
+            await add_member_message(
+                session, app.clock, ticket=ticket, text="Still waiting", photo_file_id=None
+            )
+            await session.commit()
+        await group.wait_until(lambda m: m.content == "👤 Shopper 0: Still waiting")
+
+        cashier = app.user(CASHIER_ID, first_name="Qian", language_code="en")
+        await cashier.send_to_group(group, "We will call you", topic.message_thread_id)
+        sent = await group.wait_until(lambda m: m.content.startswith("✅ sent to"))
+        assert sent.content == "✅ sent to Shopper 0"
+        [answer] = await _outbox(app, SHOPPER_ID)
+        assert "We will call you" in answer.text
+
+        # Someone in the group who is not staff is not relayed to the shopper.
+        stranger = app.user(4242, first_name="Guest", language_code="en")
+        await stranger.send_to_group(group, "I am not staff", topic.message_thread_id)
+        await group.no_message_within(0.3)
+        assert len(await _outbox(app, SHOPPER_ID)) == 1
+
+        await cashier.send_to_group(group, "/close", topic.message_thread_id)
+        await group.wait_until(lambda m: f"#{ticket_id} closed by Qian" in m.content)
+        assert (await _ticket(app, ticket_id)).status == TicketStatus.CLOSED
+        assert topic.closed
+        topic_posts = [m.content for m in group.topic_messages(topic.message_thread_id)]
+        assert topic_posts.count("👤 Shopper 0: Still waiting") == 1

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from handlers.staff import broadcast, export, inbox, member, offers, staff_admin, stats, till
+from handlers.staff import (
+    broadcast,
+    export,
+    forum,
+    inbox,
+    member,
+    offers,
+    staff_admin,
+    stats,
+    till,
+)
 from handlers.staff.access import MinRole
 
 
@@ -22,6 +32,7 @@ def build_router() -> Router:
         till.build_router(),
         inbox.build_router(),
         export.build_router(),
+        forum.build_router(),
     )
     # Console flows; stats last: it also tells a cashier these commands need an admin.
     router.include_routers(broadcast.build_router(), offers.build_router(), stats.build_router())
