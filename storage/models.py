@@ -255,8 +255,6 @@ class Ticket(Base):
     forum_topic_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     # The last member message copied into the staff forum topic (forum mode only).
     forum_synced_message_id: Mapped[int | None] = mapped_column(BigInteger)
-    # The last member message copied into the staff forum topic (forum mode only).
-    forum_synced_message_id: Mapped[int | None] = mapped_column(BigInteger)
     handling_rating: Mapped[int | None] = mapped_column(SmallInteger)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
