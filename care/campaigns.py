@@ -60,6 +60,7 @@ LAUNCH_LEASE = timedelta(minutes=2)
 # Shown in previews where each member's own coupon code will be.
 PREVIEW_COUPON_CODE = "ABCD2345"
 TEMPLATE_SKIP = "template"
+OFFER_GONE = "offer_gone"
 
 
 class CampaignError(Exception):
@@ -380,7 +381,11 @@ async def _launch_batch(
             await session.rollback()
             return False
         offer = await session.get(Offer, campaign.offer_id) if campaign.offer_id else None
-        if campaign.kind == COUPONS:
+        if (campaign.offer_id or campaign.kind == COUPONS) and not _usable(offer, clock):
+            # The offer ended or was switched off mid-way: promise no coupon that cannot come.
+            batch = LaunchResult(campaign_id, skipped=Counter({OFFER_GONE: len(members)}))
+        elif campaign.kind == COUPONS:
+            assert offer is not None
             batch = await _coupon_batch(session, config, clock, campaign, offer, members)
         else:
             batch = await _broadcast_batch(session, config, clock, campaign, offer, members)
@@ -392,6 +397,12 @@ async def _launch_batch(
     result.coupons += batch.coupons
     result.skipped.update(batch.skipped)
     return True
+
+
+def _usable(offer: Offer | None, clock: Clock) -> bool:
+    if offer is None or not offer.is_active:
+        return False
+    return offer.valid_until is None or offer.valid_until > clock.now()
 
 
 async def _broadcast_batch(
@@ -460,13 +471,10 @@ async def _coupon_batch(
     config: CareConfig,
     clock: Clock,
     campaign: Campaign,
-    offer: Offer | None,
+    offer: Offer,
     members: list[Member],
 ) -> LaunchResult:
     batch = LaunchResult(campaign.id)
-    if offer is None:
-        batch.skipped["offer_gone"] += len(members)
-        return batch
     repo = CampaignRepo(session)
     ids = [member.id for member in members]
     already = await repo.coupon_member_ids(campaign.id, ids)

@@ -361,3 +361,31 @@ async def test_a_crashed_launch_resumes_without_doubles_and_two_launchers_share_
         assert stored is not None and stored.launched_at is not None
         assert (stored.queued, stored.coupons_issued) == (7, 7)
         assert not stored.skipped  # the audience itself leaves the three without consent out
+
+
+async def test_an_offer_switched_off_before_the_send_holds_the_broadcast_back(
+    sqlite_url: str,
+) -> None:
+    clock = FrozenClock(datetime(2026, 3, 2, 3, 0, tzinfo=UTC))
+    async with schema_session_factory(sqlite_url) as factory:
+        async with factory() as session:
+            for _ in range(3):
+                await seed_member(session, clock.now())
+            offer = await seed_offer(session, clock.now())
+            campaign = await create_campaign(
+                session,
+                clock,
+                audience=Audience("all"),
+                template="Hi {{ name }}",
+                created_by=OWNER_ID,
+                locale="en",
+                offer_id=offer.id,
+            )
+            offer.is_active = False
+            await session.commit()
+        result = await launch_campaign(factory, CareConfig(), clock, campaign.id)
+        assert result is not None and result.queued == 0
+        assert dict(result.skipped) == {"offer_gone": 3}
+        async with factory() as session:
+            assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+            assert await session.scalar(select(func.count()).select_from(Coupon)) == 0
