@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.audit import recent_audit
 from care.clock import FrozenClock
 from care.config import CareConfig
+from care.exports import write_export
+from care.importer import import_purchases
 from care.lookup import find_members, find_one_member
 from care.staff import (
     StaffError,
@@ -20,6 +24,7 @@ from care.staff import (
     staff_recipients,
 )
 from storage.enums import MemberStatus, StaffRole
+from storage.models import DEFAULT_TIERS, Base, Tier
 from tests.staff_helpers import OWNER_ID, make_member, session_factory
 
 CONFIG = CareConfig(owner_ids=frozenset({OWNER_ID, 900002}))
@@ -191,3 +196,41 @@ async def test_find_members_by_every_identity(session: AsyncSession, clock: Froz
     assert await find_members(session, "x" * 500) == []
     assert await find_one_member(session, li.member_code) == li
     assert await find_one_member(session, "li") is None
+
+
+async def test_staff_lookups_imports_and_exports_on_every_backend(
+    any_db_url: str, clock: FrozenClock
+) -> None:
+    """The same queries on SQLite and PostgreSQL: look-ups, the till, import and export."""
+    async with session_factory(any_db_url) as factory:
+        async with factory() as session:
+            connection = await session.connection()
+            await connection.run_sync(Base.metadata.create_all)
+            await session.execute(insert(Tier), [dict(tier) for tier in DEFAULT_TIERS])
+            li = await make_member(session, CONFIG, clock, 1, "Li Lei", phone="+8613800138000")
+            li.member_code = "K7QX2M9P"
+            await make_member(session, CONFIG, clock, 2, "Li Na", username="lina")
+            await _add(session, clock, OWNER_ID, ADMIN, "admin")
+            await session.commit()
+        async with factory() as session:
+            assert [m.member_code for m in await find_members(session, "13800138000")] == [
+                "K7QX2M9P"
+            ]
+            assert len(await find_members(session, "li")) == 2
+            assert len(await find_members(session, "@LiNa")) == 1
+            assert await staff_recipients(session, CONFIG) == [OWNER_ID, 900002, ADMIN]
+        content = (
+            "receipt_id,member,amount,purchased_at\n"
+            "P-1,K7QX2M9P,10.00,2026-03-01T10:00:00+08:00\n"
+            "P-2,13800138000,20.00,2026-03-01 11:00\n"
+            "P-3,NOBODY,5,2026-03-01 11:00\n"
+        )
+        report = await import_purchases(factory, CONFIG, clock, io.StringIO(content))
+        assert (report.imported, len(report.rejected)) == (2, 1)
+        again = await import_purchases(factory, CONFIG, clock, io.StringIO(content))
+        assert (again.imported, again.duplicates) == (0, 2)
+        async with factory() as session:
+            buffer = io.BytesIO()
+            rows = await write_export(session, CONFIG, "purchases", "csv", buffer, batch_size=1)
+            assert rows == 2
+            assert "P-2,K7QX2M9P,20.00" in buffer.getvalue().decode("utf-8-sig")
