@@ -288,6 +288,8 @@ async def refresh_segments(
     if not isinstance(engine, AsyncEngine):
         raise TypeError("refresh_segments needs a session factory bound to an AsyncEngine")
     async with engine.connect() as connection:
+        # A pooled connection may still hold the table if a refresh died before its cleanup.
+        await connection.run_sync(_work.drop, checkfirst=True)
         await connection.run_sync(_work.create)
         try:
             await connection.execute(_snapshot(now))
@@ -300,7 +302,7 @@ async def refresh_segments(
             written = await _write_back(connection, decisions, now)
         finally:
             await connection.rollback()
-            await connection.run_sync(_work.drop)
+            await connection.run_sync(_work.drop, checkfirst=True)
             await connection.commit()
     return SegmentStats(
         **stats,
