@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import select
 
 from care.i18n import translator
@@ -100,6 +104,17 @@ async def walk_to(user: SimUser, locale: str, step: str) -> None:
         return
     await user.press(label(locale, "reg.birthday_skip"))
     await wait_button(user, label(locale, "buttons.done"))
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 5.0
+) -> None:
+    """Wait for a state the bot reaches without saying anything (e.g. after my_chat_member)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.01)
 
 
 async def member_of(app: RunningBot, telegram_id: int) -> Member | None:

@@ -367,20 +367,18 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
+    # Later handlers still see the old state after leave_settings_flow, so they exclude these.
+    elsewhere = or_f(F.text.startswith("/"), F.text.in_(menu_labels()))
     msg = router.message
-    msg.register(
-        leave_settings_flow,
-        StateFilter(SettingsFlow),
-        or_f(F.text.startswith("/"), F.text.in_(menu_labels())),
-    )
+    msg.register(leave_settings_flow, StateFilter(SettingsFlow), elsewhere)
     msg.register(cmd_settings, Command("settings"))
     msg.register(cmd_settings, F.text.in_(labels("menu.settings")))
     msg.register(cmd_stop, Command("stop", "unsubscribe"))
-    msg.register(on_birthday_text, SettingsFlow.birthday, F.text)
-    msg.register(on_birthday_unexpected, SettingsFlow.birthday)
+    msg.register(on_birthday_text, SettingsFlow.birthday, F.text, ~elsewhere)
+    msg.register(on_birthday_unexpected, SettingsFlow.birthday, ~elsewhere)
     msg.register(on_location, SettingsFlow.timezone, F.location)
     msg.register(on_timezone_cancel, SettingsFlow.timezone, F.text.in_(labels("tz.cancel_button")))
-    msg.register(on_timezone_unexpected, SettingsFlow.timezone)
+    msg.register(on_timezone_unexpected, SettingsFlow.timezone, ~elsewhere)
 
     cq = router.callback_query
     cq.register(on_toggle, CDSettings.filter(F.action.in_({"offers", "surveys"})))
