@@ -57,7 +57,12 @@ def parse_write_back(data: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _check_content(text: str | None, photo_file_id: str | None) -> str | None:
+def check_message(text: str | None, photo_file_id: str | None) -> str | None:
+    """The text a ticket message would store (trimmed, or None with a photo alone).
+
+    Raises ``TicketError`` ("empty" for neither text nor photo, "too_long" over
+    ``MAX_TEXT_CHARS``).
+    """
     text = (text or "").strip() or None
     if text is None and photo_file_id is None:
         raise TicketError("empty")
@@ -79,7 +84,7 @@ async def open_ticket(
 
     The returned ticket has its thread loaded. Raises ``TicketError`` ("empty", "too_long").
     """
-    text = _check_content(text, photo_file_id)
+    text = check_message(text, photo_file_id)
     now = clock.now()
     first = TicketMessage(
         author=MessageAuthor.MEMBER, text=text, photo_file_id=photo_file_id, created_at=now
@@ -107,7 +112,7 @@ async def add_member_message(
     """Append the shopper's message to their ticket; an answered ticket waits for staff again."""
     if ticket.status == TicketStatus.CLOSED:
         raise TicketError("closed")
-    text = _check_content(text, photo_file_id)
+    text = check_message(text, photo_file_id)
     now = clock.now()
     message = await TicketRepo(session).add_message(
         TicketMessage(
@@ -188,7 +193,7 @@ async def staff_reply(
         raise TicketError("not_found")
     if ticket.status == TicketStatus.CLOSED:
         raise TicketError("closed")
-    body = _check_content(text, None)
+    body = check_message(text, None)
     member = await _reachable_member(session, ticket)
     now = clock.now()
     message = await repo.add_message(

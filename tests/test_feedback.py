@@ -188,7 +188,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
     await user.press(t.plain("survey.comment.add"))
     await user.expect("Please write your comment")
     await user.send("Took three days")
-    await user.expect("someone from our team will get in touch")
+    thanks = await user.expect("someone from our team will get in touch")
 
     await settled(app)
     async with app.session() as session:
@@ -208,4 +208,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
 
     # Writing back into a closed ticket is politely refused.
     await user.press(t.plain("feedback.reply.write_back"), answer)
-    await user.expect(f"Ticket #{ticket.id} is closed")
+    refusal = await user.expect(f"Ticket #{ticket.id} is closed")
+    assert user.messages[-2:] == [thanks, refusal]  # no prompt to write first
+    await settled(app)
+    assert len((await tickets_of(app))[0].messages) == 4

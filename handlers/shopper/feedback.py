@@ -24,6 +24,7 @@ from care.tickets import (
     WRITE_BACK_PREFIX,
     TicketError,
     add_member_message,
+    check_message,
     current_ticket,
     member_ticket,
     notify_staff,
@@ -137,7 +138,12 @@ async def on_action(
         await end_flow(state)
         await _edit_or_send(callback, t("feedback.choose_kind"), kind_keyboard(t))
     elif callback_data.action == "add":
-        await _start_write_back(callback, state, session, member, t, callback_data.ticket)
+        refusal = await _begin_write_back(state, session, member, callback_data.ticket)
+        if refusal is None:
+            text = t("feedback.write_back", number=callback_data.ticket)
+            await _edit_or_send(callback, text, cancel_keyboard(t))
+        else:
+            await _edit_or_send(callback, t(refusal, number=callback_data.ticket), None)
     else:
         await end_flow(state)
         await _edit_or_send(callback, t("feedback.cancelled"), None)
@@ -151,68 +157,49 @@ async def on_write_back_button(
     member: Member,
     t: Translator,
 ) -> None:
-    ticket_id = parse_write_back(callback.data)
-    if ticket_id is None:
-        await callback.answer(t("feedback.gone"))
-        return
-    if isinstance(callback.message, Message):
-        # The staff answer stays readable; the prompt comes as a new message below it.
-        await callback.message.answer(t("feedback.write_back", number=ticket_id))
-    await _start_write_back(callback, state, session, member, t, ticket_id, prompt=False)
+    ticket_id = parse_write_back(callback.data) or 0
+    refusal = await _begin_write_back(state, session, member, ticket_id)
+    if callback.bot is not None:
+        # The staff answer stays as it is; the prompt comes as a new message below it.
+        if refusal is None:
+            text, markup = t("feedback.write_back", number=ticket_id), cancel_keyboard(t)
+        else:
+            text, markup = t(refusal, number=ticket_id), None
+        await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
     await callback.answer()
 
 
-async def _start_write_back(
-    callback: CallbackQuery,
-    state: FSMContext,
-    session: AsyncSession,
-    member: Member,
-    t: Translator,
-    ticket_id: int,
-    *,
-    prompt: bool = True,
-) -> None:
+async def _begin_write_back(
+    state: FSMContext, session: AsyncSession, member: Member, ticket_id: int
+) -> str | None:
+    """Wait for the member's next message to their ticket; else the key of the refusal."""
     ticket = await member_ticket(session, member, ticket_id)
     if ticket is None or ticket.status == TicketStatus.CLOSED:
         await end_flow(state)
-        key = "feedback.gone" if ticket is None else "feedback.closed"
-        await _send(callback, t(key, number=ticket_id))
-        return
+        return "feedback.gone" if ticket is None else "feedback.closed"
     await state.set_state(FeedbackStates.write_back)
     await state.update_data(ticket=ticket.id)
-    if prompt:
-        await _edit_or_send(
-            callback, t("feedback.write_back", number=ticket.id), cancel_keyboard(t)
-        )
-
-
-async def _send(callback: CallbackQuery, text: str) -> None:
-    if callback.bot is not None:
-        await callback.bot.send_message(callback.from_user.id, text)
-
-
-def _content(message: Message) -> tuple[str | None, str | None] | None:
-    """(text, photo file id) of a message a ticket can take, else None."""
-    if message.text is not None:
-        return message.text, None
-    if message.photo:
-        return message.caption, message.photo[-1].file_id
     return None
 
 
 async def _checked_content(
     message: Message, t: Translator
 ) -> tuple[str | None, str | None] | None:
-    content = _content(message)
-    if content is None:
+    """(text, photo file id) a ticket can take from this message; else a re-prompt and None."""
+    if message.text is not None:
+        content: tuple[str | None, str | None] = (message.text, None)
+    elif message.photo:
+        content = (message.caption, message.photo[-1].file_id)
+    else:
         await message.answer(t("feedback.bad_input"))
         return None
-    text, _photo = content
-    if text is not None and len(text.strip()) > MAX_TEXT_CHARS:
-        await message.answer(t("feedback.too_long", limit=MAX_TEXT_CHARS))
-        return None
-    if text is not None and not text.strip() and _photo is None:
-        await message.answer(t("feedback.bad_input"))
+    try:
+        check_message(*content)
+    except TicketError as error:
+        if error.reason == "too_long":
+            await message.answer(t("feedback.too_long", limit=MAX_TEXT_CHARS))
+        else:
+            await message.answer(t("feedback.bad_input"))
         return None
     return content
 
