@@ -3,6 +3,8 @@ and to anybody who is not staff, the staff console does not exist."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import func, select
 
@@ -23,6 +25,11 @@ from tests.simulator import SimUser
 from tests.staff_helpers import OWNER_ID, make_member, make_staff
 
 ADMIN_ID, CASHIER_ID, STRANGER_ID = 800001, 800002, 1001
+
+
+def _menu(app: RunningBot, chat_id: int, language: str) -> list[str]:
+    scope = json.dumps({"type": "chat", "chat_id": chat_id}, sort_keys=True)
+    return [command["command"] for command in app.sim.commands.get((scope, language), [])]
 
 
 async def _role(app: RunningBot, user_id: int) -> StaffRole | None:
@@ -69,6 +76,11 @@ async def test_owner_adds_a_cashier_by_id_and_an_admin_by_forwarding(app: Runnin
         ("staff.add", OWNER_ID, f"staff:{CASHIER_ID}"),
     ]
     assert entries[0].created_at == app.clock.now()
+    # Their "/" menus now show the console commands of their role.
+    assert "purchase" in _menu(app, CASHIER_ID, "en") and "export" not in _menu(
+        app, CASHIER_ID, "en"
+    )
+    assert {"purchase", "export"} <= set(_menu(app, ADMIN_ID, "zh"))
     async with app.session() as session:
         told = list(await session.scalars(select(OutboxMessage.text).order_by(OutboxMessage.id)))
     assert told == [
@@ -86,9 +98,11 @@ async def test_the_console_speaks_chinese_too(app: RunningBot) -> None:
     assert "要让 周敏" in choice.text
     await owner.press("收银员")
     assert "现在是<b>收银员</b>" in (await owner.wait_until(lambda m: "现在是" in m.text)).html
+    assert "redeem" in _menu(app, ADMIN_ID, "zh")
     await owner.send(f"/staff remove {ADMIN_ID}")
     assert "已不再是员工" in (await owner.next_message()).text
     assert await _role(app, ADMIN_ID) is None
+    assert _menu(app, ADMIN_ID, "zh") == []
 
 
 async def test_cancel_and_hidden_forwards_change_nothing(app: RunningBot) -> None:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+import asyncio
+import logging
+
+from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message, MessageOriginHiddenUser, MessageOriginUser
-from sqlalchemy.ext.asyncio import AsyncSession
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+    CallbackQuery,
+    Message,
+    MessageOriginHiddenUser,
+    MessageOriginUser,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.clock import Clock
 from care.config import CareConfig
-from care.i18n import Translator
+from care.i18n import LOCALES, Translator, translator
 from care.members import find_member
 from care.staff import (
     StaffChange,
@@ -29,6 +41,19 @@ from storage.enums import StaffRole
 
 GRANTABLE = (StaffRole.ADMIN, StaffRole.CASHIER)
 NAMES_KEY = "staff_candidate_names"
+# The "/" menu a staff member sees: the shop's commands, then the console's for their role.
+STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
+    (StaffRole.CASHIER, "staff"),
+    (StaffRole.CASHIER, "member"),
+    (StaffRole.CASHIER, "purchase"),
+    (StaffRole.CASHIER, "redeem"),
+    (StaffRole.CASHIER, "inbox"),
+    (StaffRole.ADMIN, "stats"),
+    (StaffRole.ADMIN, "broadcast"),
+    (StaffRole.ADMIN, "offer"),
+    (StaffRole.ADMIN, "export"),
+)
+log = logging.getLogger(__name__)
 
 
 def role_name(t: Translator, role: StaffRole | str) -> str:
@@ -120,7 +145,9 @@ async def _add_by_id(
         await message.answer(t("roles.bad_role", value=args[1][:32]))
         return
     await message.answer(
-        await _apply_role(session, config, clock, t, actor=actor, user_id=user_id, role=role)
+        await _apply_role(
+            session, config, clock, t, actor=actor, user_id=user_id, role=role, bot=message.bot
+        )
     )
 
 
@@ -148,6 +175,8 @@ async def _remove_by_id(
         await message.answer(t(f"roles.err_{exc.reason}", user_id=user_id))
         return
     await message.answer(t("roles.removed", user_id=user_id, role=role_name(t, previous)))
+    if message.bot is not None:
+        await set_staff_menu(message.bot, user_id, None)
 
 
 async def _offer_roles(
@@ -179,6 +208,7 @@ async def _apply_role(
     user_id: int,
     role: StaffRole,
     name: str | None = None,
+    bot: Bot | None = None,
 ) -> str:
     try:
         change = await add_staff(
@@ -192,6 +222,8 @@ async def _apply_role(
         )
     except StaffError as exc:
         return t(f"roles.err_{exc.reason}", user_id=user_id)
+    if change.changed and bot is not None:
+        await set_staff_menu(bot, user_id, change.role)
     return describe_change(t, change, await _display_name(session, t, user_id, name))
 
 
@@ -202,6 +234,28 @@ def describe_change(t: Translator, change: StaffChange, name: str) -> str:
     if change.previous_role is None:
         return t("roles.added", **values)
     return t("roles.changed", previous=role_name(t, change.previous_role), **values)
+
+
+async def set_staff_menu(bot: Bot, user_id: int, role: StaffRole | None) -> None:
+    """Show a staff member their console commands in the "/" menu (or take them away)."""
+    scope = BotCommandScopeChat(chat_id=user_id)
+    try:
+        for language in (*LOCALES, None):
+            if role is None:
+                await bot.delete_my_commands(scope=scope, language_code=language)
+                continue
+            t = translator(language or "")
+            shop = await bot.get_my_commands(
+                scope=BotCommandScopeDefault(), language_code=language
+            )
+            console = [
+                BotCommand(command=command, description=t.plain(f"roles.menu.{command}"))
+                for minimum, command in STAFF_MENU
+                if allows(role, minimum)
+            ]
+            await bot.set_my_commands([*shop, *console], scope=scope, language_code=language)
+    except TelegramAPIError as exc:  # e.g. someone who never opened the chat with the bot
+        log.info("could not set the command menu of %s: %s", user_id, exc)
 
 
 async def on_forwarded(
@@ -255,6 +309,7 @@ async def on_role_chosen(
             user_id=callback_data.user_id,
             role=role,
             name=names.get(str(callback_data.user_id)),
+            bot=callback.bot,
         )
     await callback.answer()
     if isinstance(callback.message, Message):
@@ -272,4 +327,28 @@ def build_router() -> Router:
         F.forward_origin.type.in_({"user", "hidden_user"}),
     )
     router.callback_query.register(on_role_chosen, MinRole(StaffRole.ADMIN), CDStaffRole.filter())
+
+    menu_tasks: set[asyncio.Task[None]] = set()
+
+    async def sync_menus(
+        bot: Bot, config: CareConfig, session_factory: async_sessionmaker[AsyncSession]
+    ) -> None:
+        async def _sync() -> None:
+            async with session_factory() as session:
+                staff = await list_staff(session, config)
+            for person in staff:
+                await set_staff_menu(bot, person.telegram_id, person.role)
+
+        # In the background: start-up should not wait on one API call per staff member.
+        task = asyncio.create_task(_sync(), name="staff-menus")
+        menu_tasks.add(task)
+        task.add_done_callback(menu_tasks.discard)
+
+    async def stop_menus() -> None:
+        for task in list(menu_tasks):
+            task.cancel()
+        await asyncio.gather(*menu_tasks, return_exceptions=True)
+
+    router.startup.register(sync_menus)
+    router.shutdown.register(stop_menus)
     return router
