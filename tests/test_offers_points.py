@@ -58,22 +58,24 @@ async def test_offers_show_each_usable_coupon_with_its_qr_code(app: RunningBot) 
         await user.send(press)
         header = await user.next_message()
         assert "Your coupons (2)" in header.text
-        newest, older = await user.next_message(), await user.next_message()
+        expiring, lasting = await user.next_message(), await user.next_message()
 
-        # Newest first: the staff offer, with its own title and no end date.
-        assert newest.photo is not None and newest.photo.startswith(PNG_SIGNATURE)
-        assert newest.photo == qr_png(no_expiry.code)
-        assert newest.caption is not None
-        assert "Spring <sale>" in newest.caption
-        assert describe_offer(spring, t) in newest.caption
-        assert display_code(no_expiry.code) in newest.caption
-        assert "No expiry date" in newest.caption
+        # The welcome coupon leads (it expires): its localised description, the expiry on
+        # the member's clock.
+        assert expiring.photo is not None and expiring.photo.startswith(PNG_SIGNATURE)
+        assert expiring.photo == qr_png(welcome.code)
+        assert expiring.caption is not None
+        assert describe_offer(welcome.offer, t) in expiring.caption
+        assert display_code(welcome.code) in expiring.caption
+        assert "Valid until 2026-04-01 11:00" in expiring.caption  # 03:00 UTC in Shanghai
 
-        # The welcome coupon: its localised description, expiry on the member's clock.
-        assert older.photo == qr_png(welcome.code)
-        assert older.caption is not None
-        assert describe_offer(welcome.offer, t) in older.caption
-        assert "Valid until 2026-04-01 11:00" in older.caption  # 03:00 UTC in Shanghai
+        # The staff offer, with its own title and no end date.
+        assert lasting.photo == qr_png(no_expiry.code)
+        assert lasting.caption is not None
+        assert "Spring <sale>" in lasting.caption
+        assert describe_offer(spring, t) in lasting.caption
+        assert display_code(no_expiry.code) in lasting.caption
+        assert "No expiry date" in lasting.caption
 
     assert len(user.messages) == 6  # the second round followed the first, nothing between
     shown = " ".join(m.content for m in user.messages)

@@ -52,7 +52,11 @@ def coupon_caption(t: Translator, coupon: Coupon, timezone: str) -> str:
 async def cmd_offers(
     message: Message, session: AsyncSession, member: Member, t: Translator, clock: Clock
 ) -> None:
-    coupons = await active_coupons(session, clock, member.id)
+    # The one to use first leads: soonest expiry first, coupons without an end date last.
+    coupons = sorted(
+        await active_coupons(session, clock, member.id),
+        key=lambda coupon: (coupon.expires_at is None, coupon.expires_at or clock.now()),
+    )
     if not coupons:
         await message.answer(t("offers.empty"))
         return

@@ -28,7 +28,11 @@ from care.surveys import (
     parse_press,
 )
 from handlers.shopper.feedback import end_flow, leaves_flow
+from storage.enums import SurveyKind
 from storage.models import Member
+
+# NPS 9 and 10: the members most likely to bring a friend.
+PROMOTER = 9
 
 
 class SurveyStates(StatesGroup):
@@ -36,7 +40,12 @@ class SurveyStates(StatesGroup):
 
 
 def _thanks(t: Translator, outcome: SurveyOutcome) -> str:
-    return t("survey.thanks_sorry") if outcome.needs_followup else t("survey.thanks")
+    response = outcome.response
+    if outcome.needs_followup:
+        return t("survey.thanks_sorry")
+    if response is not None and response.kind == SurveyKind.NPS and response.score >= PROMOTER:
+        return t("survey.thanks_promoter")
+    return t("survey.thanks")
 
 
 async def _show(callback: CallbackQuery, text: str, markup: dict[str, object] | None) -> None:
@@ -107,9 +116,10 @@ async def on_comment(
     if outcome.status != "ok":
         await message.answer(t(f"survey.refused.{outcome.status}"))
         return
-    await message.answer(
-        t("survey.thanks_sorry") if outcome.needs_followup else t("survey.comment_thanks")
-    )
+    if outcome.needs_followup:
+        await message.answer(t("survey.thanks_sorry"))
+    else:
+        await message.answer(t("survey.comment_thanks"))
 
 
 async def on_leave_comment(message: Message, state: FSMContext) -> None:
