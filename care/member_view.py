@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.audit import audit
 from care.clock import Clock
+from care.lookup import find_members
 from care.loyalty import list_tiers
 from storage.enums import MemberStatus, OutboxStatus
 from storage.models import Member, OutboxMessage, Purchase, SurveyResponse, Ticket, Tier
@@ -90,3 +91,26 @@ async def open_member_view(
             target=f"member:{member_id}",
         )
     return view
+
+
+async def search_members(
+    session: AsyncSession,
+    clock: Clock,
+    query: str,
+    *,
+    limit: int,
+    actor_telegram_id: int,
+    actor_role: str,
+) -> list[Member]:
+    """``find_members`` for staff; a list of several members (names, codes) is audited."""
+    found = await find_members(session, query, limit=limit)
+    if len(found) > 1:
+        await audit(
+            session,
+            clock,
+            actor_telegram_id=actor_telegram_id,
+            actor_role=actor_role,
+            action="member.search",
+            details={"query": query, "matches": len(found)},
+        )
+    return found

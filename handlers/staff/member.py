@@ -10,13 +10,12 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.audit import audit
 from care.clock import Clock
 from care.config import CareConfig
 from care.i18n import Translator
-from care.lookup import QUERY_MAX, find_members
+from care.lookup import QUERY_MAX
 from care.loyalty import tier_name
-from care.member_view import MemberView, open_member_view
+from care.member_view import MemberView, open_member_view, search_members
 from care.money import format_money
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt, local_date, local_time, short_time
@@ -40,8 +39,15 @@ async def cmd_member(
         await message.answer(t("m360.usage"))
         return
     shown_query = excerpt(query, QUERY_MAX)
-    found = await find_members(session, query, limit=PICK_LIMIT + 1)
     assert message.from_user is not None
+    found = await search_members(
+        session,
+        clock,
+        query,
+        limit=PICK_LIMIT + 1,
+        actor_telegram_id=message.from_user.id,
+        actor_role=staff_role,
+    )
     if not found:
         await message.answer(t("m360.not_found", query=shown_query))
         return
@@ -50,19 +56,15 @@ async def cmd_member(
             message, session, config, clock, t, staff_role, message.from_user.id, found[0].id
         )
         return
-    # A list of names and codes is personal data too: say who searched for what.
-    await audit(
-        session,
-        clock,
-        actor_telegram_id=message.from_user.id,
-        actor_role=staff_role,
-        action="member.search",
-        details={"query": query, "matches": len(found)},
-    )
     shown = found[:PICK_LIMIT]
     key = "m360.pick_more" if len(found) > PICK_LIMIT else "m360.pick"
     choices = [
-        (member.id, t.plain("m360.pick_button", name=member.name or "?", code=member.member_code))
+        (
+            member.id,
+            t.plain(
+                "m360.pick_button", name=excerpt(member.name or "?", 40), code=member.member_code
+            ),
+        )
         for member in shown
     ]
     count = len(found) if len(found) <= PICK_LIMIT else f"{PICK_LIMIT}+"
