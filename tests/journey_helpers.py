@@ -117,6 +117,16 @@ async def eventually(
         await asyncio.sleep(0.01)
 
 
+async def settled(app: RunningBot) -> None:
+    """Wait until the bot finished every update it took, commits included.
+
+    A reply reaches the chat before its update's unit of work commits; read the database after
+    this, not right after the reply.
+    """
+    assert await app.dp["update_log"].wait_idle(5.0), "the bot is still busy after 5 s"
+
+
 async def member_of(app: RunningBot, telegram_id: int) -> Member | None:
+    await settled(app)
     async with app.session() as session:
         return await session.scalar(select(Member).where(Member.telegram_id == telegram_id))

@@ -30,6 +30,7 @@ from tests.journey_helpers import (
     label,
     member_of,
     register,
+    settled,
     wait_button,
     without_throttling,
 )
@@ -214,6 +215,7 @@ async def test_deletion_really_deletes_and_the_person_can_join_again(app: Runnin
     await user.press(label("en", "delete.yes"))
     done = await user.expect("All your data has been deleted")
     assert done.reply_markup == {"remove_keyboard": True}
+    await settled(app)
 
     async with app.session() as session:
         assert await traces(session) == []

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from storage.models import Member
 from tests.conftest import RunningBot
-from tests.journey_helpers import eventually, member_of, register, without_throttling
+from tests.journey_helpers import eventually, member_of, register, settled, without_throttling
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ async def test_a_stranger_blocking_the_bot_leaves_no_trace(app: RunningBot) -> N
     # Updates of one chat are handled in order: once /help is answered, both were handled.
     await stranger.send("/help")
     await stranger.expect("/start")
+    await settled(app)
     async with app.session() as session:
         count = await session.scalar(select(func.count()).select_from(Member))
     assert count == 0
