@@ -18,7 +18,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,7 +95,7 @@ def parse_press(data: str | None) -> SurveyPress | None:
     invitation_id, nonce, step, value = parts
     if not invitation_id.isdigit() or not value.isdigit() or step not in ("s", "e", "c", "k"):
         return None
-    return SurveyPress(int(invitation_id), nonce, step, int(value))  # type: ignore[arg-type]
+    return SurveyPress(int(invitation_id), nonce, cast(Step, step), int(value))
 
 
 async def create_invitation(
@@ -154,20 +154,18 @@ def invitation_markup(invitation: SurveyInvitation, locale: str) -> dict[str, ob
 
 
 def expectation_markup(invitation: SurveyInvitation, locale: str) -> dict[str, object]:
-    """Worse than expected / as expected / better than expected."""
+    """Worse than expected / as expected / better than expected, one per row (long labels)."""
     t = translator(locale)
     return {
         "inline_keyboard": [
-            [
-                _key(t.plain(f"survey.expectation.{choice}"), _data(invitation, "e", index))
-                for index, choice in enumerate(EXPECTATIONS)
-            ]
+            [_key(t.plain(f"survey.expectation.{choice}"), _data(invitation, "e", index))]
+            for index, choice in enumerate(EXPECTATIONS)
         ]
     }
 
 
 def comment_markup(invitation: SurveyInvitation, locale: str) -> dict[str, object]:
-    """ "Tell us why" or "skip"."""
+    """The "tell us why" and "skip" buttons."""
     t = translator(locale)
     return {
         "inline_keyboard": [
@@ -187,7 +185,8 @@ async def _bound_invitation(
     repo: SurveyRepo, member: Member | None, invitation_id: int, nonce: str
 ) -> tuple[Status, SurveyInvitation | None]:
     invitation = await repo.invitation(invitation_id)
-    if invitation is None or not hmac.compare_digest(invitation.nonce, nonce):
+    # Bytes: compare_digest refuses non-ASCII str, and forged data may carry anything.
+    if invitation is None or not hmac.compare_digest(invitation.nonce.encode(), nonce.encode()):
         return "invalid", None
     if member is None or invitation.member_id != member.id:
         return "not_yours", None

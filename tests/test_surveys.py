@@ -382,6 +382,7 @@ async def test_replayed_forged_foreign_and_expired_buttons_change_nothing(
     await refused(user, one["callback_data"], "already_answered")  # a second answer
     forged = f"sv:{answered.id}:{'A' * len(answered.nonce)}:s:1"
     await refused(user, forged, "invalid")
+    await refused(user, f"sv:{answered.id}:口令:s:1", "invalid")
     await refused(user, "sv:not-a-survey", "invalid")
 
     pending = await invite(app, member_id, SurveyKind.NPS, ttl=timedelta(days=1))
@@ -417,3 +418,14 @@ async def test_low_csat_flags_followup_and_alerts_staff(app: RunningBot) -> None
     assert response.needs_followup and response.expectation == "worse"
     [alert] = await owner_alerts(app)
     assert "2/5" in alert.text
+
+
+async def test_switching_surveys_off_keeps_an_invitation_already_received(
+    session: AsyncSession, clock: FrozenClock
+) -> None:
+    member = await new_member(session, clock)
+    invitation = await create_invitation(session, clock, member_id=member.id, kind=SurveyKind.CSAT)
+    member.surveys_opt_in = False  # after the invitation arrived
+    outcome = await answer(session, clock, CONFIG, member=member, press=press(invitation, "s", 5))
+    assert outcome.status == "ok" and outcome.response is not None
+    assert outcome.response.score == 5
