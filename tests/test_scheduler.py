@@ -23,7 +23,7 @@ from care.scheduler import (
     release_lease,
 )
 from storage.db import create_engine, create_session_factory
-from storage.models import Coupon, OutboxMessage
+from storage.models import Base, Coupon, OutboxMessage
 from tests.conftest import RunningBot
 from tests.journey_helpers import member_of, register, without_throttling
 from tests.rules_helpers import add_member, add_purchase
@@ -167,3 +167,20 @@ async def test_a_new_member_gets_the_welcome_with_a_coupon_in_their_language(
     assert to_quiet is None
     state = await job_state(app.services.session_factory, LEADER)
     assert state is not None and state.lease_holder is None  # handed over at shutdown
+
+
+async def test_the_lease_is_exclusive_on_each_backend(any_db_url: str, clock: FrozenClock) -> None:
+    db_engine = create_engine(any_db_url)
+    async with db_engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    db = create_session_factory(db_engine)
+    try:
+        holders = [scheduler(db, clock, f"replica-{n}") for n in range(4)]
+        won = await asyncio.gather(*(care.is_leader() for care in holders))
+        assert sum(won) == 1
+        leader = holders[won.index(True)]
+        assert await leader.is_leader()
+        await release_lease(db, leader.holder)
+        assert sum(await asyncio.gather(*(care.is_leader() for care in holders))) == 1
+    finally:
+        await db_engine.dispose()
