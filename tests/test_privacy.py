@@ -6,13 +6,20 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.clock import FrozenClock
+from care.config import CareConfig
 from care.loyalty import issue_coupon, record_purchase, rule_offer
+from care.members import TelegramIdentity, create_member, find_member
+from care.privacy import delete_member_data, export_member_data
+from care.registration import RegistrationAnswers, complete_registration, set_consent
 from care.surveys import create_invitation
-from storage.enums import SurveyKind
+from storage.db import create_engine, create_session_factory
+from storage.enums import ConsentKind, SurveyKind
 from storage.models import (
+    DEFAULT_TIERS,
     AuditEntry,
     Base,
     CareTouch,
@@ -23,6 +30,7 @@ from storage.models import (
     SurveyResponse,
     Ticket,
     TicketMessage,
+    Tier,
 )
 from tests.conftest import RunningBot
 from tests.journey_helpers import (
@@ -256,3 +264,49 @@ async def test_mydata_for_a_stranger_says_nothing_is_stored(app: RunningBot) -> 
             return await session.scalar(select(func.count()).select_from(Member)) == 0
 
     await eventually(nothing_created, "no member row exists")
+
+
+async def test_deletion_and_export_run_on_every_backend(
+    any_db_url: str, clock: FrozenClock
+) -> None:
+    """The care functions alone, on SQLite and PostgreSQL (same statements, no dialect tricks)."""
+    engine = create_engine(any_db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+            await connection.execute(insert(Tier), [dict(tier) for tier in DEFAULT_TIERS])
+        factory = create_session_factory(engine)
+        config = CareConfig()
+        async with factory() as session:
+            identity = TelegramIdentity(user_id=TELEGRAM_ID, chat_id=TELEGRAM_ID, first_name=NAME)
+            member = await create_member(session, identity, config, clock)
+            await set_consent(session, clock, member, ConsentKind.PROFILE, True, "test")
+            await complete_registration(
+                session,
+                clock,
+                member,
+                RegistrationAnswers(
+                    name=NAME, phone=PHONE, birthday=None, interests=["home"], marketing=True
+                ),
+            )
+            await record_purchase(
+                session, config, clock, member_id=member.id, amount_minor=5_000, receipt_id="X1"
+            )
+            await session.commit()
+
+        async with factory() as session:
+            member = await find_member(session, TELEGRAM_ID)
+            assert member is not None
+            exported = await export_member_data(session, member)
+            assert exported["profile"]["phone"] == PHONE
+            assert exported["loyalty"]["purchases"] == 1
+            await delete_member_data(session, clock, member)
+            await session.commit()
+
+        async with factory() as session:
+            assert await find_member(session, TELEGRAM_ID) is None
+            assert await traces(session) == []
+            purchase = await session.scalar(select(Purchase))
+            assert purchase is not None and purchase.member_id is None
+    finally:
+        await engine.dispose()

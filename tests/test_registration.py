@@ -86,6 +86,9 @@ async def test_full_registration_in_english_with_a_typed_name_and_no_offers(
     assert member.birthday is None and not member.birthday_locked
     assert member.interests == []
     assert member.marketing_opt_in is False
+    # The name was typed: the "keep the Telegram name" button went away.
+    name_prompt = next(m for m in user.messages if m.content == label("en", "reg.name"))
+    assert name_prompt.inline_buttons == []
     # The "no thanks" is on record too, with its time.
     assert await consent_events(app, member.id) == [
         ("profile", True, "registration"),

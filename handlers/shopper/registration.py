@@ -10,10 +10,11 @@ session writes, never after, so the two never wait on each other.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import date
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.filters import StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
@@ -97,7 +98,7 @@ async def ask_marketing(message: Message, t: Translator) -> None:
     )
 
 
-async def ask_name(message: Message, t: Translator, suggested: str | None) -> None:
+async def ask_name(message: Message, t: Translator, suggested: str | None) -> Message:
     markup = None
     if suggested:
         builder = InlineKeyboardBuilder()
@@ -105,14 +106,14 @@ async def ask_name(message: Message, t: Translator, suggested: str | None) -> No
             text=t.plain("reg.name_keep", name=suggested), callback_data=CDReg(step="name")
         )
         markup = builder.as_markup()
-    await message.answer(t("reg.name"), reply_markup=markup)
+    return await message.answer(t("reg.name"), reply_markup=markup)
 
 
 async def ask_phone(message: Message, t: Translator) -> None:
     await message.answer(t("reg.phone"), reply_markup=share_contact_keyboard(t))
 
 
-async def ask_birthday(message: Message, t: Translator, telegram_birthday: str | None) -> None:
+async def ask_birthday(message: Message, t: Translator, telegram_birthday: str | None) -> Message:
     builder = InlineKeyboardBuilder()
     if telegram_birthday:
         builder.button(
@@ -123,7 +124,7 @@ async def ask_birthday(message: Message, t: Translator, telegram_birthday: str |
         text=t.plain("reg.birthday_skip"), callback_data=CDReg(step="bday", value="skip")
     )
     builder.adjust(1)
-    await message.answer(t("reg.birthday"), reply_markup=builder.as_markup())
+    return await message.answer(t("reg.birthday"), reply_markup=builder.as_markup())
 
 
 def _interests_markup(
@@ -230,7 +231,8 @@ async def on_marketing(
         t.plain("reg.marketing_on" if callback_data.value == "yes" else "reg.marketing_off")
     )
     await callback.message.edit_reply_markup(reply_markup=None)
-    await ask_name(callback.message, t, _suggested_name(member))
+    prompt = await ask_name(callback.message, t, _suggested_name(member))
+    await state.update_data(prompt=prompt.message_id)
 
 
 def _suggested_name(member: Member) -> str | None:
@@ -238,6 +240,17 @@ def _suggested_name(member: Member) -> str | None:
         return clean_name(member.name)
     except InputProblem:
         return None
+
+
+async def _drop_prompt_buttons(message: Message, state: FSMContext) -> None:
+    """The shopper typed instead of pressing: the prompt's buttons have had their day."""
+    prompt = (await state.get_data()).get("prompt")
+    if prompt is None or message.bot is None:
+        return
+    with suppress(TelegramBadRequest):
+        await message.bot.edit_message_reply_markup(
+            chat_id=message.chat.id, message_id=prompt, reply_markup=None
+        )
 
 
 async def _accept_name(message: Message, state: FSMContext, t: Translator, name: str) -> None:
@@ -253,6 +266,7 @@ async def on_name_text(message: Message, state: FSMContext, t: Translator) -> No
     except InputProblem as problem:
         await message.answer(t(f"reg.name_{problem.reason}"))
         return
+    await _drop_prompt_buttons(message, state)
     await _accept_name(message, state, t, name)
 
 
@@ -290,7 +304,8 @@ async def on_contact(
     await state.update_data(phone=phone, telegram_birthday=telegram_birthday)
     await state.set_state(Registration.birthday)
     await message.answer(t("reg.phone_ok"), reply_markup=ReplyKeyboardRemove())
-    await ask_birthday(message, t, telegram_birthday)
+    prompt = await ask_birthday(message, t, telegram_birthday)
+    await state.update_data(prompt=prompt.message_id)
 
 
 async def _telegram_birthday(bot: Bot, user_id: int, member: Member, clock: Clock) -> str | None:
@@ -332,6 +347,7 @@ async def on_birthday_text(
     except InputProblem as problem:
         await message.answer(t(f"reg.birthday_{problem.reason}"))
         return
+    await _drop_prompt_buttons(message, state)
     await _accept_birthday(message, state, t, config, born)
 
 
@@ -392,8 +408,8 @@ async def on_interests_done(
     if not isinstance(callback.message, Message):
         return
     data = await state.get_data()
-    if "name" not in data or "phone" not in data:
-        # A conversation from an older version of the flow: start it again, politely.
+    if "name" not in data or "phone" not in data or member.profile_consent_at is None:
+        # A conversation that lost its earlier answers: start again, politely.
         await callback.answer()
         await begin(callback.message, state, member, t, shop_name)
         return
