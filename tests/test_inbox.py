@@ -21,12 +21,13 @@ SHOPPER_ID = 2001
 STAFF_CHAT = -1009876543210
 
 
-async def _tickets(app: RunningBot, count: int) -> list[int]:
+async def _tickets(app: RunningBot, count: int, first: int = 0) -> list[int]:
     """``count`` open tickets from different members, one hour apart, oldest first."""
     ids = []
     async with app.session() as session:
-        await make_staff(session, app.config, app.clock, CASHIER_ID, StaffRole.CASHIER, "Qian")
-        for number in range(count):
+        if first == 0:
+            await make_staff(session, app.config, app.clock, CASHIER_ID, StaffRole.CASHIER, "Qian")
+        for number in range(first, first + count):
             member = await make_member(
                 session, app.config, app.clock, SHOPPER_ID + number, f"Shopper {number}",
                 language_code="en",
@@ -241,7 +242,18 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
 
         await cashier.send_to_group(group, "/close", topic.message_thread_id)
         await group.wait_until(lambda m: f"#{ticket_id} closed by Qian" in m.content)
-        assert (await _ticket(app, ticket_id)).status == TicketStatus.CLOSED
+        assert (await _ticket(app, ticket_id)).status == TicketStatus.CLOSED  # settles too
         assert topic.closed
         topic_posts = [m.content for m in group.topic_messages(topic.message_thread_id)]
         assert topic_posts.count("👤 Shopper 0: Still waiting") == 1
+
+        # Closed from the inbox instead: the topic hears of it and closes too.
+        [second] = await _tickets(app, 1, first=1)
+        await group.wait_until(lambda m: f"🎫 #{second}" in m.content)
+        [new_topic] = [t for t in group.topics.values() if not t.closed]
+        await cashier.send("/inbox")
+        await cashier.expect("Open feedback")
+        await cashier.press_data(f"tk:close:{second}:0")
+        await group.wait_until(lambda m: f"#{second} closed by Qian" in m.content)
+        await app.settle()  # the topic is closed right after the message
+        assert new_topic.closed

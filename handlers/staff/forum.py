@@ -96,6 +96,15 @@ class InStaffTopic(Filter):
         return {"topic_id": message.message_thread_id}
 
 
+async def announce_closed(bot: Bot, config: CareConfig, topic_id: int | None, text: str) -> None:
+    """Tell the ticket's topic it was closed (from the inbox) and close the topic."""
+    if config.staff_chat_id is None or not topic_id or topic_id <= 0:
+        return
+    with contextlib.suppress(TelegramAPIError):  # topic deleted or already closed by hand
+        await bot.send_message(config.staff_chat_id, text, message_thread_id=topic_id)
+        await bot.close_forum_topic(config.staff_chat_id, topic_id)
+
+
 async def on_topic_close(
     message: Message,
     topic_id: int,

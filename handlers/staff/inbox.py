@@ -31,6 +31,7 @@ from care.staff_inbox import (
 from care.tickets import MAX_TEXT_CHARS, TicketError
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt, short_time
+from handlers.staff.forum import announce_closed
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
 from storage.enums import MessageAuthor, StaffRole, TicketStatus
 
@@ -250,6 +251,10 @@ async def on_ticket(
         )
         key = "inbox.ticket_closed" if closed_now else "inbox.ticket_already_closed"
         await callback.answer(t.plain(key, number=ticket_id, name=name))
+        if closed_now and callback.bot is not None:
+            staff = callback.from_user.full_name
+            closed_text = t("inbox.forum.closed", number=ticket_id, staff=staff)
+            await announce_closed(callback.bot, config, thread.ticket.forum_topic_id, closed_text)
         thread = await ticket_thread(session, ticket_id)
         assert thread is not None
     else:
