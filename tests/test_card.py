@@ -90,3 +90,16 @@ async def test_strangers_and_half_registered_shoppers_are_told_what_to_do(
     await halfway.send("/card")
     await halfway.expect("我们先完成注册吧")
     assert not any(m.photo for m in halfway.messages)
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_menu_brings_back_the_keyboard_and_help_explains(
+    app: RunningBot, locale: str
+) -> None:
+    user = app.user(4006, language_code=locale)
+    await register(user, locale)
+    await user.send("/menu")
+    menu = await user.wait_until(lambda m: bool(m.reply_buttons))
+    assert [label(locale, "menu.invite"), label(locale, "menu.settings")] in menu.reply_buttons
+    await user.press(label(locale, "menu.help"))
+    await user.expect("/delete_me")
