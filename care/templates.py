@@ -29,6 +29,7 @@ from jinja2 import (
     UndefinedError,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
 
 from care.config import CareConfig
 from care.i18n import LOCALES, translator
@@ -71,8 +72,11 @@ class TemplateProblem(ValueError):
         return f"template_problem.{self.reason}"
 
     def localized(self, locale: str) -> str:
-        """The explanation as HTML in ``locale`` (values escaped), ready for a staff chat."""
-        return translator(locale)(self.key, **self.values)
+        """The explanation as HTML in ``locale`` (values escaped), ready for a staff chat.
+
+        Marked safe, so putting it into another catalogue text does not escape it twice.
+        """
+        return Markup(translator(locale)(self.key, **self.values))
 
 
 def _format_money(amount_minor: int, currency: str = "CNY") -> str:

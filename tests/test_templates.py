@@ -144,3 +144,14 @@ def test_missing_rule_template_is_a_problem() -> None:
     with pytest.raises(TemplateProblem) as caught:
         render_rule("no_such_rule", "en", {})
     assert caught.value.reason == "missing"
+
+
+def test_a_problem_nests_in_another_catalogue_text_without_double_escaping() -> None:
+    from care.i18n import translator
+
+    with pytest.raises(TemplateProblem) as caught:
+        render_text("<div>x</div>", {})
+    nested = translator("en")(
+        "template_problem.syntax", line=1, detail=caught.value.localized("en")
+    )
+    assert "&lt;div&gt;" in nested and "&amp;lt;" not in nested
