@@ -32,6 +32,7 @@ KEY_LIMIT = 160
 BULK_CHUNK = 2000
 
 _TAG_RE = re.compile(r"<[^>]*>")
+_QUEUED = OutboxStatus.QUEUED.value
 
 
 def visible_length(text: str) -> int:
@@ -63,7 +64,8 @@ class OutboxItem:
 def _check(key: str, text: str, photo: str | None) -> None:
     if not key or len(key) > KEY_LIMIT:
         raise ValueError(f"an outbox key needs 1..{KEY_LIMIT} characters, got {len(key)}")
-    length = visible_length(text)
+    visible = html.unescape(_TAG_RE.sub("", text))
+    length = len(visible)
     if photo is not None:
         if length > CAPTION_LIMIT:
             raise ValueError(
@@ -72,7 +74,7 @@ def _check(key: str, text: str, photo: str | None) -> None:
         return
     if length > TEXT_LIMIT:
         raise ValueError(f"the message shows {length} characters; Telegram allows {TEXT_LIMIT}")
-    if length == 0 or not html.unescape(_TAG_RE.sub("", text)).strip():
+    if not visible.strip():
         raise ValueError("the message has no visible text")
 
 
@@ -106,7 +108,7 @@ def _row(item: OutboxItem, due: datetime, now: datetime) -> dict[str, Any]:
         "text": item.text,
         "photo": item.photo,
         "reply_markup": item.reply_markup,
-        "status": OutboxStatus.QUEUED.value,
+        "status": _QUEUED,
         "attempts": 0,
         "not_before": due,
         "created_at": now,

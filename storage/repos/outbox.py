@@ -74,15 +74,18 @@ class OutboxRepo:
     def dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
-    def _insert(self) -> Insert:
+    def _insert(self, target: Any = OutboxMessage) -> Insert:
+        """INSERT … ON CONFLICT (idempotency_key) DO NOTHING for this dialect.
+
+        ``target`` is the mapped class (rows come back as ORM objects) or the table (bulk rows,
+        without the ORM's per-row bookkeeping).
+        """
         if self.dialect == "postgresql":
-            return postgresql.insert(OutboxMessage).on_conflict_do_nothing(
+            return postgresql.insert(target).on_conflict_do_nothing(
                 index_elements=["idempotency_key"]
             )
         if self.dialect == "sqlite":
-            return sqlite.insert(OutboxMessage).on_conflict_do_nothing(
-                index_elements=["idempotency_key"]
-            )
+            return sqlite.insert(target).on_conflict_do_nothing(index_elements=["idempotency_key"])
         raise NotImplementedError  # handled by the callers' savepoint fallback
 
     def _supports_upsert(self) -> bool:
@@ -114,7 +117,7 @@ class OutboxRepo:
         if not rows:
             return 0
         if self._supports_upsert():
-            stmt = self._insert().returning(OUTBOX.c.id)
+            stmt = self._insert(OUTBOX).returning(OUTBOX.c.id)
             result = await self.session.execute(stmt, [dict(row) for row in rows])
             return len(result.fetchall())
         keys = [row["idempotency_key"] for row in rows]
