@@ -41,6 +41,7 @@ from sqlalchemy import (
     cast,
     exists,
     false,
+    func,
     insert,
     literal,
     or_,
@@ -62,7 +63,7 @@ from care.i18n import LOCALES, translator
 from care.money import format_money
 from care.outbox import OutboxItem, enqueue_many
 from care.quiet_hours import member_zone
-from care.rules import BIRTHDAY_HOUR, NEAR_TIER_PCT, Audience, Rule, Trigger, scheduled_rules
+from care.rules import BIRTHDAY_HOUR, NEAR_TIER_PCT, Rule, Trigger, scheduled_rules
 from care.templates import member_context, render_rule
 from storage.enums import (
     HoldoutArm,
@@ -185,11 +186,12 @@ def _reachable(rule: Rule) -> list[ColumnElement[bool]]:
         conditions.append(Member.marketing_opt_in.is_(True))
     if rule.survey is not None:
         conditions.append(Member.surveys_opt_in.is_(True))
-    if rule.audience == Audience.ACTIVE_SURVEY_TAKERS:
-        conditions.append(
-            Member.lifecycle_stage.in_([LifecycleStage.ACTIVE, LifecycleStage.WON_BACK])
-        )
     return conditions
+
+
+# The NPS audience; checked on the loaded rows, so that SQLite walks the registered_at ranges
+# instead of every active member.
+_ACTIVE_STAGES = frozenset({LifecycleStage.ACTIVE, LifecycleStage.WON_BACK})
 
 
 # Triggers whose rows are marked when decided (referral_rewarded_at, expiry_reminded_at).
@@ -221,11 +223,16 @@ class _RulePass:
             self.window_start = oldest
         self.tiers: list[Tier] = []
         self.offer: Offer | None = None
+        # How long the oldest member has been one: bounds the anniversaries worth asking about.
+        self.membership_span = timedelta(0)
 
     # Each query returns rows of (member id, *facts) for the members due in the window.
     async def prepare(self) -> None:
         if self.rule.trigger in (Trigger.TIER_UPGRADE, Trigger.NEAR_NEXT_TIER):
             self.tiers = list(await self.session.scalars(select(Tier).order_by(Tier.rank)))
+        if self.rule.trigger in (Trigger.ANNIVERSARY, Trigger.NPS_CYCLE):
+            first = await self.session.scalar(select(func.min(Member.registered_at)))
+            self.membership_span = self.now - first if first is not None else timedelta(0)
 
     def query(self) -> Select[Any]:
         """Rows of (member id, *trigger facts) for every member due in the window."""
@@ -312,14 +319,15 @@ class _RulePass:
         ]
 
     def _q_anniversary(self) -> Select[Any]:
-        ranges = self._anniversaries(lambda k: add_years(self.now, -k), MAX_YEARS)
+        years = min(MAX_YEARS, self.membership_span.days // 365 + 1)
+        ranges = self._anniversaries(lambda k: add_years(self.now, -k), years)
         statement = select(Member.id).where(
             or_(*ranges), ~_touched_since(self.rule, self.now - timedelta(days=300))
         )
         return statement
 
     def _q_nps_cycle(self) -> Select[Any]:
-        cycles = int(MAX_YEARS * 365 / self.rule.delay.days)
+        cycles = self.membership_span // self.rule.delay + 1
         ranges = self._anniversaries(lambda k: self.now - self.rule.delay * k, cycles)
         statement = select(Member.id).where(or_(*ranges), *self._repeat_guard())
         return statement
@@ -334,18 +342,11 @@ class _RulePass:
         return statement
 
     def _q_near_next_tier(self) -> Select[Any]:
-        close: list[ColumnElement[bool]] = []
-        for current, following in zip(self.tiers, self.tiers[1:], strict=False):
-            floor = following.min_spend_12m_minor * (100 - NEAR_TIER_PCT) // 100
-            close.append(
-                and_(
-                    Member.tier_code == current.code,
-                    Member.spend_12m_minor >= floor,
-                    Member.spend_12m_minor < following.min_spend_12m_minor,
-                )
-            )
+        # The recent buyers (last_purchase_at's index) who spent at least the lowest "close"
+        # floor; which tier each is close to is decided on the loaded row.
+        floors = [_near_floor(tier) for tier in self.tiers[1:]]
         statement = select(Member.id).where(
-            or_(*close) if close else false(),
+            Member.spend_12m_minor >= min(floors) if floors else false(),
             *self._due_range(Member.last_purchase_at),
             *self._repeat_guard(),
         )
@@ -468,6 +469,8 @@ class _RulePass:
 
     def _nps_cycle(self, member: Member) -> Candidate | None:
         assert member.registered_at is not None
+        if member.lifecycle_stage not in _ACTIVE_STAGES:
+            return None
         cycle = int((self.now - member.registered_at) / self.rule.delay)
         due = member.registered_at + self.rule.delay * cycle
         if cycle < 1 or due <= self.window_start:
@@ -482,12 +485,19 @@ class _RulePass:
         if index + 1 >= len(self.tiers):
             return None
         following = self.tiers[index + 1]
+        if not _near_floor(following) <= member.spend_12m_minor < following.min_spend_12m_minor:
+            return None
         remaining = following.min_spend_12m_minor - member.spend_12m_minor
         occasion = f"{following.code}:{member.last_purchase_at.date().isoformat()}"
         return Candidate(
             member, occasion, member.last_purchase_at + self.rule.delay,
             {"next_tier": following, "remaining_minor": remaining},
         )  # fmt: skip
+
+
+def _near_floor(tier: Tier) -> int:
+    """The 12-month spend from which a member counts as close to ``tier``."""
+    return tier.min_spend_12m_minor * (100 - NEAR_TIER_PCT) // 100
 
 
 def _is_leap_stand_in(day: date) -> bool:
