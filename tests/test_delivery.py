@@ -457,12 +457,12 @@ async def test_a_clean_stop_hands_unsent_messages_back_to_the_queue(
     worker = worker_for(bot, factory, clock, rate=40)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
-    for _ in range(100):
+    for _ in range(400):
         if sim.stats.sent >= 15:
             break
         await asyncio.sleep(0.05)
     stop.set()
-    await asyncio.wait_for(running, 5)
+    await asyncio.wait_for(running, 10)
     rows = (await rows_by_key(factory)).values()
     states = Counter(row.status for row in rows)
     assert states[OutboxStatus.SENDING] == 0 and states[OutboxStatus.FAILED] == 0
@@ -525,7 +525,7 @@ async def test_killing_the_worker_mid_broadcast_and_restarting_sends_nobody_anyt
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a loaded machine starts Python slowly
     while sim.stats.sent < total // 3:
         assert first.returncode is None, "the worker ended before it could be killed"
         assert time.monotonic() < deadline
@@ -543,7 +543,7 @@ async def test_killing_the_worker_mid_broadcast_and_restarting_sends_nobody_anyt
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, errors = await asyncio.wait_for(second.communicate(), 30)
+    _, errors = await asyncio.wait_for(second.communicate(), 90)
     assert second.returncode == 0, errors.decode()
 
     per_chat = Counter(record.chat_id for record in sim.sent_log)
