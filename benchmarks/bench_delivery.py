@@ -419,6 +419,7 @@ def row(name: str, measured: str, target: str, verdict: bool | None, naive: str)
 
 async def run(args: argparse.Namespace) -> int:
     members = args.members
+    load_before = os.getloadavg()[0]
     verdicts: list[bool] = []
     lines = [row("figure", "measured", "target", None, "naive (same run)"), "-" * 118]
     with tempfile.TemporaryDirectory(prefix="carebot-bench-") as tmp:
@@ -551,7 +552,11 @@ async def run(args: argparse.Namespace) -> int:
     )
     print("\n" + "\n".join(lines), flush=True)
     print(
-        f"\n(seeding {args.million:,} members took {memory['seeded_seconds']:.1f}s, not counted; "
+        f"\nmachine: {os.cpu_count()} cores; 1-minute load average {load_before:.1f} at start, "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine slows every figure)"
+    )
+    print(
+        f"(seeding {args.million:,} members took {memory['seeded_seconds']:.1f}s, not counted; "
         f"the naive enqueue ran on {naive['queued']:,} members so as not to exhaust memory)"
     )
     return 0 if all(verdicts) else 1
