@@ -14,6 +14,7 @@ from storage.enums import MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
 from tests.conftest import RunningBot, running_bot
 from tests.simulator import BotAPISimulator
+from tests.simulator.users import TINY_PNG
 from tests.staff_helpers import make_member, make_staff
 
 CASHIER_ID = 800002
@@ -257,3 +258,25 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
         await group.wait_until(lambda m: f"#{second} closed by Qian" in m.content)
         await app.settle()  # the topic is closed right after the message
         assert new_topic.closed
+
+
+async def test_photos_in_a_ticket_can_be_seen(app: RunningBot) -> None:
+    sizes = app.sim.register_photo(TINY_PNG)
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, CASHIER_ID, StaffRole.CASHIER)
+        member = await make_member(session, app.config, app.clock, SHOPPER_ID, "Li Lei")
+        ticket = await open_ticket(
+            session, app.clock, member=member, kind=TicketKind.COMPLAINT,
+            text="Look at this", photo_file_id=sizes[-1]["file_id"],
+        )  # fmt: skip
+        await session.commit()
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/inbox")
+    await cashier.next_message()
+    await cashier.press_data(f"tk:open:{ticket.id}:0")
+    thread = await cashier.wait_until(lambda m: m.text.startswith("🎫"))
+    assert "[photo] Look at this" in thread.text
+    await cashier.press("📷 Show the photos (1)")
+    photo = await cashier.wait_until(lambda m: m.photo is not None)
+    assert photo.photo == TINY_PNG
+    assert photo.caption == f"#{ticket.id} · 03-02 11:00 Look at this"

@@ -37,6 +37,7 @@ from storage.enums import MessageAuthor, StaffRole, TicketStatus
 
 THREAD_MESSAGES = 8
 THREAD_TEXT_CHARS = 400
+PHOTOS_SHOWN = 5
 
 
 class InboxReply(StatesGroup):
@@ -142,6 +143,11 @@ def render_thread(
                 ),
             ]
         )
+    photos = sum(1 for message in ticket.messages if message.photo_file_id)
+    if photos:
+        label = t.plain("inbox.photos", count=photos)
+        data = CDTicket(action="photos", ticket_id=ticket.id, page=page).pack()
+        keyboard.append([_button(label, data)])
     keyboard.append([_button(t.plain("inbox.back"), CDInboxPage(page=page).pack())])
     return "\n".join(lines), markup(keyboard)
 
@@ -240,6 +246,11 @@ async def on_ticket(
         if isinstance(callback.message, Message):
             await callback.message.answer(t("inbox.reply_prompt", number=ticket_id, name=name))
         return
+    if callback_data.action == "photos":
+        await callback.answer()
+        if isinstance(callback.message, Message):
+            await _send_photos(callback.message, thread, t, config)
+        return
     if callback_data.action == "close":
         _, closed_now = await close_ticket_by_staff(
             session,
@@ -260,6 +271,22 @@ async def on_ticket(
     else:
         await callback.answer()
     await _edit(callback, *render_thread(thread, t, config, page))
+
+
+async def _send_photos(
+    message: Message, thread: Thread, t: Translator, config: CareConfig
+) -> None:
+    """The shopper's photos in this ticket, newest last (Telegram keeps them by file id)."""
+    with_photos = [m for m in thread.ticket.messages if m.photo_file_id][-PHOTOS_SHOWN:]
+    for item in with_photos:
+        assert item.photo_file_id is not None
+        caption = t(
+            "inbox.photo_caption",
+            number=thread.ticket.id,
+            when=short_time(item.created_at, config),
+            text=excerpt(item.text, 200),
+        )
+        await message.answer_photo(item.photo_file_id, caption=caption)
 
 
 async def on_reply_text(

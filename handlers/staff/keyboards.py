@@ -27,7 +27,7 @@ class CDInboxPage(CallbackData, prefix="ib"):
 
 
 class CDTicket(CallbackData, prefix="tk"):
-    """``action``: ``open`` | ``reply`` | ``close``; ``page`` is the inbox page to go back to."""
+    """``action``: ``open`` | ``reply`` | ``close`` | ``photos``; ``page``: the inbox page."""
 
     action: str
     ticket_id: int
