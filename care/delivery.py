@@ -8,8 +8,8 @@ concurrently through the rate limiter, and writes the results back in batched UP
   never retried;
 * 400 (chat not found, a text Telegram refuses) → ``failed``, never retried;
 * 429 → back to ``queued`` after ``retry_after``, and the whole flow pauses that long;
-* 5xx, or a connection that could not be opened → ``queued`` again with exponential backoff,
-  ``failed`` after ``config.max_attempts`` attempts.
+* 5xx, or a network failure before the request left (no connection could be opened) →
+  ``queued`` again with exponential backoff, ``failed`` after ``config.max_attempts`` attempts.
 
 At claim time each row is checked again: a member who blocked the bot, deleted their data or
 (for marketing) withdrew consent since the message was queued gets nothing.
@@ -54,7 +54,7 @@ from aiogram.types import (
     ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
-from aiohttp import ClientConnectorError
+from aiohttp import ClientConnectorError, ConnectionTimeoutError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -73,6 +73,8 @@ UNAUTHORIZED_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(minutes=10)
 ERROR_LIMIT = 255
 RECOVERY_EVERY = 30.0  # seconds between looks for a dead worker's rows
+# Network failures that happen before the request could reach Telegram: safe to retry.
+NEVER_SENT = (ClientConnectorError, ConnectionTimeoutError)
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 
@@ -443,7 +445,7 @@ class DeliveryWorker:
         except TelegramServerError as exc:
             return self._retry_later(row, exc.message)
         except TelegramNetworkError as exc:
-            if isinstance(exc.__cause__, ClientConnectorError):
+            if isinstance(exc.__cause__, NEVER_SENT):
                 return self._retry_later(row, exc.message)
             # The request may have reached Telegram before the answer was lost.
             return _Result(row.id, OutboxStatus.FAILED, error=f"uncertain: {exc.message}")

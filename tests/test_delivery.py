@@ -371,6 +371,25 @@ async def test_an_unreachable_api_is_retried(
     assert "ClientConnectorError" in (row.last_error or "")
 
 
+async def test_a_request_that_timed_out_is_not_sent_again(
+    sim: BotAPISimulator, bot: Bot, factory: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    li = sim.user(2561, "Li", started=True)
+    (li_id,) = await add_members(factory, [li.id])
+    await queue(factory, clock, "t:li", li.id, "Slow network", member_id=li_id)
+    sim.method_latency["sendmessage"] = 1.5  # the answer comes too late
+    worker = worker_for(bot, factory, clock, request_timeout=1)
+    await worker.drain_once()
+    sim.method_latency.clear()
+    clock.advance(hours=1)
+    await worker.drain_once()
+    row = (await rows_by_key(factory))["t:li"]
+    assert row.status == OutboxStatus.FAILED
+    assert (row.last_error or "").startswith("uncertain")
+    # Whether it arrived is unknown; what is certain is that it was asked for only once.
+    assert sim.stats.per_method["sendmessage"] == 1
+
+
 async def test_the_worker_keeps_telegrams_limits_without_a_single_429(
     sim: BotAPISimulator, bot: Bot, factory: async_sessionmaker[AsyncSession], clock: FrozenClock
 ) -> None:
