@@ -280,6 +280,7 @@ async def test_forged_staff_buttons_from_a_stranger_do_nothing(app: RunningBot) 
         f"tk:open:{ticket_id}:0",
         f"tk:reply:{ticket_id}:0",
         f"tk:close:{ticket_id}:0",
+        f"tk:photos:{ticket_id}:0",
         "fl:0",
         f"fd:{response_id}",
         "ex:members:csv",
