@@ -226,8 +226,8 @@ class _RulePass:
         # How long the oldest member has been one: bounds the anniversaries worth asking about.
         self.membership_span = timedelta(0)
 
-    # Each query returns rows of (member id, *facts) for the members due in the window.
     async def prepare(self) -> None:
+        """Load what the query and the candidates need (tiers, the oldest membership)."""
         if self.rule.trigger in (Trigger.TIER_UPGRADE, Trigger.NEAR_NEXT_TIER):
             self.tiers = list(await self.session.scalars(select(Tier).order_by(Tier.rank)))
         if self.rule.trigger in (Trigger.ANNIVERSARY, Trigger.NPS_CYCLE):
