@@ -92,7 +92,9 @@ async def test_owner_adds_a_cashier_by_id_and_an_admin_by_forwarding(app: Runnin
 async def test_the_console_speaks_chinese_too(app: RunningBot) -> None:
     owner = app.user(OWNER_ID, first_name="老板", language_code="zh")
     await owner.send("/staff")
-    assert "员工后台" in (await owner.next_message()).text
+    help_text = (await owner.next_message()).text
+    assert "员工后台" in help_text and "你的角色：店主" in help_text
+    assert all(f"/{c} " in help_text for c in ("member", "purchase", "export", "stats", "staff"))
     await owner.forward_to_bot(app.user(ADMIN_ID, first_name="周敏"), "你好")
     choice = await owner.next_message()
     assert "要让 周敏" in choice.text
