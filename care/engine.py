@@ -63,7 +63,14 @@ from care.i18n import LOCALES, translator
 from care.money import format_money
 from care.outbox import OutboxItem, enqueue_many
 from care.quiet_hours import member_zone
-from care.rules import BIRTHDAY_HOUR, NEAR_TIER_PCT, Rule, Trigger, scheduled_rules
+from care.rules import (
+    BIRTHDAY_HOUR,
+    NEAR_TIER_PCT,
+    Audience,
+    Rule,
+    Trigger,
+    scheduled_rules,
+)
 from care.templates import member_context, render_rule
 from storage.enums import (
     HoldoutArm,
@@ -407,6 +414,11 @@ class _RulePass:
         member: Member = row[0]
         if member.status != MemberStatus.ACTIVE:
             return None
+        if (
+            self.rule.audience == Audience.ACTIVE_SURVEY_TAKERS
+            and member.lifecycle_stage not in _ACTIVE_STAGES
+        ):
+            return None
         trigger = self.rule.trigger
         delay = self.rule.delay
         if trigger == Trigger.JOINED:
@@ -469,8 +481,6 @@ class _RulePass:
 
     def _nps_cycle(self, member: Member) -> Candidate | None:
         assert member.registered_at is not None
-        if member.lifecycle_stage not in _ACTIVE_STAGES:
-            return None
         cycle = int((self.now - member.registered_at) / self.rule.delay)
         due = member.registered_at + self.rule.delay * cycle
         if cycle < 1 or due <= self.window_start:
