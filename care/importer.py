@@ -6,6 +6,7 @@ twice counts nothing new. Lines are committed in batches (memory stays flat, and
 interrupted import resumes cleanly when run again); bad lines are reported with their line
 numbers and reasons and never stop the rest.
 
+The file is CSV in UTF-8 (a byte-order mark is fine) or GBK, comma- or semicolon-separated.
 Columns (a header line is required; names are case-insensitive, order is free, extra columns
 are ignored):
 
@@ -20,6 +21,7 @@ are ignored):
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 from collections.abc import Callable, Iterator
@@ -74,11 +76,29 @@ class LineProblem(Exception):
     """One line is refused; the message is the reason shown in the report."""
 
 
+def file_encoding(path: Path) -> str:
+    """UTF-8 (with or without the byte-order mark Excel writes), else GB18030.
+
+    Tills sold in China often export GBK; GB18030 reads every GBK file. The whole file is
+    checked in chunks, so a bad byte deep in a big file is found before anything is booked.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "gb18030"
+    except OSError as exc:
+        raise ImportFileError(f"cannot open {path}: {exc.strerror}") from None
+    return "utf-8-sig"
+
+
 def _open(source: Path | TextIO) -> TextIO:
     if isinstance(source, Path):
         try:
-            # utf-8-sig: Excel and many tills start the file with a byte-order mark.
-            return source.open(encoding="utf-8-sig", newline="")
+            return source.open(encoding=file_encoding(source), newline="")
         except OSError as exc:
             raise ImportFileError(f"cannot open {source}: {exc.strerror}") from None
     return source
@@ -107,7 +127,7 @@ def _rows(handle: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
                 row["_short"] = "1"
             yield reader.line_num, row
     except UnicodeDecodeError:
-        raise ImportFileError("the file is not UTF-8 text; export it as UTF-8 CSV") from None
+        raise ImportFileError("the file is neither UTF-8 nor GBK text; export it as CSV") from None
     except csv.Error as exc:
         raise ImportFileError(f"not a readable CSV file: {exc}") from None
 

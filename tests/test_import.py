@@ -192,3 +192,20 @@ async def test_the_cli_imports_with_a_progress_bar_and_a_report(
 async def _run_cli(argv: list[str]) -> int:
     # main() runs its own event loop: keep it off this test's loop.
     return await asyncio.to_thread(main, argv)
+
+
+async def test_a_gbk_file_from_a_chinese_till_imports_too(
+    factory: async_sessionmaker[AsyncSession], clock: FrozenClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "gbk.csv"
+    path.write_bytes(
+        "receipt_id,member,amount,category,purchased_at\n"
+        "G-1,K7QX2M9P,18.00,,2026-03-01 10:00\n"
+        "G-2,K7QX2M9P,9.00,生鲜,2026-03-01 10:05\n".encode("gbk")
+    )
+    report = await import_purchases(factory, CONFIG, clock, path)
+    assert report.imported == 1
+    assert [r.reason for r in report.rejected] == [
+        "category '生鲜' is not one of the shop's: grocery, fresh, beauty, home, apparel, "
+        "electronics, kids"
+    ]
