@@ -389,3 +389,28 @@ async def test_an_offer_switched_off_before_the_send_holds_the_broadcast_back(
         async with factory() as session:
             assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
             assert await session.scalar(select(func.count()).select_from(Coupon)) == 0
+
+
+async def test_owner_cancels_a_scheduled_broadcast_before_it_starts(app: RunningBot) -> None:
+    await seed_shop(app)
+    async with app.session() as session:
+        await create_campaign(
+            session,
+            app.clock,
+            audience=Audience("all"),
+            template="Hi {{ name }}",
+            created_by=OWNER_ID,
+            locale="en",
+            scheduled_at=app.clock.now() + timedelta(hours=3),
+        )
+        await session.commit()
+    owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
+    await owner.send("/broadcast")
+    start = await owner.expect("#1 scheduled for 2026-03-02 14:00")
+    await owner.press("Cancel scheduled #1", start)
+    await owner.expect("Scheduled broadcast #1 cancelled")
+    app.clock.advance(timedelta(hours=4))
+    factory, config, clock = app.services.session_factory, app.config, app.clock
+    assert await launch_due_campaigns(factory, config, clock) == 0
+    assert (await only_campaign(app)).status == CampaignStatus.CANCELLED
+    assert await outbox_rows(app) == []
