@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.alerts import alert_staff
 from care.clock import FrozenClock
 from care.config import CareConfig
 from care.delivery import DeliveryWorker
@@ -20,6 +21,7 @@ from care.i18n import translator
 from care.members import TelegramIdentity, create_member
 from care.outbox import enqueue
 from care.ratelimit import RateLimiter
+from care.staff import add_staff
 from care.surveys import (
     SurveyPress,
     add_comment,
@@ -32,7 +34,7 @@ from care.surveys import (
 )
 from care.tickets import open_ticket
 from storage.db import create_engine, create_session_factory
-from storage.enums import MemberStatus, MessageKind, SurveyKind, TicketKind
+from storage.enums import MemberStatus, MessageKind, StaffRole, SurveyKind, TicketKind
 from storage.models import Base, Member, OutboxMessage, SurveyInvitation, SurveyResponse
 from tests.conftest import RunningBot
 from tests.simulator import SimUser
@@ -429,3 +431,33 @@ async def test_switching_surveys_off_keeps_an_invitation_already_received(
     outcome = await answer(session, clock, CONFIG, member=member, press=press(invitation, "s", 5))
     assert outcome.status == "ok" and outcome.response is not None
     assert outcome.response.score == 5
+
+
+async def test_alerts_reach_admins_in_their_language_and_the_staff_chat_once(
+    session: AsyncSession, clock: FrozenClock
+) -> None:
+    admin, cashier = 700001, 700002
+    for telegram_id, role in ((admin, StaffRole.ADMIN), (cashier, StaffRole.CASHIER)):
+        await add_staff(
+            session, CONFIG, clock, actor_telegram_id=OWNER, telegram_id=telegram_id, role=role
+        )
+    speaker = TelegramIdentity(user_id=admin, chat_id=admin, first_name="Al", language_code="en")
+    await create_member(session, speaker, CONFIG, clock, status=MemberStatus.ACTIVE)
+
+    values = {"name": "Li", "code": "ABCD2345", "score": 1, "number": 0}
+    queued = await alert_staff(
+        session, clock, CONFIG, key="test", text_key="survey.alert.low_csat", **values
+    )
+    again = await alert_staff(
+        session, clock, CONFIG, key="test", text_key="survey.alert.low_csat", **values
+    )
+    assert (queued, again) == (3, 0)
+    # add_staff tells new staff about their role; only this occasion's alerts count here.
+    by_chat = {
+        alert.chat_id: alert.text
+        for alert in await alerts(session)
+        if alert.idempotency_key.startswith("alert:test:")
+    }
+    assert set(by_chat) == {OWNER, admin, CONFIG.staff_chat_id}  # no cashier
+    assert by_chat[admin] == translator("en")("survey.alert.low_csat", **values)
+    assert by_chat[OWNER] == translator("zh")("survey.alert.low_csat", **values)
