@@ -364,10 +364,12 @@ async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> flo
 
 
 async def _quintile_cuts(
-    connection: AsyncConnection, value: ColumnElement[Any], active: ColumnElement[bool]
+    connection: AsyncConnection,
+    value: ColumnElement[Any],
+    active: ColumnElement[bool],
+    population: int,
 ) -> list[Any]:
-    """The four values at the quintile positions of ``value`` among active members."""
-    population = int(await connection.scalar(select(func.count()).where(active)) or 0)
+    """The four values at the quintile positions of ``value`` among the active members."""
     if population == 0:
         return []
     positions = quintile_positions(population)
@@ -405,8 +407,9 @@ async def _decisions(
     """The same rules as ``lifecycle_stage``, ``churn_risk``, ``quintile_score`` … in SQL."""
     w = _work.c
     active = and_(w.purchase_count > 0, w.last_purchase_at.is_not(None))
+    population = int(await connection.scalar(select(func.count()).where(active)) or 0)
     cuts = [
-        await _quintile_cuts(connection, value, active)
+        await _quintile_cuts(connection, value, active, population)
         for value in (w.last_purchase_at, w.purchases_12m, w.spend_12m)
     ]
     rfm_r, rfm_f, rfm_m = (
