@@ -152,6 +152,7 @@ async def test_cancel_a_reply_and_a_ticket_closed_meanwhile(app: RunningBot) -> 
     await owner.next_message()
     await owner.press_data(f"tk:close:{ticket_id}:0")
     await owner.wait_until(lambda m: "· closed ·" in m.text)
+    await app.settle()
     await cashier.send("您好")
     assert (await cashier.expect("已经关闭")).text == f"#{ticket_id} 已经关闭。"
     assert await _outbox(app, SHOPPER_ID) != []  # only the rating invitation

@@ -3,6 +3,7 @@ and to anybody who is not staff, the staff console does not exist."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -205,6 +206,7 @@ STAFF_COMMANDS = [
     "/stats",
     "/broadcast",
     "/offer",
+    "/audit",
 ]
 
 
@@ -321,3 +323,32 @@ async def test_forged_admin_buttons_from_a_cashier_do_nothing(app: RunningBot) -
     assert await _role(app, 555) is None
     assert all(m.document is None for m in cashier.messages)
     assert await _audit_count(app) == 1  # only the owner adding the cashier
+
+
+async def test_the_owner_reads_the_audit_log(app: RunningBot) -> None:
+    owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
+    await owner.send("/audit")
+    assert (await owner.next_message()).text == "The audit log is empty."
+    await owner.send(f"/staff add {ADMIN_ID} admin")
+    await owner.next_message()
+    await app.settle()
+    admin = app.user(ADMIN_ID, language_code="en")
+    await admin.send(f"/staff add {CASHIER_ID} cashier")
+    assert "is now cashier" in (await admin.next_message()).text
+    await app.settle()
+    await admin.send("/audit")
+    assert (await admin.next_message()).text == "Only an owner can read the audit log."
+    await owner.send("/audit")
+    log = (await owner.next_message()).text.splitlines()
+    assert log == [
+        "Audit log — the latest 2",
+        f"03-02 11:00 · {ADMIN_ID} (admin) · staff.add staff:{CASHIER_ID}",
+        f"03-02 11:00 · {OWNER_ID} (owner) · staff.add staff:{ADMIN_ID}",
+    ]
+    # The owner's "/" menu, set in the background at start-up, offers /audit.
+    for _ in range(100):
+        if "audit" in _menu(app, OWNER_ID, "en"):
+            break
+        await asyncio.sleep(0.02)
+    assert "audit" in _menu(app, OWNER_ID, "en")
+    assert "audit" not in _menu(app, ADMIN_ID, "en")

@@ -21,6 +21,7 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.audit import recent_audit
 from care.clock import Clock
 from care.config import CareConfig
 from care.i18n import LOCALES, Translator, translator
@@ -35,7 +36,7 @@ from care.staff import (
     remove_staff,
 )
 from handlers.staff.access import MinRole
-from handlers.staff.formatting import local_date
+from handlers.staff.formatting import local_date, short_time
 from handlers.staff.keyboards import CDStaffRole, role_choice
 from storage.enums import StaffRole
 
@@ -52,7 +53,9 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.ADMIN, "broadcast"),
     (StaffRole.ADMIN, "offer"),
     (StaffRole.ADMIN, "export"),
+    (StaffRole.OWNER, "audit"),
 )
+AUDIT_LINES = 25
 log = logging.getLogger(__name__)
 
 
@@ -88,6 +91,8 @@ async def cmd_staff(
         text = t("roles.help", role=role_name(t, staff_role))
         if allows(staff_role, StaffRole.ADMIN):
             text += "\n" + t("roles.help_admin")
+        if allows(staff_role, StaffRole.OWNER):
+            text += "\n" + t("roles.help_owner")
         await message.answer(text)
         return
     if not allows(staff_role, StaffRole.ADMIN):
@@ -101,6 +106,34 @@ async def cmd_staff(
         await _add_by_id(message, args[1:], session, config, clock, t, staff_role, actor)
     else:
         await _remove_by_id(message, args[1:], session, config, clock, t, actor)
+
+
+async def cmd_audit(
+    message: Message, session: AsyncSession, config: CareConfig, t: Translator
+) -> None:
+    entries = await recent_audit(session, limit=AUDIT_LINES)
+    if not entries:
+        await message.answer(t("roles.audit_empty"))
+        return
+    names = {person.telegram_id: person.name for person in await list_staff(session, config)}
+    lines = [t("roles.audit_title", count=len(entries))]
+    for entry in entries:
+        actor = entry.actor_telegram_id
+        lines.append(
+            t(
+                "roles.audit_line",
+                when=short_time(entry.created_at, config),
+                actor=(names.get(actor) or str(actor)) if actor is not None else "CLI",
+                role=entry.actor_role or "—",
+                action=entry.action,
+                target=entry.target or "",
+            )
+        )
+    await message.answer("\n".join(lines))
+
+
+async def refuse_audit(message: Message, t: Translator) -> None:
+    await message.answer(t("roles.audit_owner_only"))
 
 
 async def render_staff_list(session: AsyncSession, config: CareConfig, t: Translator) -> str:
@@ -320,6 +353,8 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.message.register(cmd_staff, Command("staff"))
+    router.message.register(cmd_audit, Command("audit"), MinRole(StaffRole.OWNER))
+    router.message.register(refuse_audit, Command("audit"))
     router.message.register(
         on_forwarded,
         MinRole(StaffRole.ADMIN),
