@@ -156,7 +156,8 @@ async def test_mydata_shows_everything_and_sends_a_json_copy(
     await user.send("/mydata")
     text = await user.expect(title)
     document = await user.wait_until(lambda m: m.document is not None)
-    for value in (NAME, PHONE, "1991-08-09", label(locale, "interest.fresh")):
+    consent_time = app.clock.now().strftime("%Y-%m-%d %H:%M")
+    for value in (NAME, PHONE, "1991-08-09", label(locale, "interest.fresh"), consent_time):
         assert value in (text.text or "")
     assert ("消费次数：3" if locale == "zh" else "Purchases: 3") in (text.text or "")
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.clock import Clock
 from care.i18n import Translator
 from care.privacy import delete_member_data, export_member_data
-from handlers.shopper.keyboards import category_label
+from handlers.shopper.keyboards import LANGUAGE_NAMES, category_label
 from storage.models import Member
 
 
@@ -32,6 +32,11 @@ def _or_dash(value: Any) -> str:
     return "—" if value in (None, "", []) else str(value)
 
 
+def _when(iso: str | None) -> str:
+    """An ISO timestamp as ``2026-03-02 03:00`` (UTC, to the minute)."""
+    return iso[:16].replace("T", " ") if iso else "—"
+
+
 def mydata_text(t: Translator, data: dict[str, Any]) -> str:
     profile, consent, loyalty = data["profile"], data["consent"], data["loyalty"]
     events = [
@@ -39,7 +44,7 @@ def mydata_text(t: Translator, data: dict[str, Any]) -> str:
             "mydata.event",
             kind=t.plain(f"mydata.consent_{event['kind']}"),
             granted=_yes_no(t, event["granted"]),
-            at=event["at"][:16].replace("T", " "),
+            at=_when(event["at"]),
         )
         for event in consent["events"]
     ]
@@ -50,12 +55,12 @@ def mydata_text(t: Translator, data: dict[str, Any]) -> str:
         phone=_or_dash(profile["phone"]),
         birthday=_or_dash(profile["birthday"]),
         username=_or_dash(profile["username"]),
-        language=profile["language"],
+        language=LANGUAGE_NAMES.get(profile["language"], profile["language"]),
         timezone=profile["timezone"],
         interests=_or_dash(", ".join(category_label(t, c) for c in profile["interests"])),
         source=_or_dash(profile["source"]),
         invited_by=_or_dash(profile["invited_by"]),
-        profile_at=_or_dash(consent["profile_at"] and consent["profile_at"][:16]),
+        profile_at=_when(consent["profile_at"]),
         offers=_yes_no(t, consent["offers"]),
         surveys=_yes_no(t, consent["surveys"]),
         tier=loyalty["tier_name_zh"] if t.locale == "zh" else loyalty["tier_name_en"],
