@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from care.config import CareConfig
 from care.i18n import normalize_locale, translator
 from care.members import find_member
+from storage.db import unit_of_work
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 log = logging.getLogger(__name__)
@@ -28,11 +29,9 @@ class DbSessionMiddleware(BaseMiddleware):
         self.session_factory = session_factory
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with self.session_factory() as session:
+        async with unit_of_work(self.session_factory) as session:
             data["session"] = session
-            result = await handler(event, data)
-            await session.commit()
-            return result
+            return await handler(event, data)
 
 
 class MemberContextMiddleware(BaseMiddleware):

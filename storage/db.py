@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +56,27 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+# The unit of work of the update (or job) being handled in this task, if any. Code that is
+# handed no session but must write in step with the update — the FSM storage — joins it, so
+# state and data commit together and SQLite never sees two writers from one update.
+_current_session: ContextVar[AsyncSession | None] = ContextVar("carebot_session", default=None)
+
+
+def current_session() -> AsyncSession | None:
+    return _current_session.get()
+
+
+@asynccontextmanager
+async def unit_of_work(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One session, committed once if the block succeeds; visible to ``current_session()``."""
+    async with session_factory() as session:
+        token = _current_session.set(session)
+        try:
+            yield session
+            await session.commit()
+        finally:
+            _current_session.reset(token)

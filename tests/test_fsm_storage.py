@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.types import Message
 from redis.asyncio import Redis
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import create_dispatcher, create_services
 from bot.fsm import SqlFsmStorage
 from care.clock import FrozenClock
-from storage.models import FsmRecord
+from storage.models import AuditEntry, FsmRecord
 from storage.repos.fsm import FsmRepo
-from tests.conftest import make_settings
+from tests.conftest import make_settings, running_bot
+from tests.simulator import BotAPISimulator
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 KEY = StorageKey(bot_id=1, chat_id=42, user_id=42)
@@ -80,3 +87,42 @@ async def test_with_redis_url_the_dispatcher_keeps_state_in_redis(
     finally:
         await dp.storage.close()
         await services.engine.dispose()
+
+
+async def test_a_handler_that_writes_and_then_changes_state_commits_both_at_once(
+    sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
+) -> None:
+    """On SQLite a second writer would wait for the update's own lock; the FSM joins instead."""
+
+    async def remember(message: Message, session: AsyncSession, state: FSMContext) -> None:
+        session.add(AuditEntry(action="remember", created_at=clock.now()))
+        await session.flush()  # the update now holds SQLite's write lock
+        await state.set_state("Demo:waiting")
+        await state.update_data(note="kept")
+        await message.answer("noted")
+
+    async def explode(message: Message, state: FSMContext) -> None:
+        await state.set_state("Demo:never")
+        raise RuntimeError("the update fails after changing state")
+
+    async with running_bot(sim, sqlite_url, clock) as app:
+        demo = Router(name="demo")
+        demo.message.register(remember, Command("remember"))
+        demo.message.register(explode, Command("explode"))
+        app.dp.include_router(demo)
+        app.dp.sub_routers.insert(0, app.dp.sub_routers.pop())
+        user = app.user(3001, language_code="en")
+
+        began = time.monotonic()
+        await user.send("/remember")
+        assert (await user.next_message(timeout=3)).text == "noted"
+        assert time.monotonic() - began < 2.0
+        await app.settle()
+        key = StorageKey(bot_id=app.bot.id, chat_id=3001, user_id=3001)
+        assert await app.dp.storage.get_state(key) == "Demo:waiting"
+        assert await app.dp.storage.get_data(key) == {"note": "kept"}
+
+        await user.send("/explode")
+        await user.next_message()  # the apology
+        await app.settle()
+        assert await app.dp.storage.get_state(key) == "Demo:waiting"  # rolled back with it
