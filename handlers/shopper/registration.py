@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.cards import card_view
 from care.clock import Clock
 from care.config import CareConfig
-from care.i18n import Translator, translator
+from care.i18n import LOCALES, Translator, translator
 from care.registration import (
     InputProblem,
     RegistrationAnswers,
@@ -182,7 +182,8 @@ async def on_language(
     clock: Clock,
     shop_name: str,
 ) -> None:
-    if not isinstance(callback.message, Message):
+    if not isinstance(callback.message, Message) or callback_data.value not in LOCALES:
+        await callback.answer()
         return
     await state.set_state(Registration.consent)
     set_locale(member, callback_data.value, clock)

@@ -30,7 +30,14 @@ from care.registration import (
     set_locale,
     set_timezone,
 )
-from care.timezones import PICKER_CITIES, offset_zone, utc_offset_label, zone_for_location
+from care.timezones import (
+    MAX_OFFSET_HOURS,
+    MIN_OFFSET_HOURS,
+    PICKER_CITIES,
+    offset_zone,
+    utc_offset_label,
+    zone_for_location,
+)
 from handlers.shopper.keyboards import (
     LANGUAGE_NAMES,
     category_label,
@@ -331,12 +338,14 @@ async def on_zone_button(
             reply_markup=offset_keyboard(lambda hours: CDZone(kind="offset", value=hours)),
         )
         return
-    try:
-        if callback_data.kind == "city":
-            zone = PICKER_CITIES[callback_data.value].zone
-        else:
-            zone = offset_zone(callback_data.value)
-    except (IndexError, ValueError):
+    if callback_data.kind == "city" and 0 <= callback_data.value < len(PICKER_CITIES):
+        zone = PICKER_CITIES[callback_data.value].zone
+    elif (
+        callback_data.kind == "offset"
+        and MIN_OFFSET_HOURS <= callback_data.value <= MAX_OFFSET_HOURS
+    ):
+        zone = offset_zone(callback_data.value)
+    else:
         await callback.answer(t.plain("reg.stale"))
         return
     await callback.answer()
