@@ -382,3 +382,15 @@ async def test_a_stale_registration_button_is_refused_politely(app: RunningBot) 
     assert answer.text == label("en", "reg.stale")
     member = await member_of(app, 3033)
     assert member is not None and member.locale == "en"
+
+
+async def test_a_forged_language_button_changes_nothing(app: RunningBot) -> None:
+    user = app.user(3034, language_code="en")
+    await user.send("/start")
+    prompt = await wait_button(user, "English")
+    callback = await user.press_data("jr:lang:xx", prompt)
+    await user.wait_callback_answer(callback)
+    await user.press("English")
+    await wait_button(user, label("en", "reg.consent_yes"))
+    member = await member_of(app, 3034)
+    assert member is not None and member.locale == "en"
