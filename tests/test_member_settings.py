@@ -15,7 +15,7 @@ from care.timezones import PICKER_CITIES, is_valid_zone, offset_zone, zone_for_l
 from storage.models import ConsentEvent
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, wait_button, without_throttling
-from tests.simulator import SimUser
+from tests.simulator import BotAPISimulator, SimUser
 
 
 @pytest.fixture
@@ -247,3 +247,18 @@ def test_birthdays_are_read_in_the_common_forms_and_checked() -> None:
         with pytest.raises(InputProblem) as problem:
             parse_birthday(text, today)
         assert problem.value.reason == reason, text
+
+
+async def test_a_switch_on_a_message_too_old_to_edit_still_works(
+    app: RunningBot, sim: BotAPISimulator
+) -> None:
+    user = app.user(8009, language_code="en")
+    await register(user, "en", marketing=True)
+    await open_settings(user, "en")
+    # Telegram refuses edits of messages older than 48 hours.
+    sim.fail_next("editMessageText", 400, description="Bad Request: message can't be edited")
+    await user.press(label("en", "settings.btn_offers", state=label("en", "settings.on")))
+    fresh = await user.expect("Offers and news: off")
+    assert not fresh.edited
+    member = await member_of(app, 8009)
+    assert member is not None and member.marketing_opt_in is False

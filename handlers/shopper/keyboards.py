@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
+    Message,
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -22,6 +25,39 @@ MENU_KEYS: tuple[tuple[str, ...], ...] = (
     ("menu.invite", "menu.settings"),
     ("menu.help",),
 )
+
+
+async def drop_buttons(message: Message) -> None:
+    """Take the buttons off a message once they were used.
+
+    Best effort: Telegram refuses edits of messages older than 48 hours (a shopper coming back
+    days later) and of messages already without buttons (a double tap); neither may fail the
+    step the press just completed.
+    """
+    with suppress(TelegramBadRequest):
+        await message.edit_reply_markup(reply_markup=None)
+
+
+async def show(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> None:
+    """Turn ``message`` into this screen, or send it anew when Telegram won't edit the old one.
+
+    A press on a days-old settings message still works: the screen just arrives as a new
+    message. Pressing into the very screen already shown changes nothing.
+    """
+    try:
+        await message.edit_text(text, reply_markup=markup)
+    except TelegramBadRequest as error:
+        if "not modified" not in error.message:
+            await message.answer(text, reply_markup=markup)
+
+
+async def show_markup(message: Message, markup: InlineKeyboardMarkup) -> None:
+    """New buttons on the same message (a ✓ toggled), or the whole message anew if too old."""
+    try:
+        await message.edit_reply_markup(reply_markup=markup)
+    except TelegramBadRequest as error:
+        if "not modified" not in error.message:
+            await message.answer(message.html_text or "…", reply_markup=markup)
 
 
 def main_menu(t: Translator) -> ReplyKeyboardMarkup:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.clock import Clock
 from care.i18n import Translator
 from care.privacy import delete_member_data, export_member_data
-from handlers.shopper.keyboards import LANGUAGE_NAMES, category_label
+from handlers.shopper.keyboards import LANGUAGE_NAMES, category_label, drop_buttons
 from storage.models import Member
 
 
@@ -110,7 +110,7 @@ async def on_delete_answer(
     if not isinstance(callback.message, Message):
         return
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     if member is None:
         await callback.message.answer(t("mydata.nothing"))
         return

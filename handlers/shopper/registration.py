@@ -42,10 +42,12 @@ from care.registration import (
 )
 from handlers.shopper.card import send_card
 from handlers.shopper.keyboards import (
+    drop_buttons,
     interests_keyboard,
     language_buttons,
     main_menu,
     share_contact_keyboard,
+    show_markup,
 )
 from storage.enums import ConsentKind
 from storage.models import Member
@@ -189,7 +191,7 @@ async def on_language(
     set_locale(member, callback_data.value, clock)
     t = translator(member.locale)
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     await ask_consent(callback.message, t, shop_name)
 
 
@@ -213,7 +215,7 @@ async def on_consent(
         return
     await state.set_state(Registration.marketing)
     await set_consent(session, clock, member, ConsentKind.PROFILE, True, "registration")
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     await ask_marketing(callback.message, t)
 
 
@@ -231,7 +233,7 @@ async def on_marketing(
     await callback.answer(
         t.plain("reg.marketing_on" if callback_data.value == "yes" else "reg.marketing_off")
     )
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     prompt = await ask_name(callback.message, t, _suggested_name(member))
     await state.update_data(prompt=prompt.message_id)
 
@@ -279,7 +281,7 @@ async def on_name_keep(
         await callback.answer(t.plain("reg.reprompt_name"))
         return
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     await _accept_name(callback.message, state, t, name)
 
 
@@ -368,7 +370,7 @@ async def on_birthday_button(
             await callback.answer(t.plain("reg.reprompt_birthday"))
             return
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     await _accept_birthday(callback.message, state, t, config, born)
 
 
@@ -393,7 +395,7 @@ async def on_interest_toggle(
         selected.append(category)
     await state.update_data(interests=selected)
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=_interests_markup(t, config, selected))
+    await show_markup(callback.message, _interests_markup(t, config, selected))
 
 
 async def on_interests_done(
@@ -424,7 +426,7 @@ async def on_interests_done(
     await state.clear()
     await complete_registration(session, clock, member, answers)
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     await callback.message.answer(
         t("reg.welcome", name=member.name or "", shop=shop_name), reply_markup=main_menu(t)
     )

@@ -42,11 +42,14 @@ from handlers.shopper.keyboards import (
     LANGUAGE_NAMES,
     category_label,
     city_keyboard,
+    drop_buttons,
     interests_keyboard,
     language_buttons,
     main_menu,
     offset_keyboard,
     share_location_keyboard,
+    show,
+    show_markup,
 )
 from handlers.shopper.menu import Registered, menu_labels
 from storage.enums import ConsentKind
@@ -121,9 +124,7 @@ async def _show_overview(
     callback: CallbackQuery, t: Translator, member: Member, clock: Clock
 ) -> None:
     if isinstance(callback.message, Message):
-        await callback.message.edit_text(
-            overview_text(t, member, clock), reply_markup=overview_markup(t, member)
-        )
+        await show(callback.message, overview_text(t, member, clock), overview_markup(t, member))
 
 
 # ------------------------------------------------------------------ switches
@@ -162,11 +163,10 @@ async def cmd_stop(
 async def on_language_menu(callback: CallbackQuery, t: Translator, member: Member) -> None:
     await callback.answer()
     if isinstance(callback.message, Message):
-        await callback.message.edit_text(
+        await show(
+            callback.message,
             t("settings.choose_language"),
-            reply_markup=language_buttons(
-                member.locale, lambda code: CDSettings(action="setlang", value=code)
-            ),
+            language_buttons(member.locale, lambda code: CDSettings(action="setlang", value=code)),
         )
 
 
@@ -206,9 +206,7 @@ async def on_interests_menu(
 ) -> None:
     await callback.answer()
     if isinstance(callback.message, Message):
-        await callback.message.edit_text(
-            t("settings.interests"), reply_markup=_interests_markup(t, config, member)
-        )
+        await show(callback.message, t("settings.interests"), _interests_markup(t, config, member))
 
 
 async def on_interest_toggle(
@@ -229,7 +227,7 @@ async def on_interest_toggle(
     await set_interests(session, member, wanted)
     await callback.answer()
     if isinstance(callback.message, Message):
-        await callback.message.edit_reply_markup(reply_markup=_interests_markup(t, config, member))
+        await show_markup(callback.message, _interests_markup(t, config, member))
 
 
 async def on_back(callback: CallbackQuery, t: Translator, member: Member, clock: Clock) -> None:
@@ -333,9 +331,10 @@ async def on_zone_button(
         return
     if callback_data.kind == "offsets":
         await callback.answer()
-        await callback.message.edit_text(
+        await show(
+            callback.message,
             t("tz.ask_offset"),
-            reply_markup=offset_keyboard(lambda hours: CDZone(kind="offset", value=hours)),
+            offset_keyboard(lambda hours: CDZone(kind="offset", value=hours)),
         )
         return
     if callback_data.kind == "city" and 0 <= callback_data.value < len(PICKER_CITIES):
@@ -349,7 +348,7 @@ async def on_zone_button(
         await callback.answer(t.plain("reg.stale"))
         return
     await callback.answer()
-    await callback.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(callback.message)
     await _zone_chosen(callback.message, state, member, t, clock, zone)
 
 
