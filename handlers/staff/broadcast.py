@@ -667,13 +667,6 @@ async def _start_campaign(
     if offer_id and await get_offer(session, clock, offer_id) is None:
         await message.answer(t("broadcast.offer_gone"))
         return None
-    if await count_audience(session, audience) == 0:
-        await state.set_state(BroadcastFlow.audience)
-        await message.answer(t("broadcast.empty_audience"))
-        return None
-    # The FSM state commits in its own transaction: end the conversation before this update
-    # starts writing, as SQLite allows one writer at a time.
-    await fresh_flow(state)
     try:
         campaign = await create_campaign(
             session,
@@ -689,8 +682,10 @@ async def _start_campaign(
             progress_message_id=progress_message_id,
         )
     except CampaignError:
+        await state.set_state(BroadcastFlow.audience)
         await message.answer(t("broadcast.empty_audience"))
         return None
+    await fresh_flow(state)
     await audit(
         session,
         clock,

@@ -308,8 +308,6 @@ async def on_create(
 ) -> None:
     data = await state.get_data()
     assert isinstance(callback.message, Message)
-    # The FSM state commits in its own transaction: move the conversation on before this
-    # update starts writing, as SQLite allows one writer at a time.
     await fresh_flow(state)
     await state.set_state(OfferFlow.pick_offer)
     try:
@@ -528,7 +526,6 @@ async def on_go(
     await callback.answer()
     await callback.message.edit_reply_markup(reply_markup=None)
     notify = callback_data.value == "notify"
-    # The FSM state commits in its own transaction: end the conversation before writing.
     await fresh_flow(state)
     progress = await callback.message.answer(t("campaign.progress_starting"))
     try:
