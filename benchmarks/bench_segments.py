@@ -52,6 +52,9 @@ BUDGET_RSS_MB = 500.0
 class SegmentBench:
     members: int
     refresh_seconds: float
+    refresh_changed: int
+    hourly_seconds: float
+    hourly_changed: int
     refresh_rss_growth_mb: float
     naive_sample: int
     naive_sample_seconds: float
@@ -125,40 +128,56 @@ async def naive_refresh_sample(
 
 
 async def run(db: Path, sample: int, config: CareConfig | None = None) -> SegmentBench:
-    """Time one refresh over the whole database and the naive loop over a sample."""
+    """Time the daily refresh, the hourly one after it, and the naive loop over a sample.
+
+    The database is shared with the rule-evaluation benchmark, which freezes its clock at the
+    data's "now"; a last refresh at that moment puts the segments back where it expects them.
+    """
     config = config or CareConfig()
     with sqlite3.connect(db) as raw:
-        now = datagen.read_data_now(raw) or datetime.now(UTC)
-    clock = FrozenClock(now + timedelta(hours=24))  # the next daily run after the data's day
+        now = datagen.read_data_now(raw) or datetime.now(UTC).replace(microsecond=0)
     engine = create_engine(f"sqlite+aiosqlite:///{db}")
     session_factory = create_session_factory(engine)
     try:
         rss_before = _peak_rss_mb()
-        stats = await refresh_segments(session_factory, config, clock)
+        daily = await refresh_segments(
+            session_factory, config, FrozenClock(now + timedelta(days=1))
+        )
+        hourly = await refresh_segments(
+            session_factory, config, FrozenClock(now + timedelta(days=1, hours=1))
+        )
         rss_growth = max(0.0, _peak_rss_mb() - rss_before)
         naive_seconds = await naive_refresh_sample(
-            session_factory, config, clock.now(), sample, stats.shop_gap_days
+            session_factory, config, now + timedelta(days=1), sample, daily.shop_gap_days
         )
+        await refresh_segments(session_factory, config, FrozenClock(now))
     finally:
         await engine.dispose()
     return SegmentBench(
-        members=stats.members,
-        refresh_seconds=stats.seconds,
+        members=daily.members,
+        refresh_seconds=daily.seconds,
+        refresh_changed=daily.members_changed,
+        hourly_seconds=hourly.seconds,
+        hourly_changed=hourly.members_changed,
         refresh_rss_growth_mb=rss_growth,
-        naive_sample=min(sample, stats.members),
+        naive_sample=min(sample, daily.members),
         naive_sample_seconds=naive_seconds,
     )
 
 
 def report(result: SegmentBench) -> str:
     naive = result.naive_extrapolated_seconds
-    verdict = "OK" if result.refresh_seconds <= BUDGET_SECONDS else "OVER BUDGET"
+    slowest = max(result.refresh_seconds, result.hourly_seconds)
+    verdict = "OK" if slowest <= BUDGET_SECONDS else "OVER BUDGET"
     return "\n".join(
         [
             f"Segment refresh over {result.members:,} members (RFM, value tiers, stages, "
             "churn risk, 12-month spend and tiers)",
-            f"  set-based SQL (care.segments)  : {result.refresh_seconds:8.1f} s   "
-            f"budget {BUDGET_SECONDS:.0f} s  [{verdict}]",
+            f"  set-based SQL, the day after   : {result.refresh_seconds:8.1f} s   "
+            f"budget {BUDGET_SECONDS:.0f} s  [{verdict}]  "
+            f"({result.refresh_changed:,} rows changed)",
+            f"  set-based SQL, an hour later   : {result.hourly_seconds:8.1f} s   "
+            f"(the scheduler's hourly run; {result.hourly_changed:,} rows changed)",
             f"  peak memory growth             : {result.refresh_rss_growth_mb:8.1f} MB  "
             f"budget {BUDGET_RSS_MB:.0f} MB",
             f"  naive Python loop, measured    : {result.naive_sample_seconds:8.1f} s   "
@@ -189,9 +208,8 @@ async def main(argv: list[str] | None = None) -> int:
         print(await datagen.refresh(args.db, now))
     result = await run(args.db, args.sample)
     print(report(result))
-    within = (
-        result.refresh_seconds <= BUDGET_SECONDS and result.refresh_rss_growth_mb <= BUDGET_RSS_MB
-    )
+    slowest = max(result.refresh_seconds, result.hourly_seconds)
+    within = slowest <= BUDGET_SECONDS and result.refresh_rss_growth_mb <= BUDGET_RSS_MB
     return 0 if within else 1
 
 

@@ -7,6 +7,7 @@ statements. A test runs both over a varied population and checks they agree.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -100,9 +101,11 @@ def days_since(then: datetime, now: datetime) -> float:
 def churn_risk(gap_days: float, usual_gap: float, config: CareConfig) -> float:
     """0 right after a purchase, rising linearly to 1 when the member counts as lapsed.
 
-    Half-way (0.5 with the default factors) is where the at-risk stage begins.
+    Half-way (0.5 with the default factors) is where the at-risk stage begins. Rounded to
+    hundredths (half up), so that an hourly refresh rewrites only the members whose risk moved.
     """
-    return min(1.0, max(0.0, gap_days / (config.lapsed_gap_factor * usual_gap)))
+    ratio = min(1.0, max(0.0, gap_days / (config.lapsed_gap_factor * usual_gap)))
+    return math.floor(ratio * 100 + 0.5) / 100
 
 
 def base_stage(
@@ -209,6 +212,8 @@ class SegmentStats:
     stage_changes: int
     tier_upgrades: int
     tier_downgrades: int
+    # Members whose stored values the refresh changed.
+    members_changed: int
     # Members who bought or changed consent while the refresh ran keep what that write made
     # them; the next refresh picks them up.
     skipped_busy: int
@@ -221,6 +226,25 @@ class _EpochDays(FunctionElement[float]):
     type = Float()
     inherit_cache = True
     name = "epoch_days"
+
+
+class _Hundredths(FunctionElement[float]):
+    """A float rounded to two decimals, half away from zero, on either backend."""
+
+    type = Float()
+    inherit_cache = True
+    name = "hundredths"
+
+
+@compiles(_Hundredths, "sqlite")
+def _hundredths_sqlite(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ROUND({compiler.process(element.clauses, **kw)}, 2)"
+
+
+@compiles(_Hundredths)
+def _hundredths_default(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
+    argument = compiler.process(element.clauses, **kw)
+    return f"CAST(ROUND(CAST({argument} AS NUMERIC), 2) AS DOUBLE PRECISION)"
 
 
 @compiles(_EpochDays, "sqlite")
@@ -299,7 +323,7 @@ async def refresh_segments(
             decisions = await _decisions(connection, config, now, shop_gap, tiers)
             await connection.commit()
             stats = await _collect_stats(connection, decisions, tiers)
-            written = await _write_back(connection, decisions, now)
+            changed, busy = await _write_back(connection, decisions, now)
         finally:
             await connection.rollback()
             await connection.run_sync(_work.drop, checkfirst=True)
@@ -307,7 +331,8 @@ async def refresh_segments(
     return SegmentStats(
         **stats,
         shop_gap_days=shop_gap,
-        skipped_busy=stats["members"] - written,
+        members_changed=changed,
+        skipped_busy=busy,
         seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -469,7 +494,12 @@ async def _decisions(
             (rfm_total >= MEDIUM_VALUE_MIN_RFM, ValueTier.MEDIUM.value),
             else_=ValueTier.LOW.value,
         ),
-        churn_risk=case((~active, null()), (ratio > 1.0, 1.0), (ratio < 0.0, 0.0), else_=ratio),
+        churn_risk=case(
+            (~active, null()),
+            (ratio > 1.0, 1.0),
+            (ratio < 0.0, 0.0),
+            else_=_Hundredths(ratio),
+        ),
     )
 
 
@@ -510,21 +540,23 @@ async def _collect_stats(
     return stats
 
 
-async def _write_back(connection: AsyncConnection, decide: _Decisions, now: datetime) -> int:
+async def _write_back(
+    connection: AsyncConnection, decide: _Decisions, now: datetime
+) -> tuple[int, int]:
     """Copy the decisions onto ``members`` in id ranges, one short transaction each.
 
-    Scores and risk change daily for nearly everyone and touch no index; the indexed
-    segment columns (tier, stage, value tier) are written only where they change, because
-    rewriting an index entry costs even when the value stays the same.
+    Only rows whose values move are written (an hourly refresh changes few), and the indexed
+    columns (tier, stage, value tier) separately from the rest, because rewriting an index
+    entry costs even when its value stays the same. Returns (members changed, members left
+    alone because someone wrote to them since the snapshot).
     """
     w = _work.c
     m = Member.__table__.c
     low, high = (await connection.execute(select(func.min(w.id), func.max(w.id)))).one()
     if low is None:
-        return 0
-    unchanged_since_snapshot = (
+        return 0, 0
+    unchanged_since_snapshot = and_(
         m.id == w.id,
-        w.id.between(bindparam("start"), bindparam("end")),
         # Whoever wrote to the member since the snapshot knew better: leave them be.
         m.purchase_count == w.purchase_count,
         m.last_purchase_at.is_not_distinct_from(w.last_purchase_at),
@@ -532,9 +564,27 @@ async def _write_back(connection: AsyncConnection, decide: _Decisions, now: date
         m.marketing_opt_in == w.marketing_opt_in,
         m.deleted_at.is_(None),
     )
+    in_batch = w.id.between(bindparam("start"), bindparam("end"))
+    segments_move = or_(
+        m.tier_code != decide.tier,
+        m.lifecycle_stage != decide.stage,
+        m.value_tier.is_distinct_from(decide.value_tier),
+    )
+    # Its row count is the number of members changed: any moved value lets the row in.
     scores = (
         update(Member.__table__)
-        .where(*unchanged_since_snapshot)
+        .where(
+            unchanged_since_snapshot,
+            in_batch,
+            or_(
+                m.spend_12m_minor != w.spend_12m,
+                m.rfm_r.is_distinct_from(decide.rfm_r),
+                m.rfm_f.is_distinct_from(decide.rfm_f),
+                m.rfm_m.is_distinct_from(decide.rfm_m),
+                m.churn_risk.is_distinct_from(decide.churn_risk),
+                segments_move,
+            ),
+        )
         .values(
             spend_12m_minor=w.spend_12m,
             rfm_r=decide.rfm_r,
@@ -546,14 +596,7 @@ async def _write_back(connection: AsyncConnection, decide: _Decisions, now: date
     )
     segments = (
         update(Member.__table__)
-        .where(
-            *unchanged_since_snapshot,
-            or_(
-                m.tier_code != decide.tier,
-                m.lifecycle_stage != decide.stage,
-                m.value_tier.is_distinct_from(decide.value_tier),
-            ),
-        )
+        .where(unchanged_since_snapshot, in_batch, segments_move)
         .values(
             tier_code=decide.tier,
             tier_changed_at=case((decide.tier != w.tier_old, now), else_=m.tier_changed_at),
@@ -562,11 +605,16 @@ async def _write_back(connection: AsyncConnection, decide: _Decisions, now: date
             stage_changed_at=case((decide.stage != w.stage_old, now), else_=m.stage_changed_at),
         )
     )
-    written = 0
+    changed = 0
     for start in range(int(low), int(high) + 1, UPDATE_BATCH_IDS):
         batch = {"start": start, "end": start + UPDATE_BATCH_IDS - 1}
-        result = await connection.execute(scores, batch)
+        changed += int((await connection.execute(scores, batch)).rowcount)  # type: ignore[attr-defined]
         await connection.execute(segments, batch)
-        written += int(result.rowcount)  # type: ignore[attr-defined]
         await connection.commit()
-    return written
+    busy = await connection.scalar(
+        select(func.count())
+        .select_from(_work.join(Member.__table__, m.id == w.id))
+        .where(~unchanged_since_snapshot)
+    )
+    await connection.commit()
+    return changed, int(busy or 0)
