@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -57,8 +58,6 @@ async def add_member(
 
 
 def local(tz: str, *args: int) -> datetime:
-    from zoneinfo import ZoneInfo
-
     return datetime(*args, tzinfo=ZoneInfo(tz))  # type: ignore[misc]
 
 
@@ -96,11 +95,13 @@ def test_quiet_hours_across_daylight_saving_jumps() -> None:
     # Spring forward (2026-03-08 02:00 → 03:00): a 02:30 window end does not exist that day;
     # the member is not woken before the clocks have passed it.
     got = next_allowed_time(local(ny, 2026, 3, 8, 1, 0), ny, time(21), time(2, 30))
-    assert got > local(ny, 2026, 3, 8, 1, 59)
-    assert got.astimezone(local(ny, 2026, 1, 1).tzinfo).hour == 3
-    # Fall back (2026-11-01): 09:00 is an ordinary local morning, 14:00 UTC.
+    assert got == datetime(2026, 3, 8, 7, 30, tzinfo=UTC)  # 03:30 EDT, after the gap
+    # Fall back (2026-11-01): 09:00 is an ordinary local morning, 14:00 UTC (EST) …
     got = next_allowed_time(local(ny, 2026, 11, 1, 0, 30), ny, time(21), time(9))
     assert got == datetime(2026, 11, 1, 14, 0, tzinfo=UTC)
+    # … and a 01:30 window end, which happens twice that night, ends it the first time.
+    got = next_allowed_time(local(ny, 2026, 11, 1, 0, 30), ny, time(21), time(1, 30))
+    assert got == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT
 
 
 def test_unknown_timezone_counts_as_utc() -> None:
