@@ -22,6 +22,7 @@ from sqlalchemy import (
     Float,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     and_,
@@ -275,6 +276,14 @@ _work = Table(
     Column("purchases_12m", Integer),
     Column("spend_12m", BigInteger),
     Column("gap_days", Float),
+    # The decisions, computed once from the facts above.
+    Column("tier_new", String(16)),
+    Column("stage_new", String(16)),
+    Column("rfm_r", SmallInteger),
+    Column("rfm_f", SmallInteger),
+    Column("rfm_m", SmallInteger),
+    Column("value_tier", String(8)),
+    Column("churn_risk", Float),
     prefixes=["TEMPORARY"],
 )
 
@@ -320,7 +329,7 @@ async def refresh_segments(
             if connection.dialect.name == "postgresql":
                 await connection.exec_driver_sql("ANALYZE segment_work")
             shop_gap = await _shop_gap_days(connection, config)
-            decisions = await _decisions(connection, config, now, shop_gap, tiers)
+            decisions = await _decide(connection, config, now, shop_gap, tiers)
             await connection.commit()
             stats = await _collect_stats(connection, decisions, tiers)
             changed, busy = await _write_back(connection, decisions, now)
@@ -369,7 +378,8 @@ def _snapshot(now: datetime) -> Executable:
         .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
         .where(Member.deleted_at.is_(None))
     )
-    return insert(_work).from_select([column.name for column in _work.columns], rows)
+    facts = [column.name for column in _work.columns][: len(rows.selected_columns)]
+    return insert(_work).from_select(facts, rows)
 
 
 async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> float:
@@ -500,6 +510,39 @@ async def _decisions(
             (ratio < 0.0, 0.0),
             else_=_Hundredths(ratio),
         ),
+    )
+
+
+async def _decide(
+    connection: AsyncConnection,
+    config: CareConfig,
+    now: datetime,
+    shop_gap: float,
+    tiers: list[Tier],
+) -> _Decisions:
+    """Evaluate the rules once per member into the work table; later steps read the columns."""
+    rules = await _decisions(connection, config, now, shop_gap, tiers)
+    await connection.execute(
+        update(_work).values(
+            tier_new=rules.tier,
+            stage_new=rules.stage,
+            rfm_r=rules.rfm_r,
+            rfm_f=rules.rfm_f,
+            rfm_m=rules.rfm_m,
+            value_tier=rules.value_tier,
+            churn_risk=rules.churn_risk,
+        )
+    )
+    w = _work.c
+    return _Decisions(
+        active=rules.active,
+        tier=w.tier_new,
+        stage=w.stage_new,
+        rfm_r=w.rfm_r,
+        rfm_f=w.rfm_f,
+        rfm_m=w.rfm_m,
+        value_tier=w.value_tier,
+        churn_risk=w.churn_risk,
     )
 
 
