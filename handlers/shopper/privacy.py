@@ -117,7 +117,6 @@ async def on_delete_answer(
     if not callback_data.confirm:
         await callback.message.answer(t("delete.kept"))
         return
-    # FSM first (its own transaction), then this update's writes: see registration.py.
     await state.clear()
     await delete_member_data(session, clock, member)
     await callback.message.answer(t("delete.done"), reply_markup=ReplyKeyboardRemove())

@@ -3,9 +3,6 @@
 Each step is an FSM state kept in the database, so a shopper who leaves half-way continues where
 they were, even after a restart. Anything unexpected in a step (a sticker, a command, a 10,000
 character message, a stale button) gets a short re-prompt and the step stays.
-
-SQLite allows one writer: FSM writes (their own short transactions) happen before this update's
-session writes, never after, so the two never wait on each other.
 """
 
 from __future__ import annotations

@@ -65,8 +65,6 @@ async def cmd_start(
         )
         return
 
-    # The FSM is written before this update's session: see handlers/shopper/registration.py.
-    await registration.restart(state)
     if member is None:
         identity = TelegramIdentity(
             user_id=user.id,
@@ -83,7 +81,7 @@ async def cmd_start(
         outcome = await record_referral(session, member, link.value)
         if outcome != ReferralOutcome.RECORDED:
             await message.answer(t(REFERRAL_NOTES[outcome]))
-    await registration.ask_language(message, t, member.name or "", shop_name)
+    await registration.begin(message, state, member, t, shop_name)
 
 
 async def cmd_help(message: Message, t: Translator) -> None:
