@@ -113,6 +113,7 @@ def check_birthday(born: date, today: date) -> date:
 
 
 def local_today(clock: Clock, timezone: str) -> date:
+    """Today's date on the member's wall clock (birthdays and ages are local)."""
     return clock.now().astimezone(ZoneInfo(timezone)).date()
 
 
@@ -243,6 +244,7 @@ async def set_reachable(
 
 
 def is_registered(member: Member | None) -> bool:
+    """A member who finished registering and was not deleted."""
     return member is not None and member.status == MemberStatus.ACTIVE
 
 
@@ -272,6 +274,7 @@ def set_birthday(
 
 
 def set_locale(member: Member, locale: str, clock: Clock) -> None:
+    """Switch the member's language (``zh`` or ``en``); raises InputProblem("locale")."""
     if locale not in LOCALES:
         raise InputProblem("locale")
     member.locale = locale
@@ -279,6 +282,7 @@ def set_locale(member: Member, locale: str, clock: Clock) -> None:
 
 
 def set_timezone(member: Member, zone: str, clock: Clock) -> None:
+    """Set the member's IANA timezone; raises InputProblem("timezone") for an unknown name."""
     if not is_valid_zone(zone):
         raise InputProblem("timezone")
     member.timezone = zone
@@ -322,4 +326,5 @@ async def complete_registration(
 
 
 def parse_iso_date(value: str | None) -> date | None:
+    """A date kept as ISO text in conversation state, back as a date (None stays None)."""
     return date.fromisoformat(value) if value else None

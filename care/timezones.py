@@ -93,6 +93,7 @@ PICKER_CITIES: tuple[City, ...] = tuple(city for city in CITIES if city.pickable
 
 
 def is_valid_zone(name: str) -> bool:
+    """True for a name the zone database knows (``Asia/Shanghai``, ``Etc/GMT-8``)."""
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -137,7 +138,3 @@ def utc_offset_label(zone: str, now: datetime) -> str:
     sign = "+" if minutes >= 0 else "-"
     hours, rest = divmod(abs(minutes), 60)
     return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
-
-
-def city_by_key(key: str) -> City | None:
-    return next((city for city in CITIES if city.key == key), None)
