@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
+    Template,
     TemplateError,
     TemplateNotFound,
     TemplateSyntaxError,
@@ -201,13 +202,18 @@ def render_text(source: str, context: Mapping[str, Any]) -> str:
     """
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateProblem("too_long", length=len(source), limit=MAX_VISIBLE_CHARS)
+    return _render(_compiled(source).render, context)
+
+
+@lru_cache(maxsize=64)
+def _compiled(source: str) -> Template:
+    """A broadcast renders one text for every member: compile it once, not once per member."""
     try:
-        template = _environment().from_string(source)
+        return _environment().from_string(source)
     except TemplateSyntaxError as exc:
         raise TemplateProblem("syntax", line=exc.lineno, detail=exc.message or "") from None
     except SecurityError:
         raise TemplateProblem("forbidden") from None
-    return _render(template.render, context)
 
 
 def render_rule(rule: str, locale: str, context: Mapping[str, Any]) -> str:
