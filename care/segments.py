@@ -3,6 +3,10 @@
 The stage rules are written twice on purpose: once as pure functions (the reference, easy to
 read and test) and once as set-based SQL that applies the same rules to every member in a few
 statements. A test runs both over a varied population and checks they agree.
+
+RFM, scored 1–5 as quintiles over active members (at least one purchase, not deleted):
+recency from ``last_purchase_at``, frequency = purchases in the last 12 months, monetary =
+spend in the last 12 months. Value tier from the total: high ≥ 12, medium ≥ 8, else low.
 """
 
 from __future__ import annotations
@@ -309,9 +313,10 @@ async def refresh_segments(
 
     Set-based, in a handful of statements: one INSERT … SELECT snapshots the members with
     their 12-month purchases into a temporary table; three sorts find the RFM quintile cuts;
-    UPDATE … FROM writes the decisions back in batches of ids, each its own short transaction
-    so the bot's writes never wait long. A member who bought (or changed consent or blocked
-    the bot) meanwhile is left as that write made them. Deleted members are not touched.
+    one UPDATE evaluates the rules into that table; UPDATE … FROM writes back the members whose
+    values moved, in batches of ids, each its own short transaction so the bot's writes never
+    wait long. A member who bought (or changed consent or blocked the bot) meanwhile is left
+    as that write made them. Deleted members are not touched.
     """
     started = time.perf_counter()
     now = clock.now()
