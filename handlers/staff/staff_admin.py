@@ -53,6 +53,7 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.ADMIN, "broadcast"),
     (StaffRole.ADMIN, "offer"),
     (StaffRole.ADMIN, "export"),
+    (StaffRole.ADMIN, "birthday"),
     (StaffRole.OWNER, "audit"),
 )
 AUDIT_LINES = 25

@@ -1,0 +1,68 @@
+"""/birthday: staff correct a member's birthday (members can set it only once themselves)."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.clock import Clock
+from care.i18n import Translator
+from care.member_admin import change_birthday
+from care.registration import InputProblem
+from care.till import TillInputError
+from handlers.staff.access import MinRole
+from handlers.staff.formatting import excerpt
+from storage.enums import StaffRole
+
+
+async def cmd_birthday(
+    message: Message,
+    command: CommandObject,
+    session: AsyncSession,
+    clock: Clock,
+    t: Translator,
+    staff_role: StaffRole,
+) -> None:
+    words = (command.args or "").split()
+    if len(words) != 2:
+        await message.answer(t("profile_admin.usage"))
+        return
+    assert message.from_user is not None
+    try:
+        member, previous = await change_birthday(
+            session,
+            clock,
+            member_query=words[0],
+            birthday_text=words[1],
+            staff_telegram_id=message.from_user.id,
+            staff_role=staff_role,
+        )
+    except TillInputError as problem:
+        await message.answer(t("profile_admin.unknown_member", query=excerpt(problem.value, 40)))
+        return
+    except InputProblem:
+        await message.answer(t("profile_admin.bad_date", value=excerpt(words[1], 20)))
+        return
+    assert member.birthday is not None
+    await message.answer(
+        t(
+            "profile_admin.done",
+            code=member.member_code,
+            name=member.name or "—",
+            birthday=member.birthday.isoformat(),
+            previous=previous.isoformat() if previous else "—",
+        )
+    )
+
+
+async def refuse_cashier(message: Message, t: Translator) -> None:
+    await message.answer(t("profile_admin.admin_only"))
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(cmd_birthday, Command("birthday"), MinRole(StaffRole.ADMIN))
+    router.message.register(refuse_cashier, Command("birthday"))
+    return router
