@@ -207,6 +207,7 @@ STAFF_COMMANDS = [
     "/broadcast",
     "/offer",
     "/audit",
+    "/birthday K7QX2M9P 1990-01-01",
 ]
 
 
