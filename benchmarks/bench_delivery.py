@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -586,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     os.environ.setdefault("PYTHONPATH", str(ROOT))
+    # The bot process freezes its start-up heap (bot.app.run); so does this one.
+    gc.freeze()
     return asyncio.run(run(args))
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -568,6 +569,8 @@ async def _standalone(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         lease=timedelta(seconds=args.lease_seconds) if args.lease_seconds else None,
     )
+    # As in the bot process: keep start-up's long-lived objects out of full collections.
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
