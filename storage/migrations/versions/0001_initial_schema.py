@@ -117,15 +117,27 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_members_birthday_md"), "members", ["birthday_md"], unique=False)
     op.create_index(
+        op.f("ix_members_first_purchase_at"), "members", ["first_purchase_at"], unique=False
+    )
+    op.create_index(
         op.f("ix_members_last_purchase_at"), "members", ["last_purchase_at"], unique=False
     )
     op.create_index(
         op.f("ix_members_lifecycle_stage"), "members", ["lifecycle_stage"], unique=False
     )
+    op.create_index(
+        "ix_members_lifecycle_stage_stage_changed_at",
+        "members",
+        ["lifecycle_stage", "stage_changed_at"],
+        unique=False,
+    )
     op.create_index(op.f("ix_members_phone"), "members", ["phone"], unique=False)
     op.create_index(op.f("ix_members_referrer_id"), "members", ["referrer_id"], unique=False)
     op.create_index(op.f("ix_members_registered_at"), "members", ["registered_at"], unique=False)
     op.create_index(op.f("ix_members_status"), "members", ["status"], unique=False)
+    op.create_index(
+        op.f("ix_members_tier_changed_at"), "members", ["tier_changed_at"], unique=False
+    )
     op.create_index(op.f("ix_members_tier_code"), "members", ["tier_code"], unique=False)
     op.create_index(op.f("ix_members_value_tier"), "members", ["value_tier"], unique=False)
     op.create_table(
@@ -189,6 +201,7 @@ def upgrade() -> None:
         sa.Column("notify", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("locale", sa.String(length=8), server_default="zh", nullable=False),
         sa.Column("launch_cursor", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("launch_lease_until", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("launched_at", storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("queued", sa.Integer(), server_default="0", nullable=False),
         sa.Column("coupons_issued", sa.Integer(), server_default="0", nullable=False),
@@ -265,9 +278,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("receipt_id", name=op.f("uq_purchases_receipt_id")),
     )
     op.create_index(
-        "ix_purchases_member_id_purchased_at",
+        "ix_purchases_member_id_purchased_at_amount_minor",
         "purchases",
-        ["member_id", "purchased_at"],
+        ["member_id", "purchased_at", "amount_minor"],
         unique=False,
     )
     op.create_index(op.f("ix_purchases_purchased_at"), "purchases", ["purchased_at"], unique=False)
@@ -280,6 +293,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("forum_topic_id", sa.BigInteger(), nullable=True),
+        sa.Column("forum_synced_message_id", sa.BigInteger(), nullable=True),
         sa.Column("handling_rating", sa.SmallInteger(), nullable=True),
         sa.Column("created_at", storage.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", storage.types.UTCDateTime(timezone=True), nullable=False),
@@ -391,6 +405,12 @@ def upgrade() -> None:
         "ix_outbox_member_id_kind_created_at",
         "outbox",
         ["member_id", "kind", "created_at"],
+        unique=False,
+    )
+    op.create_index(
+        "ix_outbox_status_kind_not_before",
+        "outbox",
+        ["status", "kind", "not_before"],
         unique=False,
     )
     op.create_index(
@@ -527,6 +547,12 @@ def upgrade() -> None:
     op.create_index(
         "ix_care_touches_rule_decided_at", "care_touches", ["rule", "decided_at"], unique=False
     )
+    op.create_index(
+        "ix_care_touches_rule_member_id_decided_at",
+        "care_touches",
+        ["rule", "member_id", "decided_at"],
+        unique=False,
+    )
     op.create_table(
         "survey_responses",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -621,6 +647,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_survey_responses_member_id"), table_name="survey_responses")
     op.drop_index("ix_survey_responses_kind_created_at", table_name="survey_responses")
     op.drop_table("survey_responses")
+    op.drop_index("ix_care_touches_rule_member_id_decided_at", table_name="care_touches")
     op.drop_index("ix_care_touches_rule_decided_at", table_name="care_touches")
     op.drop_index(op.f("ix_care_touches_member_id"), table_name="care_touches")
     op.drop_table("care_touches")
@@ -633,6 +660,7 @@ def downgrade() -> None:
     op.drop_index("ix_points_ledger_member_id_id", table_name="points_ledger")
     op.drop_table("points_ledger")
     op.drop_index("ix_outbox_status_not_before", table_name="outbox")
+    op.drop_index("ix_outbox_status_kind_not_before", table_name="outbox")
     op.drop_index("ix_outbox_member_id_kind_created_at", table_name="outbox")
     op.drop_index("ix_outbox_campaign_id_status", table_name="outbox")
     op.drop_table("outbox")
@@ -646,7 +674,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_tickets_closed_at"), table_name="tickets")
     op.drop_table("tickets")
     op.drop_index(op.f("ix_purchases_purchased_at"), table_name="purchases")
-    op.drop_index("ix_purchases_member_id_purchased_at", table_name="purchases")
+    op.drop_index("ix_purchases_member_id_purchased_at_amount_minor", table_name="purchases")
     op.drop_table("purchases")
     op.drop_index(op.f("ix_member_interests_category"), table_name="member_interests")
     op.drop_table("member_interests")
@@ -659,12 +687,15 @@ def downgrade() -> None:
     op.drop_table("offers")
     op.drop_index(op.f("ix_members_value_tier"), table_name="members")
     op.drop_index(op.f("ix_members_tier_code"), table_name="members")
+    op.drop_index(op.f("ix_members_tier_changed_at"), table_name="members")
     op.drop_index(op.f("ix_members_status"), table_name="members")
     op.drop_index(op.f("ix_members_registered_at"), table_name="members")
     op.drop_index(op.f("ix_members_referrer_id"), table_name="members")
     op.drop_index(op.f("ix_members_phone"), table_name="members")
+    op.drop_index("ix_members_lifecycle_stage_stage_changed_at", table_name="members")
     op.drop_index(op.f("ix_members_lifecycle_stage"), table_name="members")
     op.drop_index(op.f("ix_members_last_purchase_at"), table_name="members")
+    op.drop_index(op.f("ix_members_first_purchase_at"), table_name="members")
     op.drop_index(op.f("ix_members_birthday_md"), table_name="members")
     op.drop_table("members")
     op.drop_table("job_state")
