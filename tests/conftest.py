@@ -138,8 +138,15 @@ class RunningBot:
         kwargs.setdefault("language_code", "zh")
         return self.sim.user(user_id=user_id, **kwargs)
 
-    def session(self) -> AsyncSession:
-        return self.services.session_factory()
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session for assertions, opened once the bot has committed what it was handling.
+
+        (A reply reaches the user before the update's transaction commits.)
+        """
+        await self.dp["update_log"].wait_idle(5.0)
+        async with self.services.session_factory() as session:
+            yield session
 
     async def settle(self, timeout: float = 5.0) -> None:
         """Wait until every update the bot is handling has finished (and committed).
