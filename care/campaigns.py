@@ -33,7 +33,7 @@ from care.codes import display_code
 from care.config import CareConfig
 from care.guardrails import marketing_blocks
 from care.i18n import Translator, translator
-from care.loyalty import coupon_expiry, describe_offer, issue_coupon
+from care.loyalty import IssuedCoupon, coupon_expiry, describe_offer, issue_coupons
 from care.outbox import OutboxItem, campaign_counts, campaign_skip_reasons, enqueue, enqueue_many
 from care.quiet_hours import member_zone
 from care.templates import (
@@ -175,7 +175,9 @@ async def preview_message(
     return Preview(text=text, sample=sample, recipients=await count_audience(session, audience))
 
 
-def offer_notice(t: Translator, member: Member, offer: Offer, coupon: Coupon) -> str:
+def offer_notice(
+    t: Translator, member: Member, offer: Offer, coupon: Coupon | IssuedCoupon
+) -> str:
     """The message that tells a member about a coupon issued to them from an offer."""
     line = coupon_line(t, offer, coupon.code, coupon.expires_at, member.timezone)
     name = member.name or t.plain("rules.friend")
@@ -420,7 +422,7 @@ async def _broadcast_batch(
     )
     with_photo = campaign.photo_file_id is not None
     preview_expiry = coupon_expiry(offer, clock.now()) if offer is not None else None
-    items: list[OutboxItem] = []
+    ready: list[tuple[Member, str]] = []
     for member in members:
         if member.id in queued_before:
             continue
@@ -429,7 +431,7 @@ async def _broadcast_batch(
             batch.skipped[reason] += 1
             continue
         try:
-            # Rendered once before the coupon exists, so a text that cannot be sent costs no
+            # Rendered before any coupon exists, so a text that cannot be sent costs no
             # coupon (the preview code and expiry have the real ones' length).
             text = render_for_member(
                 campaign.template,
@@ -439,29 +441,36 @@ async def _broadcast_batch(
                 coupon_expires_at=preview_expiry,
                 with_photo=with_photo,
             )
-            if offer is not None:
-                coupon = await issue_coupon(
-                    session,
-                    clock,
-                    member_id=member.id,
-                    offer=offer,
-                    source="campaign",
-                    campaign_id=campaign.id,
-                )
-                batch.coupons += 1
-                text = render_for_member(
+        except TemplateProblem:
+            batch.skipped[TEMPLATE_SKIP] += 1
+            continue
+        ready.append((member, text))
+    if offer is not None and ready:
+        coupons = await issue_coupons(
+            session,
+            clock,
+            member_ids=[member.id for member, _ in ready],
+            offer=offer,
+            source="campaign",
+            campaign_id=campaign.id,
+        )
+        batch.coupons += len(coupons)
+        ready = [
+            (
+                member,
+                render_for_member(
                     campaign.template,
                     member,
                     config,
                     offer=offer,
-                    coupon_code=coupon.code,
-                    coupon_expires_at=coupon.expires_at,
+                    coupon_code=coupons[member.id].code,
+                    coupon_expires_at=coupons[member.id].expires_at,
                     with_photo=with_photo,
-                )
-        except TemplateProblem:
-            batch.skipped[TEMPLATE_SKIP] += 1
-            continue
-        items.append(_item(campaign, member, text, campaign.photo_file_id))
+                ),
+            )
+            for member, _ in ready
+        ]
+    items = [_item(campaign, member, text, campaign.photo_file_id) for member, text in ready]
     batch.queued = await enqueue_many(session, clock, config, items)
     return batch
 
@@ -479,19 +488,20 @@ async def _coupon_batch(
     ids = [member.id for member in members]
     already = await repo.coupon_member_ids(campaign.id, ids)
     blocks = await marketing_blocks(session, config, clock, members) if campaign.notify else {}
+    coupons = await issue_coupons(
+        session,
+        clock,
+        member_ids=[member.id for member in members if member.id not in already],
+        offer=offer,
+        source="campaign",
+        campaign_id=campaign.id,
+    )
+    batch.coupons += len(coupons)
     items: list[OutboxItem] = []
     for member in members:
-        if member.id in already:
+        coupon = coupons.get(member.id)
+        if coupon is None:
             continue
-        coupon = await issue_coupon(
-            session,
-            clock,
-            member_id=member.id,
-            offer=offer,
-            source="campaign",
-            campaign_id=campaign.id,
-        )
-        batch.coupons += 1
         if not campaign.notify or member.chat_id is None:
             continue
         reason = blocks.get(member.id)

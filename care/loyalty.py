@@ -9,6 +9,7 @@ ledger is append-only and chained by ``balance_after``, so its sum is always the
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -457,6 +458,62 @@ async def issue_coupon(
             assert coupon is not None
             return coupon
     raise RuntimeError("could not find a free coupon code")  # 31^8 codes: practically never
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCoupon:
+    """A coupon given out in bulk: what a message about it needs."""
+
+    member_id: int
+    code: str
+    expires_at: datetime | None
+
+
+async def issue_coupons(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    member_ids: Sequence[int],
+    offer: Offer,
+    source: str,
+    campaign_id: int | None = None,
+) -> dict[int, IssuedCoupon]:
+    """Give each member a coupon from ``offer``, in one INSERT per attempt (a broadcast's batch).
+
+    The same codes and rules as ``issue_coupon``: a code another coupon already holds is simply
+    drawn again for that member. Raises ``ValueError`` when the offer is switched off or over.
+    """
+    now = clock.now()
+    if not offer.is_active or (offer.valid_until is not None and offer.valid_until <= now):
+        raise ValueError("this offer is no longer available")
+    expires_at = coupon_expiry(offer, now)
+    common = {
+        "offer_id": offer.id,
+        "source": source[:32],
+        "campaign_id": campaign_id,
+        "issued_at": now,
+        "expires_at": expires_at,
+    }
+    repo = CouponRepo(session)
+    pending = list(dict.fromkeys(member_ids))
+    issued: dict[int, IssuedCoupon] = {}
+    for _ in range(MAX_CODE_ATTEMPTS):
+        if not pending:
+            break
+        codes: dict[str, int] = {}
+        for member_id in pending:
+            code = random_code()
+            while code in codes:
+                code = random_code()
+            codes[code] = member_id
+        rows = [{**common, "member_id": owner, "code": code} for code, owner in codes.items()]
+        for code in await repo.insert_many_unless_code_taken(rows):
+            member_id = codes[code]
+            issued[member_id] = IssuedCoupon(member_id, code, expires_at)
+        pending = [member_id for member_id in pending if member_id not in issued]
+    if pending:
+        raise RuntimeError("could not find free coupon codes")  # 31^8 codes: practically never
+    return issued
 
 
 async def active_coupons(session: AsyncSession, clock: Clock, member_id: int) -> list[Coupon]:

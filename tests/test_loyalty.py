@@ -22,6 +22,7 @@ from care.loyalty import (
     create_offer,
     describe_offer,
     issue_coupon,
+    issue_coupons,
     list_tiers,
     points_history,
     record_purchase,
@@ -35,6 +36,7 @@ from storage.models import (
     DEFAULT_TIERS,
     Base,
     CareTouch,
+    Coupon,
     Member,
     PointsEntry,
     Purchase,
@@ -727,3 +729,33 @@ async def test_concurrent_purchases_of_one_member_lose_no_update(
         assert (fresh.purchase_count, fresh.total_spent_minor) == (2, 120_000)
         assert fresh.points_balance == 1_200 == await ledger_sum(session, member.id)
         assert fresh.tier_code == "silver"
+
+
+async def test_coupons_issued_in_bulk_are_one_per_member_and_redraw_a_taken_code(
+    any_db: Factory, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with any_db() as session:
+        members = [await new_member(session, clock) for _ in range(5)]
+        offer = await rule_offer(session, clock, CONFIG, "welcome")
+        taken = await issue_coupon(
+            session, clock, member_id=members[0].id, offer=offer, source="t"
+        )
+        # The first code drawn in bulk is the one already taken: that member must redraw.
+        draws = iter([taken.code, "BBBB2222", "CCCC3333", "DDDD4444", "EEEE5555", "FFFF6666"])
+        monkeypatch.setattr("care.loyalty.random_code", lambda: next(draws))
+        issued = await issue_coupons(
+            session,
+            clock,
+            member_ids=[member.id for member in members],
+            offer=offer,
+            source="campaign",
+        )
+        rows = (
+            await session.execute(
+                select(Coupon.member_id, Coupon.code).where(Coupon.source == "campaign")
+            )
+        ).all()
+    assert set(issued) == {member.id for member in members}
+    assert {issued[member_id].code for member_id in issued} == {code for _, code in rows}
+    assert len(rows) == 5 and taken.code not in {code for _, code in rows}
+    assert all(coupon.expires_at == taken.expires_at for coupon in issued.values())

@@ -9,7 +9,7 @@ from sqlalchemy import Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
-from storage.repos.upsert import insert_unless_exists
+from storage.repos.upsert import insert_many_unless_exists, insert_unless_exists
 
 _OFFERS: Table = Offer.__table__  # type: ignore[assignment]
 _COUPONS: Table = Coupon.__table__  # type: ignore[assignment]
@@ -100,6 +100,10 @@ class CouponRepo:
 
     async def insert_unless_code_taken(self, values: dict[str, Any]) -> int | None:
         return await insert_unless_exists(self.session, _COUPONS, values, "code")
+
+    async def insert_many_unless_code_taken(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert coupons in one statement; returns the codes that went in (a taken code not)."""
+        return await insert_many_unless_exists(self.session, _COUPONS, rows, "code")
 
     async def get(self, coupon_id: int) -> Coupon | None:
         return await self.session.get(Coupon, coupon_id)

@@ -11,6 +11,27 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+async def insert_many_unless_exists(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]], key: str
+) -> set[Any]:
+    """Insert ``rows`` in one statement, skipping those whose ``key`` is taken already; returns
+    the keys that were inserted. (SQLite and PostgreSQL; other backends row by row.)"""
+    if not rows:
+        return set()
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    if dialect in ("sqlite", "postgresql"):
+        make = sqlite_insert if dialect == "sqlite" else pg_insert
+        statement = (
+            make(table).values(rows).on_conflict_do_nothing(index_elements=[key])
+        ).returning(table.c[key])
+        return set((await session.scalars(statement)).all())
+    inserted = set()
+    for row in rows:
+        if await insert_unless_exists(session, table, row, key) is not None:
+            inserted.add(row[key])
+    return inserted
+
+
 async def insert_unless_exists(
     session: AsyncSession, table: Table, values: dict[str, Any], key: str
 ) -> int | None:
