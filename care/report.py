@@ -76,8 +76,8 @@ async def rule_report(
         .where(CareTouch.decided_at >= since)
         .group_by(CareTouch.rule, CareTouch.arm)
     )
-    for rule, arm, total, converted in await session.execute(query):
-        counts[(rule, arm)] = (int(total), int(converted))
+    for rule_name, arm, total, converted in await session.execute(query):
+        counts[(rule_name, arm)] = (int(total), int(converted))
     results = []
     for rule in RULES:
         if rule.event:
