@@ -9,8 +9,6 @@ restarts, enforced by a unique index on both SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.clock import Clock
 from care.config import CareConfig
 from care.quiet_hours import next_allowed_time
+from care.templates import visible_length, visible_text
 from storage.enums import MessageKind, OutboxStatus
 from storage.models import Member, OutboxMessage
 from storage.repos.outbox import OutboxRepo
@@ -31,13 +30,7 @@ CAPTION_LIMIT = 1024
 KEY_LIMIT = 160
 BULK_CHUNK = 2000
 
-_TAG_RE = re.compile(r"<[^>]*>")
 _QUEUED = OutboxStatus.QUEUED.value
-
-
-def visible_length(text: str) -> int:
-    """How many characters Telegram shows for an HTML-formatted text (tags and entities out)."""
-    return len(html.unescape(_TAG_RE.sub("", text)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +57,8 @@ class OutboxItem:
 def _check(key: str, text: str, photo: str | None) -> None:
     if not key or len(key) > KEY_LIMIT:
         raise ValueError(f"an outbox key needs 1..{KEY_LIMIT} characters, got {len(key)}")
-    visible = html.unescape(_TAG_RE.sub("", text))
-    length = len(visible)
+    visible = visible_text(text)
+    length = visible_length(text)
     if photo is not None:
         if length > CAPTION_LIMIT:
             raise ValueError(
