@@ -29,10 +29,13 @@ class MinRole(Filter):
         session: AsyncSession,
         config: CareConfig,
         event_from_user: User | None = None,
+        staff_role: StaffRole | None = None,
     ) -> bool | dict[str, Any]:
         if event_from_user is None:
             return False
-        role = await role_of(session, config, event_from_user.id)
+        # The router-wide filter already looked the role up in this update's own session;
+        # a handler's filter reuses it instead of asking the database again.
+        role = staff_role or await role_of(session, config, event_from_user.id)
         if not allows(role, self.minimum):
             return False
         return {"staff_role": role}
