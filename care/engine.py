@@ -48,8 +48,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased, raiseload
@@ -93,6 +91,7 @@ from storage.models import (
     Ticket,
     Tier,
 )
+from storage.repos.upsert import insert_ignoring_conflicts
 
 log = logging.getLogger(__name__)
 
@@ -548,14 +547,11 @@ async def _claim(
     ]
     if not rows:
         return {}
-    dialect = session.get_bind().dialect.name
     won: dict[tuple[int, str], tuple[int, str]] = {}
-    if dialect in ("sqlite", "postgresql"):
-        make = sqlite_insert if dialect == "sqlite" else pg_insert
-        statement = (
-            make(CareTouch)
-            .on_conflict_do_nothing(index_elements=["rule", "member_id", "occasion"])
-            .returning(CareTouch.id, CareTouch.member_id, CareTouch.occasion, CareTouch.arm)
+    claim = insert_ignoring_conflicts(session, CareTouch, ["rule", "member_id", "occasion"])
+    if claim is not None:
+        statement = claim.returning(
+            CareTouch.id, CareTouch.member_id, CareTouch.occasion, CareTouch.arm
         )
         for touch_id, member_id, occasion, arm in await session.execute(statement, rows):
             won[(member_id, occasion)] = (touch_id, arm)

@@ -19,12 +19,12 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import MemberStatus, MessageKind, OutboxStatus
 from storage.models import Member, OutboxMessage
+from storage.repos.upsert import insert_ignoring_conflicts
 from storage.types import UTCDateTime
 
 OUTBOX = OutboxMessage.__table__
@@ -70,26 +70,9 @@ class OutboxRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @property
-    def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
-
-    def _insert(self, target: Any = OutboxMessage) -> Insert:
-        """INSERT … ON CONFLICT (idempotency_key) DO NOTHING for this dialect.
-
-        ``target`` is the mapped class (rows come back as ORM objects) or the table (bulk rows,
-        without the ORM's per-row bookkeeping).
-        """
-        if self.dialect == "postgresql":
-            return postgresql.insert(target).on_conflict_do_nothing(
-                index_elements=["idempotency_key"]
-            )
-        if self.dialect == "sqlite":
-            return sqlite.insert(target).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        raise NotImplementedError  # handled by the callers' savepoint fallback
-
-    def _supports_upsert(self) -> bool:
-        return self.dialect in ("postgresql", "sqlite")
+    def _insert(self, target: Any = OutboxMessage) -> Insert | None:
+        """The conflict-ignoring INSERT on the idempotency key, or None (savepoint fallback)."""
+        return insert_ignoring_conflicts(self.session, target, ["idempotency_key"])
 
     async def key_exists(self, key: str) -> bool:
         found = await self.session.scalar(
@@ -99,8 +82,9 @@ class OutboxRepo:
 
     async def add_if_new(self, values: Mapping[str, Any]) -> OutboxMessage | None:
         """Insert one row unless its idempotency key exists; None for a duplicate."""
-        if self._supports_upsert():
-            stmt = self._insert().values(**values).returning(OutboxMessage)
+        statement = self._insert()
+        if statement is not None:
+            stmt = statement.values(**values).returning(OutboxMessage)
             return (await self.session.scalars(stmt)).first()
         if await self.key_exists(values["idempotency_key"]):
             return None
@@ -116,8 +100,9 @@ class OutboxRepo:
         """Insert rows whose keys are new (existing keys are skipped); how many went in."""
         if not rows:
             return 0
-        if self._supports_upsert():
-            stmt = self._insert(OUTBOX).returning(OUTBOX.c.id)
+        statement = self._insert(OUTBOX)
+        if statement is not None:
+            stmt = statement.returning(OUTBOX.c.id)
             result = await self.session.execute(stmt, [dict(row) for row in rows])
             return len(result.fetchall())
         keys = [row["idempotency_key"] for row in rows]
