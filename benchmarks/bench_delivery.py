@@ -47,10 +47,10 @@ from aiohttp import ClientSession
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.delivery import DeliveryWorker
-from care.outbox import OutboxItem, enqueue_many
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.messaging.delivery import DeliveryWorker
+from care.messaging.outbox import OutboxItem, enqueue_many
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind, OutboxStatus
 from storage.models import Base, Member, OutboxMessage

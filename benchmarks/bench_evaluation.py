@@ -35,11 +35,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks import datagen
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.engine import add_years, coverage_name, evaluate
-from care.rules import scheduled_rules
-from care.segments import refresh_segments
+from care.automation.engine import add_years, coverage_name, evaluate
+from care.automation.rules import scheduled_rules
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.segments.lifecycle import refresh_segments
 from storage.db import create_engine, create_session_factory
 from storage.models import Base, CareTouch, JobState, Member, Purchase
 
@@ -254,7 +254,7 @@ def report(result: EvaluationBench) -> str:
             f"{result.purchases:,} purchases (SQLite), all {len(result.decided)} rules",
             f"  decided: {result.sent + result.held_out:,} ({result.sent:,} messages queued, "
             f"{result.held_out:,} held out) — {decided or 'nobody due'}",
-            f"  set-based pass (care.engine)   : {result.seconds:8.1f} s   "
+            f"  set-based pass (care.automation.engine)   : {result.seconds:8.1f} s   "
             f"target < {BUDGET_SECONDS:.0f} s   [{time_ok}]",
             f"  peak RSS of the pass           : {result.peak_rss_mb:8.1f} MB  "
             f"target < {BUDGET_RSS_MB:.0f} MB  [{rss_ok}]",

@@ -27,10 +27,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks import datagen
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.loyalty import tier_for_spend
-from care.segments import (
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.loyalty.ledger import tier_for_spend
+from care.segments.lifecycle import (
     SPEND_WINDOW,
     StageFacts,
     churn_risk,

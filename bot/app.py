@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot.fsm import SqlFsmStorage
 from bot.middlewares import UpdateLogMiddleware
 from bot.settings import Settings
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import LOCALES, normalize_locale, translator
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import LOCALES, normalize_locale, translator
 from care.scheduler import CareScheduler
 from handlers import build_routers
 from handlers.middlewares import (

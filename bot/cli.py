@@ -15,7 +15,7 @@ from bot.logging_setup import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from care.importer import ImportReport
+    from care.imports.purchases import ImportReport
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -67,8 +67,13 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import StartupError, check_database
-    from care.clock import Clock
-    from care.importer import ImportFileError, import_purchases, progress_bar, render_report
+    from care.core.clock import Clock
+    from care.imports.purchases import (
+        ImportFileError,
+        import_purchases,
+        progress_bar,
+        render_report,
+    )
     from storage.db import create_engine, create_session_factory
 
     async def _import() -> ImportReport:
@@ -97,10 +102,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_care(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import StartupError, check_database
-    from care.clock import Clock, FrozenClock
-    from care.engine import plan
-    from care.report import render_plan, render_report, rule_report
-    from care.rules import get_rule
+    from care.automation.engine import plan
+    from care.automation.report import render_plan, render_report, rule_report
+    from care.automation.rules import get_rule
+    from care.core.clock import Clock, FrozenClock
     from storage.db import create_engine, create_session_factory
 
     config = settings.care_config()

@@ -10,7 +10,7 @@ from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import Clock
+from care.core.clock import Clock
 from storage.db import current_session, unit_of_work
 from storage.repos.fsm import FsmRepo
 

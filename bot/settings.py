@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from care.config import DEFAULT_CATEGORIES, CareConfig
+from care.core.config import DEFAULT_CATEGORIES, CareConfig
 
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")

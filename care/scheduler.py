@@ -3,12 +3,16 @@
 APScheduler 3 (``AsyncIOScheduler``, in-memory job store) fires the jobs; our own tables hold the
 truth about what was done, so a restart or a missed run never repeats or loses work:
 
-* **rules** (every minute) — one evaluation pass (``care.engine.evaluate``). Every rule asks
-  "due at or before now and not yet decided", so a pass after downtime catches up once, and the
-  unique (rule, member, occasion) touch keeps a second pass from deciding anything twice.
-* **segments** (hourly) — ``care.segments.refresh_segments``; lifecycle stages feed the rules.
-* **campaigns** (every 30 s) — due staff broadcasts (``care.campaigns.launch_due_campaigns``).
-* **delivery** — the outbox drain (``care.delivery.DeliveryWorker.run``) as a long-running task.
+* **rules** (every minute) — one evaluation pass (``care.automation.engine.evaluate``).
+  Every rule asks "due at or before now and not yet decided", so a pass after downtime catches
+  up once, and the unique (rule, member, occasion) touch keeps a second pass from deciding
+  anything twice.
+* **segments** (hourly) — ``care.segments.lifecycle.refresh_segments``; lifecycle stages feed
+  the rules.
+* **campaigns** (every 30 s) — due staff broadcasts
+  (``care.campaigns.campaigns.launch_due_campaigns``).
+* **delivery** — the outbox drain (``care.messaging.delivery.DeliveryWorker.run``) as a
+  long-running task.
 
 With several replicas exactly one leads: it holds a lease row in ``job_state``, renewed on every
 tick, taken over by another replica only after it has expired (a conditional UPDATE, the same
@@ -35,12 +39,12 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.campaigns import launch_due_campaigns
-from care.clock import Clock
-from care.config import CareConfig
-from care.delivery import DeliveryWorker
-from care.engine import RuleOutcome, evaluate
-from care.segments import refresh_segments
+from care.automation.engine import RuleOutcome, evaluate
+from care.campaigns.campaigns import launch_due_campaigns
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.messaging.delivery import DeliveryWorker
+from care.segments.lifecycle import refresh_segments
 from storage.models import JobState
 
 log = logging.getLogger(__name__)

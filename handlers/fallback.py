@@ -6,7 +6,7 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.types import CallbackQuery, Message
 
-from care.i18n import Translator
+from care.core.i18n import Translator
 
 
 async def on_unknown_message(message: Message, t: Translator) -> None:

@@ -13,9 +13,9 @@ from aiogram.types import TelegramObject, User
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.config import CareConfig
-from care.i18n import normalize_locale, translator
-from care.members import find_member
+from care.core.config import CareConfig
+from care.core.i18n import normalize_locale, translator
+from care.members.membership import find_member
 from storage.db import unit_of_work
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]

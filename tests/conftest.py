@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from bot.app import Services, create_bot, create_dispatcher, create_services
 from bot.settings import Settings, load_settings
-from care.clock import FrozenClock
-from care.config import CareConfig
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
 from storage.db import create_engine
 from storage.models import DEFAULT_TIERS, Base, Tier
 from tests.simulator import BotAPISimulator, SimUser

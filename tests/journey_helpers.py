@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 
-from care.i18n import translator
+from care.core.i18n import translator
 from handlers.middlewares import MemoryFloodGate, ThrottlingMiddleware
 from storage.models import Member
 from tests.conftest import RunningBot

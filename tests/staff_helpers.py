@@ -8,10 +8,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.members import TelegramIdentity, create_member
-from care.staff import add_staff
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.members.membership import TelegramIdentity, create_member
+from care.staff.roles import add_staff
 from storage.db import create_engine, create_session_factory
 from storage.enums import MemberStatus, StaffRole
 from storage.models import Member

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from care.audience import (
+from care.core.clock import FrozenClock
+from care.segments.audience import (
     Audience,
     AudienceError,
     audience_choices,
@@ -14,7 +15,6 @@ from care.audience import (
     iter_member_batches,
     sample_member,
 )
-from care.clock import FrozenClock
 from storage.enums import LifecycleStage, MemberStatus
 from tests.console_helpers import schema_session_factory, seed_member
 

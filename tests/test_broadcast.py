@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from care import campaigns
-from care.audience import Audience
-from care.campaigns import create_campaign, launch_campaign, launch_due_campaigns
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.delivery import DeliveryWorker
-from care.staff import add_staff
+from care.campaigns import campaigns
+from care.campaigns.campaigns import create_campaign, launch_campaign, launch_due_campaigns
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.messaging.delivery import DeliveryWorker
+from care.segments.audience import Audience
+from care.staff.roles import add_staff
 from handlers.staff.broadcast import CampaignWatchers, CDBroadcast
 from storage.enums import CampaignStatus, StaffRole, TicketKind, TicketStatus
 from storage.models import AuditEntry, Campaign, Coupon, Member, OutboxMessage, Ticket

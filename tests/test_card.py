@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from care.cards import member_card_png
-from care.loyalty import record_purchase
+from care.loyalty.cards import member_card_png
+from care.loyalty.ledger import record_purchase
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, walk_to, without_throttling
 

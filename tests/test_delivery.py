@@ -27,11 +27,11 @@ from aiogram.enums import ParseMode
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import Clock, FrozenClock
-from care.config import CareConfig
-from care.delivery import INTERRUPTED, DeliveryWorker, in_flight_bound
-from care.outbox import OutboxItem, campaign_counts, enqueue, enqueue_many
-from care.ratelimit import RateLimiter
+from care.core.clock import Clock, FrozenClock
+from care.core.config import CareConfig
+from care.messaging.delivery import INTERRUPTED, DeliveryWorker, in_flight_bound
+from care.messaging.outbox import OutboxItem, campaign_counts, enqueue, enqueue_many
+from care.messaging.ratelimit import RateLimiter
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind, OutboxStatus
 from storage.models import Base, Campaign, Member, OutboxMessage
@@ -522,7 +522,7 @@ async def test_killing_the_worker_mid_broadcast_and_restarting_sends_nobody_anyt
     command = [
         sys.executable,
         "-m",
-        "care.delivery",
+        "care.messaging.delivery",
         "--database-url",
         sqlite_url,
         "--api-url",

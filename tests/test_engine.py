@@ -14,10 +14,11 @@ import pytest
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care import engine, loyalty
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.engine import RuleOutcome
+from care.automation import engine
+from care.automation.engine import RuleOutcome
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.loyalty import ledger as loyalty
 from storage.db import create_engine, create_session_factory
 from storage.enums import LifecycleStage, SurveyKind, TicketKind, TicketStatus
 from storage.models import (

@@ -11,10 +11,10 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.audit import recent_audit
-from care.exports import iter_rows, write_export
-from care.loyalty import record_purchase
-from care.tickets import open_ticket
+from care.console.exports import iter_rows, write_export
+from care.conversations.tickets import open_ticket
+from care.core.audit import recent_audit
+from care.loyalty.ledger import record_purchase
 from storage.enums import MemberStatus, StaffRole, TicketKind
 from storage.models import SurveyInvitation, SurveyResponse
 from tests.conftest import RunningBot

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from care.delivery import DeliveryWorker
-from care.i18n import translator
-from care.ratelimit import RateLimiter
-from care.tickets import MAX_TEXT_CHARS, close_ticket, get_ticket, staff_reply
+from care.conversations.tickets import MAX_TEXT_CHARS, close_ticket, get_ticket, staff_reply
+from care.core.i18n import translator
+from care.messaging.delivery import DeliveryWorker
+from care.messaging.ratelimit import RateLimiter
 from storage.enums import MessageKind, SurveyKind, TicketStatus
 from storage.models import OutboxMessage, SurveyResponse, Ticket
 from tests.conftest import RunningBot

@@ -11,7 +11,7 @@ from aiogram.filters import Command
 from aiogram.types import Message
 from sqlalchemy import func, select
 
-from care.clock import FrozenClock
+from care.core.clock import FrozenClock
 from storage.models import Member
 from tests.conftest import RunningBot, running_bot
 from tests.simulator import BotAPISimulator

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.app import create_dispatcher, create_services
 from bot.fsm import SqlFsmStorage
-from care.clock import FrozenClock
+from care.core.clock import FrozenClock
 from storage.models import AuditEntry, FsmRecord
 from storage.repos.fsm import FsmRepo
 from tests.conftest import make_settings, running_bot

@@ -8,9 +8,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.guardrails import holdout_bucket, in_holdout, marketing_block_reason, marketing_blocks
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.messaging.guardrails import (
+    holdout_bucket,
+    in_holdout,
+    marketing_block_reason,
+    marketing_blocks,
+)
 from storage.db import create_engine, create_session_factory
 from storage.enums import OutboxStatus, SurveyKind, TicketKind, TicketStatus
 from storage.models import SurveyInvitation, SurveyResponse, Ticket

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from care.config import DEFAULT_CATEGORIES
-from care.i18n import LOCALES, LOCALES_DIR, _flatten, catalogue, labels, translator
-from care.registration import MAX_AGE_YEARS
-from care.timezones import PICKER_CITIES
+from care.core.config import DEFAULT_CATEGORIES
+from care.core.i18n import LOCALES, LOCALES_DIR, _flatten, catalogue, labels, translator
+from care.core.timezones import PICKER_CITIES
+from care.members.registration import MAX_AGE_YEARS
 from storage.enums import ConsentKind
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import main
-from care.audit import recent_audit
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.importer import ImportFileError, import_purchases, progress_bar, render_report
+from care.core.audit import recent_audit
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.imports.purchases import ImportFileError, import_purchases, progress_bar, render_report
 from storage.models import Member, Purchase
 from tests.staff_helpers import OWNER_ID, make_member, session_factory
 

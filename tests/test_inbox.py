@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from care.audit import recent_audit
-from care.clock import FrozenClock
-from care.tickets import add_member_message, open_ticket
+from care.conversations.tickets import add_member_message, open_ticket
+from care.core.audit import recent_audit
+from care.core.clock import FrozenClock
 from storage.enums import MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
 from tests.conftest import RunningBot, running_bot

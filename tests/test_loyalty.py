@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import FrozenClock
-from care.codes import CODE_ALPHABET, display_code
-from care.config import CareConfig
-from care.i18n import translator
-from care.loyalty import (
+from care.core.clock import FrozenClock
+from care.core.codes import CODE_ALPHABET, display_code
+from care.core.config import CareConfig
+from care.core.i18n import translator
+from care.loyalty.ledger import (
     PurchaseError,
     active_coupons,
     add_points,
@@ -742,7 +742,7 @@ async def test_coupons_issued_in_bulk_are_one_per_member_and_redraw_a_taken_code
         )
         # The first code drawn in bulk is the one already taken: that member must redraw.
         draws = iter([taken.code, "BBBB2222", "CCCC3333", "DDDD4444", "EEEE5555", "FFFF6666"])
-        monkeypatch.setattr("care.loyalty.random_code", lambda: next(draws))
+        monkeypatch.setattr("care.loyalty.ledger.random_code", lambda: next(draws))
         issued = await issue_coupons(
             session,
             clock,

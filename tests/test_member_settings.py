@@ -10,8 +10,8 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from care.registration import InputProblem, parse_birthday
-from care.timezones import PICKER_CITIES, is_valid_zone, offset_zone, zone_for_location
+from care.core.timezones import PICKER_CITIES, is_valid_zone, offset_zone, zone_for_location
+from care.members.registration import InputProblem, parse_birthday
 from storage.models import ConsentEvent
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, wait_button, without_throttling

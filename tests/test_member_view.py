@@ -6,11 +6,11 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from care.audit import recent_audit
-from care.loyalty import record_purchase
-from care.outbox import enqueue
-from care.registration import set_consent
-from care.tickets import open_ticket
+from care.conversations.tickets import open_ticket
+from care.core.audit import recent_audit
+from care.loyalty.ledger import record_purchase
+from care.members.registration import set_consent
+from care.messaging.outbox import enqueue
 from storage.enums import ConsentKind, MessageKind, StaffRole, TicketKind
 from storage.models import Member, MemberInterest, SurveyInvitation, SurveyResponse
 from tests.conftest import RunningBot

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, update
 
-from care.campaigns import launch_campaign
-from care.delivery import DeliveryWorker
-from care.staff import add_staff
+from care.campaigns.campaigns import launch_campaign
+from care.messaging.delivery import DeliveryWorker
+from care.staff.roles import add_staff
 from handlers.staff.offers import CDOffer
 from storage.enums import CampaignStatus, StaffRole
 from storage.models import AuditEntry, Campaign, Coupon, Offer, OutboxMessage

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from care.codes import display_code
-from care.i18n import translator
-from care.loyalty import (
+from care.core.codes import display_code
+from care.core.i18n import translator
+from care.core.qr import qr_png
+from care.loyalty.ledger import (
     add_points,
     create_offer,
     describe_offer,
@@ -13,7 +14,6 @@ from care.loyalty import (
     redeem_coupon,
     rule_offer,
 )
-from care.qr import qr_png
 from storage.enums import OfferKind, PointsReason
 from tests.conftest import RunningBot
 from tests.staff_helpers import OWNER_ID, make_member

@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.outbox import (
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.core.quiet_hours import in_quiet_window, next_allowed_time
+from care.messaging.outbox import (
     OutboxItem,
     campaign_counts,
     enqueue,
     enqueue_many,
     visible_length,
 )
-from care.quiet_hours import in_quiet_window, next_allowed_time
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind, OutboxStatus
 from storage.models import Base, Campaign, Member, OutboxMessage

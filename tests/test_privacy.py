@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.loyalty import issue_coupon, record_purchase, rule_offer
-from care.members import TelegramIdentity, create_member, find_member
-from care.privacy import delete_member_data, export_member_data
-from care.registration import RegistrationAnswers, complete_registration, set_consent
-from care.surveys import create_invitation
+from care.conversations.surveys import create_invitation
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.loyalty.ledger import issue_coupon, record_purchase, rule_offer
+from care.members.membership import TelegramIdentity, create_member, find_member
+from care.members.privacy import delete_member_data, export_member_data
+from care.members.registration import RegistrationAnswers, complete_registration, set_consent
 from storage.db import create_engine, create_session_factory
 from storage.enums import ConsentKind, SurveyKind
 from storage.models import (

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from care.i18n import translator
+from care.core.i18n import translator
 from storage.models import ConsentEvent, Member
 from tests.conftest import RunningBot, running_bot
 from tests.journey_helpers import (

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import main as cli
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.engine import _RulePass
-from care.i18n import LOCALES
-from care.report import render_report, rule_report
-from care.rules import RULES, Rule, Trigger, get_rule, scheduled_rules
-from care.templates import check_message, member_context, render_rule
+from care.automation.engine import _RulePass
+from care.automation.report import render_report, rule_report
+from care.automation.rules import RULES, Rule, Trigger, get_rule, scheduled_rules
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.core.i18n import LOCALES
+from care.core.templates import check_message, member_context, render_rule
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind
 from storage.models import CareTouch, Coupon, Member, OutboxMessage

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import FrozenClock
-from care.codes import display_code
-from care.config import CareConfig
+from care.core.clock import FrozenClock
+from care.core.codes import display_code
+from care.core.config import CareConfig
 from care.scheduler import (
     LEADER,
     RULES_JOB,

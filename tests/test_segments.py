@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import care.segments as segments
+import care.segments.lifecycle as segments
 from benchmarks import datagen
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.loyalty import record_purchase, tier_for_spend
-from care.segments import (
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.loyalty.ledger import record_purchase, tier_for_spend
+from care.segments.lifecycle import (
     MIN_USUAL_GAP_DAYS,
     StageFacts,
     churn_risk,

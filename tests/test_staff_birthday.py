@@ -6,7 +6,7 @@ from datetime import date
 
 from sqlalchemy import select
 
-from care.staff import add_staff
+from care.staff.roles import add_staff
 from storage.enums import StaffRole
 from storage.models import AuditEntry, Member
 from tests.conftest import RunningBot

@@ -1,4 +1,4 @@
-"""care.staff, care.audit and care.lookup: the rules other features build on."""
+"""care.staff.roles, care.core.audit and care.members.lookup: the rules other features build on."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.audit import recent_audit
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.exports import write_export
-from care.importer import import_purchases
-from care.lookup import find_members, find_one_member
-from care.staff import (
+from care.console.exports import write_export
+from care.core.audit import recent_audit
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.imports.purchases import import_purchases
+from care.members.lookup import find_members, find_one_member
+from care.staff.roles import (
     StaffError,
     add_staff,
     list_staff,

@@ -9,9 +9,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from care.audit import recent_audit
-from care.staff import role_of
-from care.tickets import open_ticket
+from care.conversations.tickets import open_ticket
+from care.core.audit import recent_audit
+from care.staff.roles import role_of
 from storage.enums import StaffRole, TicketKind, TicketStatus
 from storage.models import (
     AuditEntry,

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.charts import stats_chart_png
-from care.clock import FrozenClock
-from care.staff import add_staff
-from care.stats import nps_score, shop_stats, week_starts
+from care.console.charts import stats_chart_png
+from care.console.stats import nps_score, shop_stats, week_starts
+from care.core.clock import FrozenClock
+from care.staff.roles import add_staff
 from storage.enums import CampaignStatus, MemberStatus, StaffRole
 from storage.models import (
     AuditEntry,

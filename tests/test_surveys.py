@@ -1,6 +1,7 @@
 """Surveys: answers bound to their invitation, low scores raised to staff.
 
-The first half drives ``care.surveys`` directly; the second half is the shopper pressing the
+The first half drives ``care.conversations.surveys`` directly; the second half is the shopper
+pressing the
 buttons the bot sent, through the simulator.
 """
 
@@ -13,16 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.alerts import alert_staff
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.delivery import DeliveryWorker
-from care.i18n import translator
-from care.members import TelegramIdentity, create_member
-from care.outbox import enqueue
-from care.ratelimit import RateLimiter
-from care.staff import add_staff
-from care.surveys import (
+from care.conversations.surveys import (
     SurveyPress,
     add_comment,
     answer,
@@ -32,7 +24,16 @@ from care.surveys import (
     mark_followed_up,
     parse_press,
 )
-from care.tickets import open_ticket
+from care.conversations.tickets import open_ticket
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.core.i18n import translator
+from care.members.membership import TelegramIdentity, create_member
+from care.messaging.delivery import DeliveryWorker
+from care.messaging.outbox import enqueue
+from care.messaging.ratelimit import RateLimiter
+from care.staff.alerts import alert_staff
+from care.staff.roles import add_staff
 from storage.db import create_engine, create_session_factory
 from storage.enums import MemberStatus, MessageKind, StaffRole, SurveyKind, TicketKind
 from storage.models import Base, Member, OutboxMessage, SurveyInvitation, SurveyResponse

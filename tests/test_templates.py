@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from care.config import CareConfig
-from care.i18n import LOCALES
-from care.templates import (
+from care.core.config import CareConfig
+from care.core.i18n import LOCALES
+from care.core.templates import (
     MAX_VISIBLE_CHARS,
     PLACEHOLDERS,
     TemplateProblem,
@@ -20,7 +20,7 @@ from care.templates import (
 )
 from storage.models import Member
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "care" / "templates"
+TEMPLATES = Path(__file__).resolve().parent.parent / "care" / "core" / "rule_templates"
 
 
 def member(**values: object) -> Member:
@@ -147,7 +147,7 @@ def test_missing_rule_template_is_a_problem() -> None:
 
 
 def test_a_problem_nests_in_another_catalogue_text_without_double_escaping() -> None:
-    from care.i18n import translator
+    from care.core.i18n import translator
 
     with pytest.raises(TemplateProblem) as caught:
         render_text("<div>x</div>", {})

@@ -8,11 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import FrozenClock
-from care.config import CareConfig
-from care.members import TelegramIdentity, create_member
-from care.surveys import parse_press
-from care.tickets import (
+from care.conversations.surveys import parse_press
+from care.conversations.tickets import (
     TicketError,
     add_member_message,
     close_ticket,
@@ -24,6 +21,9 @@ from care.tickets import (
     parse_write_back,
     staff_reply,
 )
+from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.members.membership import TelegramIdentity, create_member
 from storage.db import create_engine, create_session_factory
 from storage.enums import MemberStatus, MessageKind, SurveyKind, TicketKind, TicketStatus
 from storage.models import Base, Member, OutboxMessage, SurveyInvitation

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from care.audit import recent_audit
-from care.loyalty import issue_coupon, rule_offer
+from care.core.audit import recent_audit
+from care.loyalty.ledger import issue_coupon, rule_offer
 from storage.enums import StaffRole
 from storage.models import Coupon, Member, Purchase
 from tests.conftest import RunningBot

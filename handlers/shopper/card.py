@@ -7,10 +7,10 @@ from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.cards import CardView, card_view, member_card_png
-from care.config import CareConfig
-from care.i18n import Translator, labels
-from care.money import format_money
+from care.core.config import CareConfig
+from care.core.i18n import Translator, labels
+from care.core.money import format_money
+from care.loyalty.cards import CardView, card_view, member_card_png
 from handlers.shopper.menu import Registered
 from storage.models import Member
 

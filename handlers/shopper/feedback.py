@@ -16,10 +16,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator, labels
-from care.tickets import (
+from care.conversations.tickets import (
     MAX_TEXT_CHARS,
     WRITE_BACK_PREFIX,
     TicketError,
@@ -31,6 +28,9 @@ from care.tickets import (
     open_ticket,
     parse_write_back,
 )
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator, labels
 from handlers.shopper.menu import Registered, menu_labels
 from storage.enums import TicketKind, TicketStatus
 from storage.models import Member

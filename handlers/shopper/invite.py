@@ -7,8 +7,8 @@ from aiogram.filters import Command
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.i18n import Translator, labels
-from care.registration import count_referrals
+from care.core.i18n import Translator, labels
+from care.members.registration import count_referrals
 from handlers.shopper.menu import Registered
 from storage.models import Member
 

@@ -16,8 +16,8 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from care.i18n import LOCALES, Translator
-from care.timezones import MAX_OFFSET_HOURS, MIN_OFFSET_HOURS, PICKER_CITIES
+from care.core.i18n import LOCALES, Translator
+from care.core.timezones import MAX_OFFSET_HOURS, MIN_OFFSET_HOURS, PICKER_CITIES
 
 MENU_KEYS: tuple[tuple[str, ...], ...] = (
     ("menu.card", "menu.offers"),

@@ -8,8 +8,8 @@ from aiogram import F, Router
 from aiogram.filters import Command, Filter, or_f
 from aiogram.types import Message
 
-from care.i18n import Translator, labels
-from care.registration import is_registered
+from care.core.i18n import Translator, labels
+from care.members.registration import is_registered
 from handlers.shopper.keyboards import MENU_KEYS, main_menu
 from storage.models import Member
 

@@ -11,11 +11,11 @@ from aiogram.types import BufferedInputFile, Message
 from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.codes import display_code
-from care.i18n import Translator, labels
-from care.loyalty import active_coupons, describe_offer
-from care.qr import qr_png
+from care.core.clock import Clock
+from care.core.codes import display_code
+from care.core.i18n import Translator, labels
+from care.core.qr import qr_png
+from care.loyalty.ledger import active_coupons, describe_offer
 from handlers.shopper.menu import Registered
 from storage.models import Coupon, Member
 

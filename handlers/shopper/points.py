@@ -7,8 +7,8 @@ from aiogram.filters import Command
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.i18n import Translator, labels
-from care.loyalty import points_history, reason_label
+from care.core.i18n import Translator, labels
+from care.loyalty.ledger import points_history, reason_label
 from handlers.shopper.menu import Registered
 from handlers.shopper.offers import local_time
 from storage.models import Member, PointsEntry

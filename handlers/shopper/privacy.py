@@ -13,9 +13,9 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message, ReplyKeyboa
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.i18n import Translator
-from care.privacy import delete_member_data, export_member_data
+from care.core.clock import Clock
+from care.core.i18n import Translator
+from care.members.privacy import delete_member_data, export_member_data
 from handlers.shopper.keyboards import LANGUAGE_NAMES, category_label, drop_buttons
 from storage.models import Member
 

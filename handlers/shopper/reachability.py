@@ -8,8 +8,8 @@ from aiogram.filters import KICKED, MEMBER, ChatMemberUpdatedFilter
 from aiogram.types import ChatMemberUpdated
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.registration import set_reachable
+from care.core.clock import Clock
+from care.members.registration import set_reachable
 
 
 async def on_blocked(event: ChatMemberUpdated, session: AsyncSession, clock: Clock) -> None:

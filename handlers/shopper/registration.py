@@ -20,11 +20,11 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message, ReplyKey
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.cards import card_view
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import LOCALES, Translator, translator
-from care.registration import (
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import LOCALES, Translator, translator
+from care.loyalty.cards import card_view
+from care.members.registration import (
     InputProblem,
     RegistrationAnswers,
     check_birthday,

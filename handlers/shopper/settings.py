@@ -16,10 +16,18 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator, labels, translator
-from care.registration import (
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator, labels, translator
+from care.core.timezones import (
+    MAX_OFFSET_HOURS,
+    MIN_OFFSET_HOURS,
+    PICKER_CITIES,
+    offset_zone,
+    utc_offset_label,
+    zone_for_location,
+)
+from care.members.registration import (
     BirthdayLocked,
     InputProblem,
     local_today,
@@ -29,14 +37,6 @@ from care.registration import (
     set_interests,
     set_locale,
     set_timezone,
-)
-from care.timezones import (
-    MAX_OFFSET_HOURS,
-    MIN_OFFSET_HOURS,
-    PICKER_CITIES,
-    offset_zone,
-    utc_offset_label,
-    zone_for_location,
 )
 from handlers.shopper.keyboards import (
     LANGUAGE_NAMES,

@@ -13,11 +13,11 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator, labels
-from care.members import TelegramIdentity, create_member
-from care.registration import (
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator, labels
+from care.members.membership import TelegramIdentity, create_member
+from care.members.registration import (
     LinkKind,
     ReferralOutcome,
     is_registered,

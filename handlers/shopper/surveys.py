@@ -1,7 +1,8 @@
 """Answering surveys: the buttons of an invitation, step by step, and the optional comment.
 
 Invitations arrive through the outbox (care rules, a closed ticket); their buttons carry the
-invitation id and nonce, and ``care.surveys`` decides whether a press counts. A refusal is a
+invitation id and nonce, and ``care.conversations.surveys`` decides whether a press counts. A
+refusal is a
 short notice on the button (answerCallbackQuery) and changes nothing.
 """
 
@@ -14,10 +15,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator
-from care.surveys import (
+from care.conversations.surveys import (
     MAX_COMMENT_CHARS,
     SURVEY_PREFIX,
     SurveyOutcome,
@@ -27,6 +25,9 @@ from care.surveys import (
     expectation_markup,
     parse_press,
 )
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
 from handlers.shopper.feedback import end_flow, leaves_flow
 from storage.enums import SurveyKind
 from storage.models import Member

@@ -12,8 +12,8 @@ from aiogram.filters import Filter
 from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.config import CareConfig
-from care.staff import allows, role_of
+from care.core.config import CareConfig
+from care.staff.roles import allows, role_of
 from storage.enums import StaffRole
 
 

@@ -24,15 +24,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.audience import (
-    Audience,
-    AudienceChoices,
-    AudienceError,
-    audience_choices,
-    count_audience,
-)
-from care.audit import audit
-from care.campaigns import (
+from care.campaigns.campaigns import (
     CampaignError,
     ScheduleError,
     audience_label,
@@ -49,12 +41,20 @@ from care.campaigns import (
     scheduled_campaigns,
     value_label,
 )
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator, translator
-from care.loyalty import describe_offer
-from care.quiet_hours import member_zone
-from care.templates import TemplateProblem, describe_placeholders
+from care.core.audit import audit
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator, translator
+from care.core.quiet_hours import member_zone
+from care.core.templates import TemplateProblem, describe_placeholders
+from care.loyalty.ledger import describe_offer
+from care.segments.audience import (
+    Audience,
+    AudienceChoices,
+    AudienceError,
+    audience_choices,
+    count_audience,
+)
 from handlers.staff.access import MinRole
 from storage.enums import StaffRole
 from storage.models import Campaign

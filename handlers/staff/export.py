@@ -11,10 +11,10 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, FSInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.exports import FORMATS, TABLES, Format, Table, export_to_file
-from care.i18n import Translator
+from care.console.exports import FORMATS, TABLES, Format, Table, export_to_file
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt, local_time
 from handlers.staff.keyboards import CDExport, export_choice

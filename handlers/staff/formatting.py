@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from care.config import CareConfig
+from care.core.config import CareConfig
 
 
 def local(when: datetime, config: CareConfig) -> datetime:

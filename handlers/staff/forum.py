@@ -15,12 +15,12 @@ from aiogram.filters import Command, Filter
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator
-from care.staff_forum import sync_forum, ticket_for_topic
-from care.staff_inbox import answer_ticket, close_ticket_by_staff, ticket_thread
-from care.tickets import MAX_TEXT_CHARS, TicketError
+from care.conversations.forum import sync_forum, ticket_for_topic
+from care.conversations.inbox import answer_ticket, close_ticket_by_staff, ticket_thread
+from care.conversations.tickets import MAX_TEXT_CHARS, TicketError
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
 from handlers.staff.access import MinRole
 from storage.enums import StaffRole, TicketStatus
 
@@ -31,7 +31,7 @@ CAPTION_MAX = 1024
 
 
 class BotForum:
-    """``care.staff_forum.ForumPort`` over the Bot API."""
+    """``care.conversations.forum.ForumPort`` over the Bot API."""
 
     def __init__(self, bot: Bot, chat_id: int) -> None:
         self.bot = bot

@@ -13,10 +13,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator
-from care.staff_inbox import (
+from care.conversations.inbox import (
     FollowUpPage,
     InboxPage,
     Thread,
@@ -28,7 +25,10 @@ from care.staff_inbox import (
     mark_response_followed_up,
     ticket_thread,
 )
-from care.tickets import MAX_TEXT_CHARS, TicketError
+from care.conversations.tickets import MAX_TEXT_CHARS, TicketError
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt, short_time
 from handlers.staff.forum import announce_closed

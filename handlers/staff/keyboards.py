@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from care.i18n import Translator
+from care.core.i18n import Translator
 from storage.enums import StaffRole
 
 

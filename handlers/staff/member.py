@@ -10,13 +10,13 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator
-from care.lookup import QUERY_MAX
-from care.loyalty import tier_name
-from care.member_view import MemberView, open_member_view, search_members
-from care.money import format_money
+from care.console.member_view import MemberView, open_member_view, search_members
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
+from care.core.money import format_money
+from care.loyalty.ledger import tier_name
+from care.members.lookup import QUERY_MAX
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt, local_date, local_time, short_time
 from handlers.staff.keyboards import CDMemberPick, member_picker

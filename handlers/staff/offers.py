@@ -20,9 +20,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.audience import Audience, AudienceError, audience_choices, count_audience
-from care.audit import audit
-from care.campaigns import (
+from care.campaigns.campaigns import (
     COUPONS,
     CampaignError,
     audience_label,
@@ -30,11 +28,13 @@ from care.campaigns import (
     get_offer,
     offer_overview,
 )
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator
-from care.loyalty import create_offer, describe_offer
-from care.money import format_money, parse_amount
+from care.core.audit import audit
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
+from care.core.money import format_money, parse_amount
+from care.loyalty.ledger import create_offer, describe_offer
+from care.segments.audience import Audience, AudienceError, audience_choices, count_audience
 from handlers.staff.access import MinRole
 from handlers.staff.broadcast import CampaignWatchers, fresh_flow, kind_keyboard, value_keyboard
 from storage.enums import OfferKind, StaffRole

@@ -7,11 +7,11 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.i18n import Translator
-from care.member_admin import change_birthday
-from care.registration import InputProblem
-from care.till import TillInputError
+from care.console.member_admin import change_birthday
+from care.core.clock import Clock
+from care.core.i18n import Translator
+from care.loyalty.till import TillInputError
+from care.members.registration import InputProblem
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt
 from storage.enums import StaffRole

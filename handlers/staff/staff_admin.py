@@ -21,12 +21,12 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.audit import recent_audit
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import LOCALES, Translator, translator
-from care.members import find_member
-from care.staff import (
+from care.core.audit import recent_audit
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import LOCALES, Translator, translator
+from care.members.membership import find_member
+from care.staff.roles import (
     StaffChange,
     StaffError,
     add_staff,

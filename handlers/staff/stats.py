@@ -11,15 +11,15 @@ from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.audit import audit
-from care.campaigns import CampaignReport
-from care.charts import stats_chart_png
-from care.clock import Clock
-from care.config import CareConfig
-from care.i18n import Translator
-from care.quiet_hours import member_zone
-from care.report import RuleResult
-from care.stats import ShopStats, WeekStats, shop_stats
+from care.automation.report import RuleResult
+from care.campaigns.campaigns import CampaignReport
+from care.console.charts import stats_chart_png
+from care.console.stats import ShopStats, WeekStats, shop_stats
+from care.core.audit import audit
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
+from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
 from storage.enums import LifecycleStage, StaffRole, ValueTier
 

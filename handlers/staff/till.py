@@ -8,11 +8,12 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.clock import Clock
-from care.codes import display_code
-from care.config import CareConfig
-from care.i18n import Translator
-from care.loyalty import (
+from care.core.clock import Clock
+from care.core.codes import display_code
+from care.core.config import CareConfig
+from care.core.i18n import Translator
+from care.core.money import format_money
+from care.loyalty.ledger import (
     MAX_AMOUNT_MINOR,
     PurchaseError,
     PurchaseResult,
@@ -20,8 +21,7 @@ from care.loyalty import (
     list_tiers,
     tier_name,
 )
-from care.money import format_money
-from care.till import (
+from care.loyalty.till import (
     TillInputError,
     check_receipt,
     coupon_holder,

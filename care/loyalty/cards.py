@@ -1,0 +1,41 @@
+"""The digital member card: what it shows and the QR code a till scans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.core.qr import qr_png
+from care.loyalty.ledger import tier_name, tier_progress
+from storage.models import Member
+
+
+def member_card_png(code: str) -> bytes:
+    """A PNG QR code of the member code (made locally with segno) for the till's scanner."""
+    return qr_png(code)
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    code: str
+    name: str
+    tier_name: str
+    points: int
+    next_tier_name: str | None
+    remaining_minor: int
+    spend_12m_minor: int
+
+
+async def card_view(session: AsyncSession, member: Member, locale: str) -> CardView:
+    """Everything the member card shows, with tier names in ``locale``."""
+    progress = await tier_progress(session, member)
+    return CardView(
+        code=member.member_code,
+        name=member.name or "",
+        tier_name=tier_name(progress.current, locale),
+        points=member.points_balance,
+        next_tier_name=tier_name(progress.next, locale) if progress.next else None,
+        remaining_minor=progress.remaining_minor,
+        spend_12m_minor=progress.spend_12m_minor,
+    )

@@ -1,0 +1,127 @@
+"""Finding a member the way staff know them: card code, phone, @username or name."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.core.codes import normalize_code
+from care.members.membership import CODE_ALPHABET, CODE_LENGTH
+from storage.enums import MemberStatus
+from storage.models import Member
+
+CODE_RE = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LENGTH}}}$")
+PHONE_RE = re.compile(r"^\+?[\d\s\-().]{5,24}$")
+USERNAME_RE = re.compile(r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$")
+# Enough digits that a suffix match ("13800138000" for "+8613800138000") is not a guess.
+PHONE_SUFFIX_MIN_DIGITS = 7
+QUERY_MAX = 64
+
+
+def phone_digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _known() -> Select[tuple[Member]]:
+    return select(Member).where(Member.status != MemberStatus.DELETED)
+
+
+async def find_members(session: AsyncSession, query: str, limit: int = 10) -> list[Member]:
+    """Members matching what a cashier typed, best match first; deleted members never match.
+
+    A member code (forgiving about case, spaces and a dash) or a phone number (with or
+    without the country code) finds that member; ``@name`` finds a Telegram username;
+    anything else is a case-insensitive search in names. An empty or overlong query finds nobody.
+    """
+    text = " ".join(query.split())
+    if not text or len(text) > QUERY_MAX:
+        return []
+
+    code = normalize_code(text)
+    if CODE_RE.match(code):
+        by_code = await session.scalar(_known().where(Member.member_code == code))
+        if by_code is not None:
+            return [by_code]
+
+    if text.startswith("@") and USERNAME_RE.match(text):
+        username = text[1:].lower()
+        return list(
+            await session.scalars(
+                _known()
+                .where(func.lower(Member.username) == username)
+                .order_by(Member.id)
+                .limit(limit)
+            )
+        )
+
+    digits = phone_digits(text)
+    if PHONE_RE.match(text) and len(digits) >= 5:
+        found = await _by_phone(session, digits, limit)
+        if found:
+            return found
+
+    pattern = f"%{_escape_like(text.lower())}%"
+    conditions = [func.lower(Member.name).like(pattern, escape="\\")]
+    if USERNAME_RE.match(text):
+        conditions.append(func.lower(Member.username) == text.lower())
+    return list(
+        await session.scalars(
+            _known()
+            .where(or_(*conditions))
+            # Exact names first, then the members seen most recently at the till.
+            .order_by(
+                (func.lower(Member.name) != text.lower()),
+                Member.last_purchase_at.desc().nulls_last(),
+                Member.id,
+            )
+            .limit(limit)
+        )
+    )
+
+
+async def _by_phone(session: AsyncSession, digits: str, limit: int) -> list[Member]:
+    exact = list(
+        await session.scalars(
+            _known()
+            .where(Member.phone.in_((digits, f"+{digits}")))
+            .order_by(Member.id)
+            .limit(limit)
+        )
+    )
+    if exact or len(digits) < PHONE_SUFFIX_MIN_DIGITS:
+        return exact
+    # A local number typed without the country code the contact share carried.
+    return list(
+        await session.scalars(
+            _known().where(Member.phone.like(f"%{digits}")).order_by(Member.id).limit(limit)
+        )
+    )
+
+
+async def find_one_member(session: AsyncSession, query: str) -> Member | None:
+    """The single member ``query`` names unambiguously (code or phone first), else None."""
+    found = await find_members(session, query, limit=2)
+    return found[0] if len(found) == 1 else None
+
+
+async def find_by_code_or_phone(session: AsyncSession, text: str, limit: int = 2) -> list[Member]:
+    """Members an exact identity names (member code, else phone number): for the till and
+    imports, where a fuzzy name match must never pick whom a purchase is booked to."""
+    text = text.strip()
+    if not text or len(text) > QUERY_MAX:
+        return []
+    code = normalize_code(text)
+    if CODE_RE.match(code):
+        by_code = await session.scalar(_known().where(Member.member_code == code))
+        if by_code is not None:
+            return [by_code]
+    digits = phone_digits(text)
+    if PHONE_RE.match(text) and len(digits) >= 5:
+        return await _by_phone(session, digits, limit)
+    return []

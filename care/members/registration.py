@@ -1,0 +1,330 @@
+"""Becoming a member and managing one's own profile: validation, consent, referral, settings.
+
+Everything here takes "now" from the clock passed in and writes through the caller's session
+(the unit of work commits once). The chat UI only parses input and renders the outcome.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.core.clock import Clock
+from care.core.i18n import LOCALES
+from care.core.timezones import is_valid_zone
+from storage.enums import ConsentKind, MemberStatus
+from storage.models import ConsentEvent, Member, MemberInterest
+from storage.repos.members import MemberRepo
+
+NAME_MAX_LENGTH = 64
+MIN_AGE_YEARS = 10
+MAX_AGE_YEARS = 120
+SOURCE_MAX_LENGTH = 64
+
+
+class InputProblem(ValueError):
+    """A shopper's input that cannot be used; ``reason`` picks the polite re-prompt."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ------------------------------------------------------------------ validation (pure)
+
+
+def clean_name(raw: str | None) -> str:
+    """A display name: trimmed, 1..64 characters, no control or formatting characters.
+
+    Raises InputProblem("empty" | "too_long" | "control" | "command").
+    """
+    if raw is None:
+        raise InputProblem("empty")
+    text = " ".join(raw.split())
+    if not text:
+        raise InputProblem("empty")
+    if text.startswith("/"):
+        raise InputProblem("command")
+    if len(text) > NAME_MAX_LENGTH:
+        raise InputProblem("too_long")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs") for ch in text):
+        raise InputProblem("control")
+    return text
+
+
+_PHONE_JUNK = re.compile(r"[\s().-]")
+
+
+def normalize_phone(raw: str) -> str:
+    """A shared contact's number in one shape, ``+<digits>`` (Telegram sometimes drops the +)."""
+    digits = _PHONE_JUNK.sub("", raw).lstrip("+")
+    if not digits.isdigit() or not 5 <= len(digits) <= 15:
+        raise InputProblem("phone")
+    return f"+{digits}"
+
+
+_DATE_PATTERNS: tuple[tuple[re.Pattern[str], tuple[str, str, str]], ...] = (
+    (re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$"), ("y", "m", "d")),
+    (re.compile(r"^(\d{4})(\d{2})(\d{2})$"), ("y", "m", "d")),
+    # Day first, as most of the world writes it (a shopper in the US sees the example format).
+    (re.compile(r"^(\d{1,2})\s*[-/.]\s*(\d{1,2})\s*[-/.]\s*(\d{4})$"), ("d", "m", "y")),
+)
+
+
+def parse_birthday(raw: str | None, today: date) -> date:
+    """A birthday typed by a shopper: 1990-05-17, 1990/5/17, 1990.05.17, 1990年5月17日,
+    19900517 or 17.05.1990 (day first).
+
+    Raises InputProblem("format" | "impossible" | "future" | "too_young" | "too_old").
+    """
+    text = (raw or "").strip()
+    if len(text) > 32:
+        raise InputProblem("format")
+    for pattern, order in _DATE_PATTERNS:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        parts = dict(zip(order, (int(group) for group in match.groups()), strict=True))
+        try:
+            born = date(parts["y"], parts["m"], parts["d"])
+        except ValueError:
+            raise InputProblem("impossible") from None
+        return check_birthday(born, today)
+    raise InputProblem("format")
+
+
+def check_birthday(born: date, today: date) -> date:
+    """A real birthday: not in the future, an age between 10 and 120."""
+    if born > today:
+        raise InputProblem("future")
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    if age < MIN_AGE_YEARS:
+        raise InputProblem("too_young")
+    if age > MAX_AGE_YEARS:
+        raise InputProblem("too_old")
+    return born
+
+
+def local_today(clock: Clock, timezone: str) -> date:
+    """Today's date on the member's wall clock (birthdays and ages are local)."""
+    return clock.now().astimezone(ZoneInfo(timezone)).date()
+
+
+# ------------------------------------------------------------------ deep links
+
+
+class LinkKind(StrEnum):
+    NONE = "none"
+    REFERRAL = "ref"
+    SOURCE = "src"
+
+
+@dataclass(frozen=True, slots=True)
+class StartLink:
+    kind: LinkKind
+    value: str = ""
+
+
+_SOURCE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def parse_start_link(payload: str | None) -> StartLink:
+    """``ref_<code>`` → referral, ``src_<tag>`` → acquisition source (sanitised, ≤ 64 chars)."""
+    text = (payload or "").strip()
+    if text.startswith("ref_"):
+        code = text[4:].upper()
+        if code.isalnum() and 0 < len(code) <= 16:
+            return StartLink(LinkKind.REFERRAL, code)
+    elif text.startswith("src_"):
+        tag = _SOURCE_UNSAFE.sub("", text[4:])[:SOURCE_MAX_LENGTH].lower()
+        if tag:
+            return StartLink(LinkKind.SOURCE, tag)
+    return StartLink(LinkKind.NONE)
+
+
+class ReferralOutcome(StrEnum):
+    RECORDED = "recorded"
+    SELF = "self"
+    ALREADY = "already"
+    UNKNOWN = "unknown"
+    TOO_LATE = "too_late"
+
+
+async def record_referral(session: AsyncSession, member: Member, code: str) -> ReferralOutcome:
+    """Remember who invited ``member``: one referrer ever, never oneself, only before joining.
+
+    The referrer must be an active member; the reward itself belongs to the care engine.
+    """
+    if code.upper() == member.member_code:
+        return ReferralOutcome.SELF
+    if member.referrer_id is not None:
+        return ReferralOutcome.ALREADY
+    if member.status != MemberStatus.REGISTERING:
+        return ReferralOutcome.TOO_LATE
+    referrer = await MemberRepo(session).by_code(code)
+    if referrer is None or referrer.status != MemberStatus.ACTIVE or referrer.id == member.id:
+        return ReferralOutcome.UNKNOWN
+    member.referrer_id = referrer.id
+    await session.flush()
+    return ReferralOutcome.RECORDED
+
+
+def record_source(member: Member, tag: str) -> bool:
+    """Keep the first acquisition source only: later posters don't rewrite where they came from."""
+    if member.source is not None:
+        return False
+    member.source = tag[:SOURCE_MAX_LENGTH]
+    return True
+
+
+async def count_referrals(session: AsyncSession, member_id: int) -> int:
+    """Friends who joined through this member's link and finished registering."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Member)
+            .where(Member.referrer_id == member_id, Member.status == MemberStatus.ACTIVE)
+        )
+        or 0
+    )
+
+
+# ------------------------------------------------------------------ consent and reachability
+
+
+async def set_consent(
+    session: AsyncSession,
+    clock: Clock,
+    member: Member,
+    kind: ConsentKind,
+    granted: bool,
+    source: str,
+) -> None:
+    """Grant or withdraw one consent: the member's flag, its time, and a ConsentEvent as proof."""
+    now = clock.now()
+    if kind == ConsentKind.PROFILE:
+        member.profile_consent_at = now if granted else None
+    elif kind == ConsentKind.MARKETING:
+        member.marketing_opt_in = granted
+        member.marketing_changed_at = now
+    elif kind == ConsentKind.SURVEYS:
+        member.surveys_opt_in = granted
+        member.surveys_changed_at = now
+    member.updated_at = now
+    session.add(
+        ConsentEvent(member_id=member.id, kind=kind, granted=granted, source=source[:32], at=now)
+    )
+    await session.flush()
+
+
+async def set_reachable(
+    session: AsyncSession, clock: Clock, telegram_id: int, reachable: bool
+) -> Member | None:
+    """Record that a Telegram user blocked (``reachable=False``) or unblocked the bot."""
+    member = await MemberRepo(session).by_telegram_id(telegram_id)
+    if member is None:
+        return None
+    if reachable:
+        member.blocked_at = None
+    elif member.blocked_at is None:
+        member.blocked_at = clock.now()
+    member.updated_at = clock.now()
+    await session.flush()
+    return member
+
+
+# ------------------------------------------------------------------ profile
+
+
+def is_registered(member: Member | None) -> bool:
+    """A member who finished registering and was not deleted."""
+    return member is not None and member.status == MemberStatus.ACTIVE
+
+
+async def set_interests(session: AsyncSession, member: Member, categories: list[str]) -> None:
+    """Replace the member's interests with ``categories`` (order kept, duplicates dropped)."""
+    wanted = list(dict.fromkeys(categories))
+    await session.execute(delete(MemberInterest).where(MemberInterest.member_id == member.id))
+    session.add_all(MemberInterest(member_id=member.id, category=c) for c in wanted)
+    await session.flush()
+    await session.refresh(member, ["interests"])
+
+
+class BirthdayLocked(Exception):
+    """The member set their birthday already; only staff may change it (it carries a reward)."""
+
+
+def set_birthday(
+    member: Member, born: date | None, clock: Clock, *, by_staff: bool = False
+) -> None:
+    """Set the birthday once; afterwards only staff (``by_staff=True``) may change it."""
+    if member.birthday_locked and not by_staff:
+        raise BirthdayLocked
+    member.birthday = born
+    member.birthday_md = born.month * 100 + born.day if born else None
+    member.birthday_locked = born is not None
+    member.updated_at = clock.now()
+
+
+def set_locale(member: Member, locale: str, clock: Clock) -> None:
+    """Switch the member's language (``zh`` or ``en``); raises InputProblem("locale")."""
+    if locale not in LOCALES:
+        raise InputProblem("locale")
+    member.locale = locale
+    member.updated_at = clock.now()
+
+
+def set_timezone(member: Member, zone: str, clock: Clock) -> None:
+    """Set the member's IANA timezone; raises InputProblem("timezone") for an unknown name."""
+    if not is_valid_zone(zone):
+        raise InputProblem("timezone")
+    member.timezone = zone
+    member.updated_at = clock.now()
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationAnswers:
+    name: str
+    phone: str
+    birthday: date | None
+    interests: list[str]
+    marketing: bool
+
+
+async def complete_registration(
+    session: AsyncSession, clock: Clock, member: Member, answers: RegistrationAnswers
+) -> Member:
+    """Turn a registering member into an active one with the answers of the registration flow.
+
+    Marketing consent is written here, not when it was asked: an unfinished registration never
+    receives marketing.
+    """
+    if member.profile_consent_at is None:
+        raise InputProblem("no_consent")
+    now = clock.now()
+    member.name = answers.name
+    member.phone = answers.phone
+    if answers.birthday is not None and not member.birthday_locked:
+        set_birthday(member, answers.birthday, clock)
+    member.status = MemberStatus.ACTIVE
+    member.registered_at = now
+    member.updated_at = now
+    await set_interests(session, member, answers.interests)
+    # The "no" is recorded too: proof of what the member chose, and when.
+    await set_consent(
+        session, clock, member, ConsentKind.MARKETING, answers.marketing, "registration"
+    )
+    await session.flush()
+    return member
+
+
+def parse_iso_date(value: str | None) -> date | None:
+    """A date kept as ISO text in conversation state, back as a date (None stays None)."""
+    return date.fromisoformat(value) if value else None

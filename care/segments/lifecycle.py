@@ -1,0 +1,668 @@
+"""Segments: lifecycle stages, churn risk, RFM scores and value tiers, kept current.
+
+The stage rules are written twice on purpose: once as pure functions (the reference, easy to
+read and test) and once as set-based SQL that applies the same rules to every member in a few
+statements. A test runs both over a varied population and checks they agree.
+
+RFM, scored 1–5 as quintiles over active members (at least one purchase, not deleted):
+recency from ``last_purchase_at``, frequency = purchases in the last 12 months, monetary =
+spend in the last 12 months. Value tier from the total: high ≥ 12, medium ≥ 8, else low.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    Executable,
+    Float,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from storage.enums import LifecycleStage, ValueTier
+from storage.models import Member, Purchase, Tier
+from storage.types import UTCDateTime
+
+# Nobody is "drifting" two days after buying three times in one afternoon: a usual gap is at
+# least a week, whatever the arithmetic says.
+MIN_USUAL_GAP_DAYS = 7.0
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageFacts:
+    """What the stage rules read about one member."""
+
+    blocked: bool
+    marketing_opt_in: bool
+    purchase_count: int
+    first_purchase_at: datetime | None
+    last_purchase_at: datetime | None
+    avg_gap_days: float | None
+    stage: str
+    stage_changed_at: datetime | None
+
+    @classmethod
+    def of(cls, member: Member) -> StageFacts:
+        return cls(
+            blocked=member.blocked_at is not None,
+            marketing_opt_in=bool(member.marketing_opt_in),
+            purchase_count=member.purchase_count or 0,
+            first_purchase_at=member.first_purchase_at,
+            last_purchase_at=member.last_purchase_at,
+            avg_gap_days=member.avg_gap_days,
+            stage=member.lifecycle_stage,
+            stage_changed_at=member.stage_changed_at,
+        )
+
+
+def usual_gap_days(
+    purchase_count: int, avg_gap_days: float | None, config: CareConfig, shop_gap_days: float
+) -> float:
+    """The gap between purchases that is normal for this member.
+
+    Their own average once they have ``config.min_purchases_for_own_gap`` purchases, else the
+    shop-wide typical gap; never below ``MIN_USUAL_GAP_DAYS``.
+    """
+    if purchase_count >= config.min_purchases_for_own_gap and avg_gap_days is not None:
+        gap = avg_gap_days
+    else:
+        gap = shop_gap_days
+    return max(gap, MIN_USUAL_GAP_DAYS)
+
+
+def days_since(then: datetime, now: datetime) -> float:
+    return (now - then).total_seconds() / SECONDS_PER_DAY
+
+
+def churn_risk(gap_days: float, usual_gap: float, config: CareConfig) -> float:
+    """0 right after a purchase, rising linearly to 1 when the member counts as lapsed.
+
+    Half-way (0.5 with the default factors) is where the at-risk stage begins. Rounded to
+    hundredths (half up), so that an hourly refresh rewrites only the members whose risk moved.
+    """
+    ratio = min(1.0, max(0.0, gap_days / (config.lapsed_gap_factor * usual_gap)))
+    return math.floor(ratio * 100 + 0.5) / 100
+
+
+def base_stage(
+    facts: StageFacts, now: datetime, config: CareConfig, shop_gap_days: float
+) -> LifecycleStage:
+    """The stage from purchases alone (prospect, new, active, at risk, lapsed)."""
+    if facts.purchase_count <= 0 or facts.last_purchase_at is None:
+        return LifecycleStage.PROSPECT
+    usual = usual_gap_days(facts.purchase_count, facts.avg_gap_days, config, shop_gap_days)
+    gap = days_since(facts.last_purchase_at, now)
+    if gap > config.lapsed_gap_factor * usual:
+        return LifecycleStage.LAPSED
+    if gap > config.at_risk_gap_factor * usual:
+        return LifecycleStage.AT_RISK
+    new_since = now - timedelta(days=config.new_member_days)
+    if (
+        facts.purchase_count <= 1
+        and facts.first_purchase_at is not None
+        and facts.first_purchase_at >= new_since
+    ):
+        return LifecycleStage.NEW
+    return LifecycleStage.ACTIVE
+
+
+def lifecycle_stage(
+    facts: StageFacts, now: datetime, config: CareConfig, shop_gap_days: float
+) -> LifecycleStage:
+    """The member's lifecycle stage. The rules, first match wins:
+
+    1. unreachable — the member blocked the bot;
+    2. unsubscribed — no marketing consent;
+    3. prospect — no purchase yet;
+    4. lapsed — days since the last purchase > ``lapsed_gap_factor`` × the usual gap;
+    5. at_risk — days since the last purchase > ``at_risk_gap_factor`` × the usual gap;
+    6. won_back — buying normally again (new or active below) after being at risk or lapsed,
+       for ``won_back_days`` from the moment they came back;
+    7. new — one purchase, made within ``new_member_days``;
+    8. active — everyone else who buys.
+    """
+    if facts.blocked:
+        return LifecycleStage.UNREACHABLE
+    if not facts.marketing_opt_in:
+        return LifecycleStage.UNSUBSCRIBED
+    stage = base_stage(facts, now, config, shop_gap_days)
+    if stage in (LifecycleStage.NEW, LifecycleStage.ACTIVE):
+        if facts.stage in (LifecycleStage.AT_RISK, LifecycleStage.LAPSED):
+            return LifecycleStage.WON_BACK
+        won_back_since = now - timedelta(days=config.won_back_days)
+        if (
+            facts.stage == LifecycleStage.WON_BACK
+            and facts.stage_changed_at is not None
+            and facts.stage_changed_at > won_back_since
+        ):
+            return LifecycleStage.WON_BACK
+    return stage
+
+
+# ---------------------------------------------------------------------------------------------
+# The set-based refresh
+
+MIN_MEMBERS_FOR_SHOP_GAP = 20
+SPEND_WINDOW = timedelta(days=365)
+UPDATE_BATCH_IDS = 25_000
+HIGH_VALUE_MIN_RFM = 12
+MEDIUM_VALUE_MIN_RFM = 8
+
+
+def value_tier(rfm_total: int) -> ValueTier:
+    """High / medium / low value from the RFM total (3–15)."""
+    if rfm_total >= HIGH_VALUE_MIN_RFM:
+        return ValueTier.HIGH
+    if rfm_total >= MEDIUM_VALUE_MIN_RFM:
+        return ValueTier.MEDIUM
+    return ValueTier.LOW
+
+
+def quintile_score(rank: int, population: int) -> int:
+    """1–5 from a 1-based rank among ``population`` (ties share the lowest rank).
+
+    Equivalently, with ``below`` = how many members have a strictly smaller value:
+    ``1 + below * 5 // population``. The SQL uses that form through four cut values.
+    """
+    return (rank - 1) * 5 // population + 1
+
+
+def quintile_positions(population: int) -> list[int]:
+    """1-based positions in the sorted values whose value a member must exceed per extra point.
+
+    ``score = 1 + #{k : value > sorted[p_k]}`` with ``p_k = ceil(k * population / 5)``:
+    exceeding the p-th smallest value means at least p members are strictly below.
+    """
+    return [-(-k * population // 5) for k in range(1, 5)]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentStats:
+    """What one refresh found and changed."""
+
+    members: int
+    active_members: int
+    shop_gap_days: float
+    stages: dict[str, int]
+    value_tiers: dict[str, int]
+    stage_changes: int
+    tier_upgrades: int
+    tier_downgrades: int
+    # Members whose stored values the refresh changed.
+    members_changed: int
+    # Members who bought or changed consent while the refresh ran keep what that write made
+    # them; the next refresh picks them up.
+    skipped_busy: int
+    seconds: float
+
+
+class _EpochDays(FunctionElement[float]):
+    """Days since 1970-01-01 of a stored timestamp, as a float, on either backend."""
+
+    type = Float()
+    inherit_cache = True
+    name = "epoch_days"
+
+
+class _Hundredths(FunctionElement[float]):
+    """A float rounded to two decimals, half away from zero, on either backend."""
+
+    type = Float()
+    inherit_cache = True
+    name = "hundredths"
+
+
+@compiles(_Hundredths, "sqlite")
+def _hundredths_sqlite(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ROUND({compiler.process(element.clauses, **kw)}, 2)"
+
+
+@compiles(_Hundredths)
+def _hundredths_default(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
+    argument = compiler.process(element.clauses, **kw)
+    return f"CAST(ROUND(CAST({argument} AS NUMERIC), 2) AS DOUBLE PRECISION)"
+
+
+@compiles(_EpochDays, "sqlite")
+def _epoch_days_sqlite(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"(julianday({compiler.process(element.clauses, **kw)}) - 2440587.5)"
+
+
+@compiles(_EpochDays)
+def _epoch_days_default(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
+    argument = compiler.process(element.clauses, **kw)
+    return f"(CAST(EXTRACT(EPOCH FROM {argument}) AS DOUBLE PRECISION) / 86400.0)"
+
+
+# One row per live member: the facts the rules read, frozen at the start of the refresh.
+_work = Table(
+    "segment_work",
+    MetaData(),
+    Column("id", BigInteger, primary_key=True),
+    Column("purchase_count", Integer),
+    Column("first_purchase_at", UTCDateTime),
+    Column("last_purchase_at", UTCDateTime),
+    Column("avg_gap_days", Float),
+    Column("blocked_at", UTCDateTime),
+    Column("marketing_opt_in", Boolean),
+    Column("stage_old", String(16)),
+    Column("stage_changed_at", UTCDateTime),
+    Column("tier_old", String(16)),
+    Column("purchases_12m", Integer),
+    Column("spend_12m", BigInteger),
+    Column("gap_days", Float),
+    # The decisions, computed once from the facts above.
+    Column("tier_new", String(16)),
+    Column("stage_new", String(16)),
+    Column("rfm_r", SmallInteger),
+    Column("rfm_f", SmallInteger),
+    Column("rfm_m", SmallInteger),
+    Column("value_tier", String(8)),
+    Column("churn_risk", Float),
+    prefixes=["TEMPORARY"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decisions:
+    """The rules as SQL expressions over ``segment_work``: one place, used to count and write."""
+
+    active: ColumnElement[bool]
+    tier: ColumnElement[str]
+    stage: ColumnElement[str]
+    rfm_r: ColumnElement[int]
+    rfm_f: ColumnElement[int]
+    rfm_m: ColumnElement[int]
+    value_tier: ColumnElement[str]
+    churn_risk: ColumnElement[float]
+
+
+async def refresh_segments(
+    session_factory: async_sessionmaker[AsyncSession], config: CareConfig, clock: Clock
+) -> SegmentStats:
+    """Recompute every member's 12-month spend, tier, RFM scores, value tier, stage, churn risk.
+
+    Set-based, in a handful of statements: one INSERT … SELECT snapshots the members with
+    their 12-month purchases into a temporary table; three sorts find the RFM quintile cuts;
+    one UPDATE evaluates the rules into that table; UPDATE … FROM writes back the members whose
+    values moved, in batches of ids, each its own short transaction so the bot's writes never
+    wait long. A member who bought (or changed consent or blocked the bot) meanwhile is left
+    as that write made them. Deleted members are not touched.
+    """
+    started = time.perf_counter()
+    now = clock.now()
+    async with session_factory() as session:
+        engine = session.bind
+        tiers = list(await session.scalars(select(Tier).order_by(Tier.rank)))
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("refresh_segments needs a session factory bound to an AsyncEngine")
+    async with engine.connect() as connection:
+        # A pooled connection may still hold the table if a refresh died before its cleanup.
+        await connection.run_sync(_work.drop, checkfirst=True)
+        await connection.run_sync(_work.create)
+        try:
+            await connection.execute(_snapshot(now))
+            if connection.dialect.name == "postgresql":
+                await connection.exec_driver_sql("ANALYZE segment_work")
+            shop_gap = await _shop_gap_days(connection, config)
+            decisions = await _decide(connection, config, now, shop_gap, tiers)
+            await connection.commit()
+            stats = await _collect_stats(connection, decisions, tiers)
+            changed, busy = await _write_back(connection, decisions, now)
+        finally:
+            await connection.rollback()
+            await connection.run_sync(_work.drop, checkfirst=True)
+            await connection.commit()
+    return SegmentStats(
+        **stats,
+        shop_gap_days=shop_gap,
+        members_changed=changed,
+        skipped_busy=busy,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _snapshot(now: datetime) -> Executable:
+    """Live members with their purchase count and spend over the last 12 months."""
+    recent = (
+        select(
+            Purchase.member_id.label("member_id"),
+            func.count().label("purchases"),
+            func.sum(Purchase.amount_minor).label("amount"),
+        )
+        .where(Purchase.purchased_at >= now - SPEND_WINDOW, Purchase.member_id.is_not(None))
+        .group_by(Purchase.member_id)
+        .subquery("recent")
+    )
+    now_days = literal(now.timestamp() / SECONDS_PER_DAY, Float)
+    rows = (
+        select(
+            Member.id,
+            Member.purchase_count,
+            Member.first_purchase_at,
+            Member.last_purchase_at,
+            Member.avg_gap_days,
+            Member.blocked_at,
+            Member.marketing_opt_in,
+            Member.lifecycle_stage,
+            Member.stage_changed_at,
+            Member.tier_code,
+            func.coalesce(recent.c.purchases, 0),
+            func.coalesce(recent.c.amount, 0),
+            now_days - _EpochDays(Member.last_purchase_at),
+        )
+        .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
+        .where(Member.deleted_at.is_(None))
+    )
+    facts = [column.name for column in _work.columns][: len(rows.selected_columns)]
+    return insert(_work).from_select(facts, rows)
+
+
+async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> float:
+    """The median of members' own average gaps: the shop's typical rhythm.
+
+    Falls back to ``config.fallback_gap_days`` while too few members have a rhythm of their own.
+    """
+    w = _work.c
+    own_gap = (w.purchase_count >= config.min_purchases_for_own_gap, w.avg_gap_days.is_not(None))
+    count = int(await connection.scalar(select(func.count()).where(*own_gap)) or 0)
+    if count < MIN_MEMBERS_FOR_SHOP_GAP:
+        return config.fallback_gap_days
+    median = await connection.scalar(
+        select(w.avg_gap_days).where(*own_gap).order_by(w.avg_gap_days).offset(count // 2).limit(1)
+    )
+    return float(median) if median is not None else config.fallback_gap_days
+
+
+async def _quintile_cuts(
+    connection: AsyncConnection,
+    value: ColumnElement[Any],
+    active: ColumnElement[bool],
+    population: int,
+) -> list[Any]:
+    """The four values at the quintile positions of ``value`` among the active members."""
+    if population == 0:
+        return []
+    positions = quintile_positions(population)
+    numbered = (
+        select(value.label("value"), func.row_number().over(order_by=value).label("position"))
+        .where(active)
+        .subquery()
+    )
+    found = dict(
+        (
+            await connection.execute(
+                select(numbered.c.position, numbered.c.value).where(
+                    numbered.c.position.in_(positions)
+                )
+            )
+        ).all()
+    )
+    return [found[position] for position in positions]
+
+
+def _score(value: ColumnElement[Any], cuts: list[Any], active: ColumnElement[bool]) -> Any:
+    if not cuts:
+        return null()
+    points = [case((value > cut, 1), else_=0) for cut in cuts]
+    return case((active, 1 + points[0] + points[1] + points[2] + points[3]), else_=null())
+
+
+async def _decisions(
+    connection: AsyncConnection,
+    config: CareConfig,
+    now: datetime,
+    shop_gap: float,
+    tiers: list[Tier],
+) -> _Decisions:
+    """The same rules as ``lifecycle_stage``, ``churn_risk``, ``quintile_score`` … in SQL."""
+    w = _work.c
+    active = and_(w.purchase_count > 0, w.last_purchase_at.is_not(None))
+    population = int(await connection.scalar(select(func.count()).where(active)) or 0)
+    cuts = [
+        await _quintile_cuts(connection, value, active, population)
+        for value in (w.last_purchase_at, w.purchases_12m, w.spend_12m)
+    ]
+    rfm_r, rfm_f, rfm_m = (
+        _score(value, axis_cuts, active)
+        for value, axis_cuts in zip(
+            (w.last_purchase_at, w.purchases_12m, w.spend_12m), cuts, strict=True
+        )
+    )
+    rfm_total = rfm_r + rfm_f + rfm_m
+    own_gap = and_(
+        w.purchase_count >= config.min_purchases_for_own_gap, w.avg_gap_days.is_not(None)
+    )
+    raw_gap = case((own_gap, w.avg_gap_days), else_=literal(shop_gap, Float))
+    usual_gap = case((raw_gap < MIN_USUAL_GAP_DAYS, MIN_USUAL_GAP_DAYS), else_=raw_gap)
+    at_risk_after = config.at_risk_gap_factor * usual_gap
+    lapsed_after = config.lapsed_gap_factor * usual_gap
+    stage = case(
+        (w.blocked_at.is_not(None), LifecycleStage.UNREACHABLE.value),
+        (w.marketing_opt_in.is_not(True), LifecycleStage.UNSUBSCRIBED.value),
+        (~active, LifecycleStage.PROSPECT.value),
+        (w.gap_days > lapsed_after, LifecycleStage.LAPSED.value),
+        (w.gap_days > at_risk_after, LifecycleStage.AT_RISK.value),
+        (
+            w.stage_old.in_([LifecycleStage.AT_RISK.value, LifecycleStage.LAPSED.value]),
+            LifecycleStage.WON_BACK.value,
+        ),
+        (
+            and_(
+                w.stage_old == LifecycleStage.WON_BACK.value,
+                w.stage_changed_at > now - timedelta(days=config.won_back_days),
+            ),
+            LifecycleStage.WON_BACK.value,
+        ),
+        (
+            and_(
+                w.purchase_count <= 1,
+                w.first_purchase_at >= now - timedelta(days=config.new_member_days),
+            ),
+            LifecycleStage.NEW.value,
+        ),
+        else_=LifecycleStage.ACTIVE.value,
+    )
+    ratio = w.gap_days / lapsed_after
+    return _Decisions(
+        active=active,
+        tier=case(
+            *[(w.spend_12m >= t.min_spend_12m_minor, t.code) for t in reversed(tiers[1:])],
+            else_=tiers[0].code,
+        ),
+        stage=stage,
+        rfm_r=rfm_r,
+        rfm_f=rfm_f,
+        rfm_m=rfm_m,
+        value_tier=case(
+            (~active, null()),
+            (rfm_total >= HIGH_VALUE_MIN_RFM, ValueTier.HIGH.value),
+            (rfm_total >= MEDIUM_VALUE_MIN_RFM, ValueTier.MEDIUM.value),
+            else_=ValueTier.LOW.value,
+        ),
+        churn_risk=case(
+            (~active, null()),
+            (ratio > 1.0, 1.0),
+            (ratio < 0.0, 0.0),
+            else_=_Hundredths(ratio),
+        ),
+    )
+
+
+async def _decide(
+    connection: AsyncConnection,
+    config: CareConfig,
+    now: datetime,
+    shop_gap: float,
+    tiers: list[Tier],
+) -> _Decisions:
+    """Evaluate the rules once per member into the work table; later steps read the columns."""
+    rules = await _decisions(connection, config, now, shop_gap, tiers)
+    await connection.execute(
+        update(_work).values(
+            tier_new=rules.tier,
+            stage_new=rules.stage,
+            rfm_r=rules.rfm_r,
+            rfm_f=rules.rfm_f,
+            rfm_m=rules.rfm_m,
+            value_tier=rules.value_tier,
+            churn_risk=rules.churn_risk,
+        )
+    )
+    w = _work.c
+    return _Decisions(
+        active=rules.active,
+        tier=w.tier_new,
+        stage=w.stage_new,
+        rfm_r=w.rfm_r,
+        rfm_f=w.rfm_f,
+        rfm_m=w.rfm_m,
+        value_tier=w.value_tier,
+        churn_risk=w.churn_risk,
+    )
+
+
+async def _collect_stats(
+    connection: AsyncConnection, decide: _Decisions, tiers: list[Tier]
+) -> dict[str, Any]:
+    """Counts of the decisions, in one pass over the work table."""
+    w = _work.c
+    columns = (w.stage_old, decide.stage, w.tier_old, decide.tier, decide.value_tier)
+    labelled = [column.label(f"c{index}") for index, column in enumerate(columns)]
+    groups = (
+        await connection.execute(
+            select(*labelled, func.count()).group_by(*(label.name for label in labelled))
+        )
+    ).all()
+    rank = {tier.code: tier.rank for tier in tiers}
+    stats: dict[str, Any] = {
+        "members": 0,
+        "active_members": 0,
+        "stages": {},
+        "value_tiers": {},
+        "stage_changes": 0,
+        "tier_upgrades": 0,
+        "tier_downgrades": 0,
+    }
+    for stage_old, stage, tier_old, tier, value, count in groups:
+        n = int(count)
+        stats["members"] += n
+        stats["stages"][stage] = stats["stages"].get(stage, 0) + n
+        if value is not None:
+            stats["active_members"] += n
+            stats["value_tiers"][value] = stats["value_tiers"].get(value, 0) + n
+        if stage != stage_old:
+            stats["stage_changes"] += n
+        if tier != tier_old:
+            up = rank.get(tier, 0) > rank.get(tier_old, 0)
+            stats["tier_upgrades" if up else "tier_downgrades"] += n
+    return stats
+
+
+async def _write_back(
+    connection: AsyncConnection, decide: _Decisions, now: datetime
+) -> tuple[int, int]:
+    """Copy the decisions onto ``members`` in id ranges, one short transaction each.
+
+    Only rows whose values move are written (an hourly refresh changes few), and the indexed
+    columns (tier, stage, value tier) separately from the rest, because rewriting an index
+    entry costs even when its value stays the same. Returns (members changed, members left
+    alone because someone wrote to them since the snapshot).
+    """
+    w = _work.c
+    m = Member.__table__.c
+    low, high = (await connection.execute(select(func.min(w.id), func.max(w.id)))).one()
+    if low is None:
+        return 0, 0
+    unchanged_since_snapshot = and_(
+        m.id == w.id,
+        # Whoever wrote to the member since the snapshot knew better: leave them be.
+        m.purchase_count == w.purchase_count,
+        m.last_purchase_at.is_not_distinct_from(w.last_purchase_at),
+        m.blocked_at.is_not_distinct_from(w.blocked_at),
+        m.marketing_opt_in == w.marketing_opt_in,
+        m.deleted_at.is_(None),
+    )
+    in_batch = w.id.between(bindparam("start"), bindparam("end"))
+    segments_move = or_(
+        m.tier_code != decide.tier,
+        m.lifecycle_stage != decide.stage,
+        m.value_tier.is_distinct_from(decide.value_tier),
+    )
+    # Its row count is the number of members changed: any moved value lets the row in.
+    scores = (
+        update(Member.__table__)
+        .where(
+            unchanged_since_snapshot,
+            in_batch,
+            or_(
+                m.spend_12m_minor != w.spend_12m,
+                m.rfm_r.is_distinct_from(decide.rfm_r),
+                m.rfm_f.is_distinct_from(decide.rfm_f),
+                m.rfm_m.is_distinct_from(decide.rfm_m),
+                m.churn_risk.is_distinct_from(decide.churn_risk),
+                segments_move,
+            ),
+        )
+        .values(
+            spend_12m_minor=w.spend_12m,
+            rfm_r=decide.rfm_r,
+            rfm_f=decide.rfm_f,
+            rfm_m=decide.rfm_m,
+            churn_risk=decide.churn_risk,
+            segments_refreshed_at=now,
+        )
+    )
+    segments = (
+        update(Member.__table__)
+        .where(unchanged_since_snapshot, in_batch, segments_move)
+        .values(
+            tier_code=decide.tier,
+            tier_changed_at=case((decide.tier != w.tier_old, now), else_=m.tier_changed_at),
+            value_tier=decide.value_tier,
+            lifecycle_stage=decide.stage,
+            stage_changed_at=case((decide.stage != w.stage_old, now), else_=m.stage_changed_at),
+        )
+    )
+    changed = 0
+    for start in range(int(low), int(high) + 1, UPDATE_BATCH_IDS):
+        batch = {"start": start, "end": start + UPDATE_BATCH_IDS - 1}
+        changed += int((await connection.execute(scores, batch)).rowcount)  # type: ignore[attr-defined]
+        await connection.execute(segments, batch)
+        await connection.commit()
+    busy = await connection.scalar(
+        select(func.count())
+        .select_from(_work.join(Member.__table__, m.id == w.id))
+        .where(~unchanged_since_snapshot)
+    )
+    await connection.commit()
+    return changed, int(busy or 0)

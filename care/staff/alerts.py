@@ -1,0 +1,61 @@
+"""Alerts to staff: things a human should look at now (a detractor, a new complaint)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import translator
+from care.messaging.outbox import enqueue
+from care.staff.roles import staff_recipients
+from storage.enums import MessageKind
+from storage.models import Member
+
+
+async def alert_staff(
+    session: AsyncSession,
+    clock: Clock,
+    config: CareConfig,
+    *,
+    key: str,
+    text_key: str,
+    **values: Any,
+) -> int:
+    """Queue an ALERT to every owner and admin, and to the staff chat if one is configured.
+
+    Each person reads it in their own language when they are also a member, else in the shop's
+    default one. ``key`` names the occasion: alerting twice with the same key queues nothing
+    new. Alerts ignore quiet hours — a detractor waits for nobody. Returns how many were queued.
+    """
+    recipients = await staff_recipients(session, config)
+    locales = await _member_locales(session, recipients)
+    targets = [(chat_id, locales.get(chat_id, config.default_locale)) for chat_id in recipients]
+    if config.staff_chat_id is not None and config.staff_chat_id not in recipients:
+        targets.append((config.staff_chat_id, config.default_locale))
+    queued = 0
+    for chat_id, locale in targets:
+        message = await enqueue(
+            session,
+            clock,
+            config,
+            key=f"alert:{key}:{chat_id}",
+            chat_id=chat_id,
+            text=translator(locale)(text_key, **values),
+            kind=MessageKind.ALERT,
+            respect_quiet_hours=False,
+        )
+        queued += message is not None
+    return queued
+
+
+async def _member_locales(session: AsyncSession, telegram_ids: list[int]) -> dict[int, str]:
+    if not telegram_ids:
+        return {}
+    rows = await session.execute(
+        select(Member.telegram_id, Member.locale).where(Member.telegram_id.in_(telegram_ids))
+    )
+    return {telegram_id: locale for telegram_id, locale in rows if telegram_id}
