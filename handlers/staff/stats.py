@@ -12,7 +12,7 @@ from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.automation.report import RuleResult
-from care.campaigns.campaigns import CampaignReport
+from care.campaigns.report import CampaignReport
 from care.console.charts import stats_chart_png
 from care.console.stats import ShopStats, WeekStats, shop_stats
 from care.core.audit import audit
