@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from aiogram import F, Router
-from aiogram.filters.callback_data import CallbackData
+from aiogram import Router
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -27,6 +25,7 @@ from care.core.i18n import Translator
 from care.segments.audience import Audience, AudienceChoices, AudienceError, audience_choices
 from care.segments.audience import count_audience as count_members
 from handlers.staff.context import StaffContext
+from handlers.staff.flows import CDStep
 
 KINDS = ("tier", "stage", "segment", "interest")
 
@@ -63,7 +62,7 @@ class AudiencePicker:
 
     def __init__(
         self,
-        cd: type[CallbackData],
+        cd: type[CDStep],
         state: State,
         *,
         marketing: bool,
@@ -76,18 +75,10 @@ class AudiencePicker:
         self.menu = menu
         self.chosen = chosen
 
-    def button(
-        self, builder: InlineKeyboardBuilder, text: str, action: str, value: str = ""
-    ) -> None:
-        builder.button(text=text, callback_data=self.cd(action=action, value=value))
-
     def register(self, router: Router) -> None:
-        def on(action: str) -> Any:
-            return self.cd.filter(F.action == action)
-
-        router.callback_query.register(self.on_kind, on("kind"), self.state)
-        router.callback_query.register(self.on_back, on("back"), self.state)
-        router.callback_query.register(self.on_pick, on("pick"), self.state)
+        router.callback_query.register(self.on_kind, self.cd.on("kind"), self.state)
+        router.callback_query.register(self.on_back, self.cd.on("back"), self.state)
+        router.callback_query.register(self.on_pick, self.cd.on("pick"), self.state)
 
     async def choices(self, staff: StaffContext) -> AudienceChoices:
         return await audience_choices(
@@ -101,12 +92,12 @@ class AudiencePicker:
     ) -> InlineKeyboardMarkup:
         """All members, or one of the four ways to narrow the audience down."""
         builder = InlineKeyboardBuilder()
-        self.button(builder, t.plain("broadcast.kind_all", n=choices.total), "kind", "all")
+        self.cd.add(builder, t.plain("broadcast.kind_all", n=choices.total), "kind", "all")
         for kind in KINDS:
-            self.button(builder, t.plain(f"broadcast.kind_{kind}"), "kind", kind)
+            self.cd.add(builder, t.plain(f"broadcast.kind_{kind}"), "kind", kind)
         for extra in buttons:
-            self.button(builder, extra.text, extra.action, extra.value)
-        self.button(builder, t.plain("broadcast.cancel"), "cancel")
+            self.cd.add(builder, extra.text, extra.action, extra.value)
+        self.cd.add(builder, t.plain("broadcast.cancel"), "cancel")
         builder.adjust(1)
         return builder.as_markup()
 
@@ -126,11 +117,11 @@ class AudiencePicker:
         builder = InlineKeyboardBuilder()
         for value, count in options:
             label = t.plain("broadcast.value_count", label=value_label(t, kind, value), n=count)
-            self.button(builder, label, "pick", value)
+            self.cd.add(builder, label, "pick", value)
         builder.adjust(2)
         back = InlineKeyboardBuilder()
-        self.button(back, t.plain("broadcast.back"), "back")
-        self.button(back, t.plain("broadcast.cancel"), "cancel")
+        self.cd.add(back, t.plain("broadcast.back"), "back")
+        self.cd.add(back, t.plain("broadcast.cancel"), "cancel")
         builder.attach(back)
         return builder.as_markup()
 
@@ -158,11 +149,11 @@ class AudiencePicker:
     async def on_kind(
         self,
         callback: CallbackQuery,
-        callback_data: CallbackData,
+        callback_data: CDStep,
         state: FSMContext,
         staff: StaffContext,
     ) -> None:
-        kind = str(getattr(callback_data, "value", ""))
+        kind = callback_data.value
         if kind == "all":
             await self._choose(callback, state, staff, Audience("all"))
             return
@@ -188,14 +179,13 @@ class AudiencePicker:
     async def on_pick(
         self,
         callback: CallbackQuery,
-        callback_data: CallbackData,
+        callback_data: CDStep,
         state: FSMContext,
         staff: StaffContext,
     ) -> None:
         data = await state.get_data()
-        value = getattr(callback_data, "value", "")
         try:
-            audience = Audience.from_spec({"kind": data.get("kind"), "value": value})
+            audience = Audience.from_spec({"kind": data.get("kind"), "value": callback_data.value})
         except AudienceError:
             await callback.answer(staff.t.plain("broadcast.stale"), show_alert=True)
             return

@@ -8,14 +8,10 @@ launches it and keeps a progress message in the staff chat up to date until the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from aiogram import F, Router
-from aiogram.enums import ChatType
-from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
+from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,43 +29,26 @@ from care.campaigns.supervision import CampaignWatchers
 from care.core.i18n import Translator
 from care.core.quiet_hours import member_zone
 from care.core.templates import TemplateProblem, describe_placeholders
-from care.loyalty.ledger import describe_offer
 from care.segments.audience import Audience, AudienceChoices
-from handlers.staff.access import MinRole
 from handlers.staff.audience_picker import AudienceMenu, AudiencePicker, Button, stored_audience
 from handlers.staff.campaign_flow import (
     AuditNote,
     CampaignDraft,
+    add_offer_buttons,
+    flow_router,
     fresh_flow,
     launch_now,
     start_campaign,
 )
 from handlers.staff.context import StaffContext
-from storage.enums import StaffRole
+from handlers.staff.flows import BroadcastFlow, CDBroadcast
 from storage.models import Campaign
 
 MAX_TEXT = 4096
 OFFER_BUTTONS = 8
 
 
-class BroadcastFlow(StatesGroup):
-    audience = State()
-    text = State()
-    photo = State()
-    coupon = State()
-    confirm = State()
-    schedule = State()
-
-
-class CDBroadcast(CallbackData, prefix="bc"):
-    """``action``: kind, pick, back, skip_photo, offer, send, later, edit, cancel, unschedule."""
-
-    action: str
-    value: str = ""
-
-
-def _button(builder: InlineKeyboardBuilder, text: str, action: str, value: str = "") -> None:
-    builder.button(text=text, callback_data=CDBroadcast(action=action, value=value))
+_button = CDBroadcast.add
 
 
 def _placeholder_help(t: Translator) -> str:
@@ -135,18 +114,6 @@ picker = AudiencePicker(
 async def cmd_broadcast(message: Message, state: FSMContext, staff: StaffContext) -> None:
     await fresh_flow(state)
     await picker.open(message, state, staff)
-
-
-async def on_cancel(callback: CallbackQuery, state: FSMContext, t: Translator) -> None:
-    await fresh_flow(state)
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_text(t("broadcast.cancelled"))
-
-
-async def cmd_cancel(message: Message, state: FSMContext, t: Translator) -> None:
-    await fresh_flow(state)
-    await message.answer(t("broadcast.cancelled"))
 
 
 async def on_unschedule(
@@ -252,13 +219,7 @@ async def _ask_coupon(message: Message, state: FSMContext, staff: StaffContext) 
         return
     await state.set_state(BroadcastFlow.coupon)
     builder = InlineKeyboardBuilder()
-    for line in offers:
-        label = t.plain(
-            "broadcast.offer_button",
-            title=line.offer.title,
-            offer=describe_offer(line.offer, t),
-        )
-        _button(builder, label, "offer", str(line.offer.id))
+    add_offer_buttons(builder, CDBroadcast, t, offers)
     _button(builder, t.plain("broadcast.no_coupon"), "offer", "0")
     builder.adjust(1)
     await message.answer(t("broadcast.ask_coupon"), reply_markup=builder.as_markup())
@@ -461,12 +422,8 @@ async def on_bad_time(message: Message, staff: StaffContext) -> None:
 
 
 def build_router() -> Router:
-    router = Router(name=__name__)
-    router.message.filter(F.chat.type == ChatType.PRIVATE, MinRole(StaffRole.ADMIN))
-    router.callback_query.filter(MinRole(StaffRole.ADMIN))
-
+    router = flow_router(__name__, CDBroadcast, BroadcastFlow, "broadcast.cancelled")
     router.message.register(cmd_broadcast, Command("broadcast"))
-    router.message.register(cmd_cancel, Command("cancel"), StateFilter(BroadcastFlow))
     not_command = ~F.text.startswith("/")
     router.message.register(on_text, BroadcastFlow.text, F.text, not_command)
     router.message.register(on_not_text, BroadcastFlow.text, ~F.text)
@@ -475,11 +432,8 @@ def build_router() -> Router:
     router.message.register(on_time, BroadcastFlow.schedule, F.text, not_command)
     router.message.register(on_bad_time, BroadcastFlow.schedule, ~F.text)
 
-    def on(action: str) -> Any:
-        return CDBroadcast.filter(F.action == action)
-
+    on = CDBroadcast.on
     router.callback_query.register(on_unschedule, on("unschedule"))
-    router.callback_query.register(on_cancel, on("cancel"), StateFilter(BroadcastFlow))
     picker.register(router)
     router.callback_query.register(on_skip_photo, on("skip_photo"), BroadcastFlow.photo)
     router.callback_query.register(on_offer, on("offer"), BroadcastFlow.coupon)

@@ -1,4 +1,6 @@
-"""The launch path /broadcast and /offer share: create, audit, commit, watch the progress.
+"""What /broadcast and /offer share: step callbacks, cancelling, offer buttons, the launch path.
+
+The launch path: create, audit, commit, watch the progress.
 
 ``start_campaign`` stores the campaign and its audit entry in the update's unit of work (a
 scheduled broadcast stops there). ``launch_now`` also posts the progress message, commits so
@@ -9,26 +11,87 @@ the launch (in its own sessions) sees the campaign, and hands it to the care lay
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiogram import Bot, Dispatcher, Router
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.fsm.state import StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.campaigns.offers import OfferLine
 from care.campaigns.schedule import BROADCAST, CampaignError, create_campaign
 from care.campaigns.supervision import CampaignWatchers, ProgressView
+from care.core.i18n import Translator
+from care.loyalty.ledger import describe_offer
 from care.segments.audience import Audience
+from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
+from handlers.staff.flows import CDStep
+from storage.enums import StaffRole
 from storage.models import Campaign
 
 log = logging.getLogger(__name__)
 
 WATCHERS = "campaign_watchers"
+
+
+class _FlowCancel:
+    """Calling a console flow off, by its Cancel button or by /cancel, with the flow's own word."""
+
+    def __init__(self, text_key: str) -> None:
+        self.text_key = text_key
+
+    async def on_button(self, callback: CallbackQuery, state: FSMContext, t: Translator) -> None:
+        await fresh_flow(state)
+        await callback.answer()
+        if isinstance(callback.message, Message):
+            await callback.message.edit_text(t(self.text_key))
+
+    async def on_command(self, message: Message, state: FSMContext, t: Translator) -> None:
+        await fresh_flow(state)
+        await message.answer(t(self.text_key))
+
+
+def flow_router(
+    name: str,
+    cd: type[CDStep],
+    flow: type[StatesGroup],
+    cancelled: str,
+    *,
+    cancel_button_anywhere: bool = False,
+) -> Router:
+    """The router of an admin-only console flow, in private chats, with its way out.
+
+    /cancel in any step and the flow's Cancel button end it with the ``cancelled`` text;
+    ``cancel_button_anywhere``: the button works even on a message from an older run.
+    """
+    router = Router(name=name)
+    router.message.filter(F.chat.type == ChatType.PRIVATE, MinRole(StaffRole.ADMIN))
+    router.callback_query.filter(MinRole(StaffRole.ADMIN))
+    cancel = _FlowCancel(cancelled)
+    router.message.register(cancel.on_command, Command("cancel"), StateFilter(flow))
+    in_flow = () if cancel_button_anywhere else (StateFilter(flow),)
+    router.callback_query.register(cancel.on_button, cd.on("cancel"), *in_flow)
+    return router
+
+
+def add_offer_buttons(
+    builder: InlineKeyboardBuilder, cd: type[CDStep], t: Translator, lines: Sequence[OfferLine]
+) -> None:
+    """One ``offer`` button per offer, named with what it gives."""
+    for line in lines:
+        label = t.plain(
+            "broadcast.offer_button", title=line.offer.title, offer=describe_offer(line.offer, t)
+        )
+        cd.add(builder, label, "offer", str(line.offer.id))
 
 
 @dataclass(frozen=True, slots=True)

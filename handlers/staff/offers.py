@@ -11,11 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram import F, Router
-from aiogram.enums import ChatType
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,11 +26,12 @@ from care.core.i18n import Translator
 from care.core.money import format_money, parse_amount
 from care.loyalty.ledger import create_offer, describe_offer
 from care.segments.audience import Audience, AudienceChoices, count_audience
-from handlers.staff.access import MinRole
+from handlers.staff import campaign_flow
 from handlers.staff.audience_picker import AudienceMenu, AudiencePicker, stored_audience
-from handlers.staff.campaign_flow import AuditNote, CampaignDraft, fresh_flow, launch_now
+from handlers.staff.campaign_flow import fresh_flow
 from handlers.staff.context import StaffContext
-from storage.enums import OfferKind, StaffRole
+from handlers.staff.flows import CDOffer, OfferFlow
+from storage.enums import OfferKind
 from storage.models import Campaign
 
 TITLE_MAX = 120
@@ -43,27 +41,7 @@ KINDS = (OfferKind.PERCENT_OFF, OfferKind.AMOUNT_OFF, OfferKind.GIFT)
 QUICK_DAYS = (7, 14, 30, 90)
 
 
-class OfferFlow(StatesGroup):
-    title = State()
-    kind = State()
-    value = State()
-    min_spend = State()
-    days = State()
-    confirm = State()
-    pick_offer = State()
-    audience = State()
-    issue = State()
-
-
-class CDOffer(CallbackData, prefix="of"):
-    """``action``: new, issue, kind, min0, days, create, offer, kind, pick, back, go, cancel."""
-
-    action: str
-    value: str = ""
-
-
-def _button(builder: InlineKeyboardBuilder, text: str, action: str, value: str = "") -> None:
-    builder.button(text=text, callback_data=CDOffer(action=action, value=value))
+_button = CDOffer.add
 
 
 def _cancel_row(t: Translator) -> InlineKeyboardBuilder:
@@ -108,18 +86,6 @@ async def cmd_offer(message: Message, state: FSMContext, staff: StaffContext) ->
     if any_offers:
         _button(builder, t.plain("offer_admin.button_issue"), "issue")
     await message.answer(text, reply_markup=_markup(builder))
-
-
-async def on_cancel(callback: CallbackQuery, state: FSMContext, t: Translator) -> None:
-    await fresh_flow(state)
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_text(t("offer_admin.cancelled"))
-
-
-async def cmd_cancel(message: Message, state: FSMContext, t: Translator) -> None:
-    await fresh_flow(state)
-    await message.answer(t("offer_admin.cancelled"))
 
 
 # ------------------------------------------------------------------ creating an offer
@@ -343,11 +309,7 @@ async def on_issue(callback: CallbackQuery, state: FSMContext, staff: StaffConte
         return
     await state.set_state(OfferFlow.pick_offer)
     builder = InlineKeyboardBuilder()
-    for line in lines:
-        label = t.plain(
-            "broadcast.offer_button", title=line.offer.title, offer=describe_offer(line.offer, t)
-        )
-        _button(builder, label, "offer", str(line.offer.id))
+    campaign_flow.add_offer_buttons(builder, CDOffer, t, lines)
     builder.attach(_cancel_row(t))
     await callback.message.answer(t("offer_admin.pick_offer"), reply_markup=_markup(builder))
 
@@ -432,12 +394,12 @@ async def on_go(
     await callback.message.edit_reply_markup(reply_markup=None)
     notify = callback_data.value == "notify"
     await fresh_flow(state)
-    draft = CampaignDraft(
+    draft = campaign_flow.CampaignDraft(
         audience=audience, name=offer.title, kind=COUPONS, notify=notify, offer_id=offer.id
     )
 
-    def note(campaign: Campaign) -> AuditNote:
-        return AuditNote(
+    def note(campaign: Campaign) -> campaign_flow.AuditNote:
+        return campaign_flow.AuditNote(
             "offer.issue",
             f"offer:{offer.id}",
             {
@@ -448,7 +410,7 @@ async def on_go(
             },
         )
 
-    await launch_now(
+    await campaign_flow.launch_now(
         callback.message,
         staff,
         draft,
@@ -463,12 +425,10 @@ async def on_bad_input(message: Message, t: Translator) -> None:
 
 
 def build_router() -> Router:
-    router = Router(name=__name__)
-    router.message.filter(F.chat.type == ChatType.PRIVATE, MinRole(StaffRole.ADMIN))
-    router.callback_query.filter(MinRole(StaffRole.ADMIN))
-
+    router = campaign_flow.flow_router(
+        __name__, CDOffer, OfferFlow, "offer_admin.cancelled", cancel_button_anywhere=True
+    )
     router.message.register(cmd_offer, Command("offer"))
-    router.message.register(cmd_cancel, Command("cancel"), StateFilter(OfferFlow))
     not_command = ~F.text.startswith("/")
     router.message.register(on_title, OfferFlow.title, not_command)
     router.message.register(on_value, OfferFlow.value, not_command)
@@ -480,10 +440,7 @@ def build_router() -> Router:
         not_command,
     )
 
-    def on(action: str) -> Any:
-        return CDOffer.filter(F.action == action)
-
-    router.callback_query.register(on_cancel, on("cancel"))
+    on = CDOffer.on
     router.callback_query.register(on_new, on("new"))
     router.callback_query.register(on_issue, on("issue"))
     router.callback_query.register(on_kind, on("kind"), OfferFlow.kind)
