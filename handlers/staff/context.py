@@ -43,7 +43,9 @@ class StaffContext:
     def locale(self) -> str:
         return self.t.locale
 
-    async def audit(self, action: str, target: str, details: dict[str, Any] | None = None) -> None:
+    async def audit(
+        self, action: str, target: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         """Record what this staff member just did, in the update's own unit of work."""
         await audit(
             self.session,
