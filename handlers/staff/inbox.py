@@ -251,8 +251,8 @@ async def on_ticket(
         key = "inbox.ticket_closed" if closed_now else "inbox.ticket_already_closed"
         await callback.answer(t.plain(key, number=ticket_id, name=name))
         if closed_now and callback.bot is not None:
-            staff = callback.from_user.full_name
-            closed_text = t("inbox.forum.closed", number=ticket_id, staff=staff)
+            closer = callback.from_user.full_name
+            closed_text = t("inbox.forum.closed", number=ticket_id, staff=closer)
             await announce_closed(callback.bot, config, thread.ticket.forum_topic_id, closed_text)
         thread = await ticket_thread(session, ticket_id)
         assert thread is not None
