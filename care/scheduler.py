@@ -10,7 +10,7 @@ truth about what was done, so a restart or a missed run never repeats or loses w
 * **segments** (hourly) — ``care.segments.lifecycle.refresh_segments``; lifecycle stages feed
   the rules.
 * **campaigns** (every 30 s) — due staff broadcasts
-  (``care.campaigns.campaigns.launch_due_campaigns``).
+  (``care.campaigns.launch.launch_due_campaigns``).
 * **delivery** — the outbox drain (``care.messaging.delivery.DeliveryWorker.run``) as a
   long-running task.
 
@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.automation.engine import RuleOutcome, evaluate
-from care.campaigns.campaigns import launch_due_campaigns
+from care.campaigns.launch import launch_due_campaigns
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker

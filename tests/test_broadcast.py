@@ -10,14 +10,16 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from care.campaigns import campaigns
-from care.campaigns.campaigns import create_campaign, launch_campaign, launch_due_campaigns
+from care.campaigns import launch as campaigns
+from care.campaigns.launch import launch_campaign, launch_due_campaigns
+from care.campaigns.schedule import create_campaign
+from care.campaigns.supervision import CampaignWatchers
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker
 from care.segments.audience import Audience
 from care.staff.roles import add_staff
-from handlers.staff.broadcast import CampaignWatchers, CDBroadcast
+from handlers.staff.broadcast import CDBroadcast
 from storage.enums import CampaignStatus, StaffRole, TicketKind, TicketStatus
 from storage.models import AuditEntry, Campaign, Coupon, Member, OutboxMessage, Ticket
 from tests.conftest import RunningBot

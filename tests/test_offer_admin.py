@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, update
 
-from care.campaigns.campaigns import launch_campaign
+from care.campaigns.launch import launch_campaign
 from care.messaging.delivery import DeliveryWorker
 from care.staff.roles import add_staff
 from handlers.staff.offers import CDOffer

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.automation.report import RuleResult, rule_report
-from care.campaigns.campaigns import CampaignReport, campaign_report
+from care.campaigns.report import CampaignReport, campaign_report
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.quiet_hours import member_zone

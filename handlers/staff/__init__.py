@@ -1,7 +1,9 @@
 """What shop staff do: admin commands in the same chat app. Invisible to everyone else.
 
 The router-wide ``MinRole()`` filter lets only staff in; each handler then states the lowest
-role it allows with its own ``MinRole(...)``, and every staff callback checks it again.
+role it allows with its own ``MinRole(...)``, and every staff callback checks it again. An inner
+middleware then hands each staff handler one ``staff: StaffContext`` (handlers/staff/context.py),
+and the router owns the campaign watchers the console's launches report their progress through.
 """
 
 from __future__ import annotations
@@ -21,12 +23,18 @@ from handlers.staff import (
     till,
 )
 from handlers.staff.access import MinRole
+from handlers.staff.campaign_flow import supervise_campaigns
+from handlers.staff.context import StaffContextMiddleware
 
 
 def build_router() -> Router:
     router = Router(name="staff")
     router.message.filter(MinRole())
     router.callback_query.filter(MinRole())
+    # Inner middlewares reach the handlers of every router included below.
+    router.message.middleware(StaffContextMiddleware())
+    router.callback_query.middleware(StaffContextMiddleware())
+    supervise_campaigns(router)
     router.include_routers(
         staff_admin.build_router(),
         member.build_router(),

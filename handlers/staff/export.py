@@ -9,41 +9,29 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, FSInputFile, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.console.exports import FORMATS, TABLES, Format, Table, export_to_file
-from care.core.clock import Clock
-from care.core.config import CareConfig
 from care.core.i18n import Translator
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_time
 from handlers.staff.keyboards import CDExport, export_choice
 from storage.enums import StaffRole
 
 
-async def send_export(
-    message: Message,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    *,
-    table: Table,
-    fmt: Format,
-    actor: int,
-    staff_role: StaffRole,
-) -> None:
+async def send_export(message: Message, staff: StaffContext, *, table: Table, fmt: Format) -> None:
+    t, config, clock = staff.t, staff.config, staff.clock
     # The file lives only as long as the upload; nothing personal stays on disk.
     with tempfile.TemporaryDirectory(prefix="carebot-export-") as folder:
         export = await export_to_file(
-            session,
+            staff.session,
             config,
             clock,
             table=table,
             fmt=fmt,
             directory=Path(folder),
-            actor_telegram_id=actor,
-            actor_role=staff_role,
+            actor_telegram_id=staff.user_id,
+            actor_role=staff.role,
         )
         await message.answer_document(
             FSInputFile(export.path, filename=export.filename),
@@ -56,15 +44,8 @@ async def send_export(
         )
 
 
-async def cmd_export(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def cmd_export(message: Message, command: CommandObject, staff: StaffContext) -> None:
+    t = staff.t
     words = (command.args or "").lower().split()
     if not words or len(words) > 2:
         await message.answer(t("export.usage"), reply_markup=export_choice(t, TABLES, FORMATS))
@@ -77,46 +58,20 @@ async def cmd_export(
     if fmt is None:
         await message.answer(t("export.bad_format", value=excerpt(words[1], 32)))
         return
-    assert message.from_user is not None
-    await send_export(
-        message,
-        session,
-        config,
-        clock,
-        t,
-        table=table,
-        fmt=fmt,
-        actor=message.from_user.id,
-        staff_role=staff_role,
-    )
+    await send_export(message, staff, table=table, fmt=fmt)
 
 
 async def on_export_chosen(
-    callback: CallbackQuery,
-    callback_data: CDExport,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
+    callback: CallbackQuery, callback_data: CDExport, staff: StaffContext
 ) -> None:
+    t = staff.t
     table = next((name for name in TABLES if name == callback_data.table), None)
     fmt = next((name for name in FORMATS if name == callback_data.fmt), None)
     if table is None or fmt is None or not isinstance(callback.message, Message):
         await callback.answer()
         return
     await callback.answer(t.plain("export.working", table=t.plain(f"export.table.{table}")))
-    await send_export(
-        callback.message,
-        session,
-        config,
-        clock,
-        t,
-        table=table,
-        fmt=fmt,
-        actor=callback.from_user.id,
-        staff_role=staff_role,
-    )
+    await send_export(callback.message, staff, table=table, fmt=fmt)
 
 
 async def refuse_cashier(message: Message, t: Translator) -> None:

@@ -20,8 +20,8 @@ from care.conversations.inbox import answer_ticket, close_ticket_by_staff, ticke
 from care.conversations.tickets import MAX_TEXT_CHARS, TicketError
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.core.i18n import Translator
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from storage.enums import StaffRole, TicketStatus
 
 log = logging.getLogger(__name__)
@@ -105,26 +105,18 @@ async def announce_closed(bot: Bot, config: CareConfig, topic_id: int | None, te
         await bot.close_forum_topic(config.staff_chat_id, topic_id)
 
 
-async def on_topic_close(
-    message: Message,
-    topic_id: int,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-    bot: Bot,
-) -> None:
+async def on_topic_close(message: Message, topic_id: int, staff: StaffContext, bot: Bot) -> None:
+    session, t = staff.session, staff.t
     ticket = await ticket_for_topic(session, topic_id)
     if ticket is None or message.from_user is None:
         return
     _, closed_now = await close_ticket_by_staff(
         session,
-        clock,
-        config,
+        staff.clock,
+        staff.config,
         ticket_id=ticket.id,
-        staff_telegram_id=message.from_user.id,
-        staff_role=staff_role,
+        staff_telegram_id=staff.user_id,
+        staff_role=staff.role,
     )
     if not closed_now:
         await message.reply(t("inbox.ticket_already_closed", number=ticket.id))
@@ -136,15 +128,8 @@ async def on_topic_close(
         await bot.close_forum_topic(message.chat.id, topic_id)
 
 
-async def on_topic_message(
-    message: Message,
-    topic_id: int,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def on_topic_message(message: Message, topic_id: int, staff: StaffContext) -> None:
+    session, t = staff.session, staff.t
     ticket = await ticket_for_topic(session, topic_id)
     if ticket is None or message.from_user is None:
         return  # a topic that is not a ticket's: staff talk among themselves
@@ -161,12 +146,12 @@ async def on_topic_message(
     try:
         await answer_ticket(
             session,
-            clock,
-            config,
+            staff.clock,
+            staff.config,
             ticket_id=ticket.id,
             text=text,
-            staff_telegram_id=message.from_user.id,
-            staff_role=staff_role,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
         )
     except TicketError as exc:
         key = "inbox.member_gone" if exc.reason == "member_gone" else "inbox.ticket_not_found"

@@ -11,7 +11,6 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.conversations.inbox import (
     FollowUpPage,
@@ -26,10 +25,10 @@ from care.conversations.inbox import (
     ticket_thread,
 )
 from care.conversations.tickets import MAX_TEXT_CHARS, TicketError
-from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, short_time
 from handlers.staff.forum import announce_closed
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
@@ -186,11 +185,10 @@ def render_followups(
     return "\n".join(lines), markup(keyboard)
 
 
-async def _inbox_view(
-    session: AsyncSession, t: Translator, clock: Clock, page: int
-) -> tuple[str, InlineKeyboardMarkup]:
-    followups = await count_followups(session)
-    return render_inbox(await inbox_page(session, page), followups, t, clock.now())
+async def _inbox_view(staff: StaffContext, page: int) -> tuple[str, InlineKeyboardMarkup]:
+    followups = await count_followups(staff.session)
+    page_view = await inbox_page(staff.session, page)
+    return render_inbox(page_view, followups, staff.t, staff.clock.now())
 
 
 async def _edit(callback: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup) -> None:
@@ -204,32 +202,22 @@ async def _edit(callback: CallbackQuery, text: str, keyboard: InlineKeyboardMark
             raise
 
 
-async def cmd_inbox(message: Message, session: AsyncSession, t: Translator, clock: Clock) -> None:
-    text, keyboard = await _inbox_view(session, t, clock, 0)
+async def cmd_inbox(message: Message, staff: StaffContext) -> None:
+    text, keyboard = await _inbox_view(staff, 0)
     await message.answer(text, reply_markup=keyboard)
 
 
 async def on_inbox_page(
-    callback: CallbackQuery,
-    callback_data: CDInboxPage,
-    session: AsyncSession,
-    t: Translator,
-    clock: Clock,
+    callback: CallbackQuery, callback_data: CDInboxPage, staff: StaffContext
 ) -> None:
     await callback.answer()
-    await _edit(callback, *await _inbox_view(session, t, clock, callback_data.page))
+    await _edit(callback, *await _inbox_view(staff, callback_data.page))
 
 
 async def on_ticket(
-    callback: CallbackQuery,
-    callback_data: CDTicket,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-    state: FSMContext,
+    callback: CallbackQuery, callback_data: CDTicket, state: FSMContext, staff: StaffContext
 ) -> None:
+    session, config, t = staff.session, staff.config, staff.t
     ticket_id, page = callback_data.ticket_id, callback_data.page
     thread = await ticket_thread(session, ticket_id)
     if thread is None:
@@ -254,17 +242,17 @@ async def on_ticket(
     if callback_data.action == "close":
         _, closed_now = await close_ticket_by_staff(
             session,
-            clock,
+            staff.clock,
             config,
             ticket_id=ticket_id,
-            staff_telegram_id=callback.from_user.id,
-            staff_role=staff_role,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
         )
         key = "inbox.ticket_closed" if closed_now else "inbox.ticket_already_closed"
         await callback.answer(t.plain(key, number=ticket_id, name=name))
         if closed_now and callback.bot is not None:
-            staff = callback.from_user.full_name
-            closed_text = t("inbox.forum.closed", number=ticket_id, staff=staff)
+            closer = callback.from_user.full_name
+            closed_text = t("inbox.forum.closed", number=ticket_id, staff=closer)
             await announce_closed(callback.bot, config, thread.ticket.forum_topic_id, closed_text)
         thread = await ticket_thread(session, ticket_id)
         assert thread is not None
@@ -289,15 +277,8 @@ async def _send_photos(
         await message.answer_photo(item.photo_file_id, caption=caption)
 
 
-async def on_reply_text(
-    message: Message,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-    state: FSMContext,
-) -> None:
+async def on_reply_text(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t = staff.t
     text = (message.text or "").strip()
     if not text:
         await message.answer(t("inbox.reply_text_only"))
@@ -309,23 +290,22 @@ async def on_reply_text(
     # Leave the reply state before writing: the FSM storage commits on its own connection,
     # which must not wait behind this update's open write transaction.
     await state.clear()
-    assert message.from_user is not None
     try:
         await answer_ticket(
-            session,
-            clock,
-            config,
+            staff.session,
+            staff.clock,
+            staff.config,
             ticket_id=ticket_id,
             text=text,
-            staff_telegram_id=message.from_user.id,
-            staff_role=staff_role,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
         )
     except TicketError as exc:
         reasons = {"closed": "inbox.ticket_already_closed", "member_gone": "inbox.member_gone"}
         key = reasons.get(exc.reason, "inbox.ticket_not_found")
         await message.answer(t(key, number=ticket_id))
         return
-    thread = await ticket_thread(session, ticket_id)
+    thread = await ticket_thread(staff.session, ticket_id)
     name = thread.member.name if thread and thread.member and thread.member.name else "?"
     await message.answer(t("inbox.reply_sent", number=ticket_id, name=name))
 
@@ -336,39 +316,30 @@ async def on_reply_cancel(message: Message, t: Translator, state: FSMContext) ->
 
 
 async def on_followups(
-    callback: CallbackQuery,
-    callback_data: CDFollowUps,
-    session: AsyncSession,
-    config: CareConfig,
-    t: Translator,
+    callback: CallbackQuery, callback_data: CDFollowUps, staff: StaffContext
 ) -> None:
     await callback.answer()
-    page = await followup_page(session, callback_data.page)
-    await _edit(callback, *render_followups(page, t, config))
+    page = await followup_page(staff.session, callback_data.page)
+    await _edit(callback, *render_followups(page, staff.t, staff.config))
 
 
 async def on_followed_up(
-    callback: CallbackQuery,
-    callback_data: CDFollowedUp,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
+    callback: CallbackQuery, callback_data: CDFollowedUp, staff: StaffContext
 ) -> None:
     try:
         await mark_response_followed_up(
-            session,
-            clock,
+            staff.session,
+            staff.clock,
             response_id=callback_data.response_id,
-            staff_telegram_id=callback.from_user.id,
-            staff_role=staff_role,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
         )
     except LookupError:
         await callback.answer()
         return
-    await callback.answer(t.plain("inbox.followup_marked"))
-    await _edit(callback, *render_followups(await followup_page(session, 0), t, config))
+    await callback.answer(staff.t.plain("inbox.followup_marked"))
+    page = await followup_page(staff.session, 0)
+    await _edit(callback, *render_followups(page, staff.t, staff.config))
 
 
 def build_router() -> Router:

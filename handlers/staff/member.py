@@ -8,16 +8,15 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.console.member_view import MemberView, open_member_view, search_members
-from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money
 from care.loyalty.ledger import tier_name
 from care.members.lookup import QUERY_MAX
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_date, local_time, short_time
 from handlers.staff.keyboards import CDMemberPick, member_picker
 from storage.enums import MemberStatus, OutboxStatus, StaffRole
@@ -25,36 +24,26 @@ from storage.enums import MemberStatus, OutboxStatus, StaffRole
 PICK_LIMIT = 8
 
 
-async def cmd_member(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def cmd_member(message: Message, command: CommandObject, staff: StaffContext) -> None:
+    t = staff.t
     query = " ".join((command.args or "").split())
     if not query:
         await message.answer(t("m360.usage"))
         return
     shown_query = excerpt(query, QUERY_MAX)
-    assert message.from_user is not None
     found = await search_members(
-        session,
-        clock,
+        staff.session,
+        staff.clock,
         query,
         limit=PICK_LIMIT + 1,
-        actor_telegram_id=message.from_user.id,
-        actor_role=staff_role,
+        actor_telegram_id=staff.user_id,
+        actor_role=staff.role,
     )
     if not found:
         await message.answer(t("m360.not_found", query=shown_query))
         return
     if len(found) == 1:
-        await _show(
-            message, session, config, clock, t, staff_role, message.from_user.id, found[0].id
-        )
+        await _show(message, staff, found[0].id)
         return
     shown = found[:PICK_LIMIT]
     key = "m360.pick_more" if len(found) > PICK_LIMIT else "m360.pick"
@@ -75,45 +64,25 @@ async def cmd_member(
 
 
 async def on_member_picked(
-    callback: CallbackQuery,
-    callback_data: CDMemberPick,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
+    callback: CallbackQuery, callback_data: CDMemberPick, staff: StaffContext
 ) -> None:
     await callback.answer()
     if isinstance(callback.message, Message):
-        await _show(
-            callback.message,
-            session,
-            config,
-            clock,
-            t,
-            staff_role,
-            callback.from_user.id,
-            callback_data.member_id,
-        )
+        await _show(callback.message, staff, callback_data.member_id)
 
 
-async def _show(
-    message: Message,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-    actor: int,
-    member_id: int,
-) -> None:
+async def _show(message: Message, staff: StaffContext, member_id: int) -> None:
     view = await open_member_view(
-        session, clock, member_id=member_id, actor_telegram_id=actor, actor_role=staff_role
+        staff.session,
+        staff.clock,
+        member_id=member_id,
+        actor_telegram_id=staff.user_id,
+        actor_role=staff.role,
     )
     if view is None:
-        await message.answer(t("m360.gone"))
+        await message.answer(staff.t("m360.gone"))
         return
-    await message.answer(render_member_view(view, t, config))
+    await message.answer(render_member_view(view, staff.t, staff.config))
 
 
 def _consent(t: Translator, config: CareConfig, granted: bool, when: datetime | None) -> str:

@@ -10,34 +10,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiogram import Bot, F, Router
-from aiogram.enums import ChatType
+from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.campaigns.campaigns import (
-    COUPONS,
-    CampaignError,
-    audience_label,
-    create_campaign,
-    get_offer,
-    offer_overview,
-)
-from care.core.audit import audit
-from care.core.clock import Clock
+from care.campaigns.offers import get_offer, offer_overview
+from care.campaigns.render import audience_label
+from care.campaigns.schedule import COUPONS
+from care.campaigns.supervision import CampaignWatchers
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money, parse_amount
 from care.loyalty.ledger import create_offer, describe_offer
-from care.segments.audience import Audience, AudienceError, audience_choices, count_audience
-from handlers.staff.access import MinRole
-from handlers.staff.broadcast import CampaignWatchers, fresh_flow, kind_keyboard, value_keyboard
-from storage.enums import OfferKind, StaffRole
+from care.segments.audience import Audience, AudienceChoices, count_audience
+from handlers.staff import campaign_flow
+from handlers.staff.audience_picker import AudienceMenu, AudiencePicker, stored_audience
+from handlers.staff.campaign_flow import fresh_flow
+from handlers.staff.context import StaffContext
+from handlers.staff.flows import CDOffer, OfferFlow
+from storage.enums import OfferKind
+from storage.models import Campaign
 
 TITLE_MAX = 120
 LIST_LIMIT = 10
@@ -46,27 +41,7 @@ KINDS = (OfferKind.PERCENT_OFF, OfferKind.AMOUNT_OFF, OfferKind.GIFT)
 QUICK_DAYS = (7, 14, 30, 90)
 
 
-class OfferFlow(StatesGroup):
-    title = State()
-    kind = State()
-    value = State()
-    min_spend = State()
-    days = State()
-    confirm = State()
-    pick_offer = State()
-    audience = State()
-    issue = State()
-
-
-class CDOffer(CallbackData, prefix="of"):
-    """``action``: new, issue, kind, min0, days, create, offer, kind, pick, back, go, cancel."""
-
-    action: str
-    value: str = ""
-
-
-def _button(builder: InlineKeyboardBuilder, text: str, action: str, value: str = "") -> None:
-    builder.button(text=text, callback_data=CDOffer(action=action, value=value))
+_button = CDOffer.add
 
 
 def _cancel_row(t: Translator) -> InlineKeyboardBuilder:
@@ -80,8 +55,9 @@ def _markup(builder: InlineKeyboardBuilder, width: int = 1) -> InlineKeyboardMar
     return builder.as_markup()
 
 
-async def _overview_text(session: AsyncSession, clock: Clock, t: Translator) -> tuple[str, bool]:
-    lines = await offer_overview(session, clock, limit=LIST_LIMIT)
+async def _overview_text(staff: StaffContext) -> tuple[str, bool]:
+    t = staff.t
+    lines = await offer_overview(staff.session, staff.clock, limit=LIST_LIMIT)
     if not lines:
         return t("offer_admin.none"), False
     text = [t("offer_admin.list_title")]
@@ -101,28 +77,15 @@ async def _overview_text(session: AsyncSession, clock: Clock, t: Translator) -> 
     return "\n".join(text), True
 
 
-async def cmd_offer(
-    message: Message, state: FSMContext, session: AsyncSession, clock: Clock, t: Translator
-) -> None:
+async def cmd_offer(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t = staff.t
     await fresh_flow(state)
-    text, any_offers = await _overview_text(session, clock, t)
+    text, any_offers = await _overview_text(staff)
     builder = InlineKeyboardBuilder()
     _button(builder, t.plain("offer_admin.button_new"), "new")
     if any_offers:
         _button(builder, t.plain("offer_admin.button_issue"), "issue")
     await message.answer(text, reply_markup=_markup(builder))
-
-
-async def on_cancel(callback: CallbackQuery, state: FSMContext, t: Translator) -> None:
-    await fresh_flow(state)
-    await callback.answer()
-    if isinstance(callback.message, Message):
-        await callback.message.edit_text(t("offer_admin.cancelled"))
-
-
-async def cmd_cancel(message: Message, state: FSMContext, t: Translator) -> None:
-    await fresh_flow(state)
-    await message.answer(t("offer_admin.cancelled"))
 
 
 # ------------------------------------------------------------------ creating an offer
@@ -153,12 +116,9 @@ async def on_title(message: Message, state: FSMContext, t: Translator) -> None:
 
 
 async def on_kind(
-    callback: CallbackQuery,
-    callback_data: CDOffer,
-    state: FSMContext,
-    config: CareConfig,
-    t: Translator,
+    callback: CallbackQuery, callback_data: CDOffer, state: FSMContext, staff: StaffContext
 ) -> None:
+    t, config = staff.t, staff.config
     if callback_data.value not in {kind.value for kind in KINDS}:
         await callback.answer()
         return
@@ -175,7 +135,8 @@ async def on_kind(
     await callback.message.answer(t(f"offer_admin.ask_value_{kind}"))
 
 
-async def on_value(message: Message, state: FSMContext, config: CareConfig, t: Translator) -> None:
+async def on_value(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t, config = staff.t, staff.config
     kind = OfferKind((await state.get_data())["kind"])
     text = (message.text or "").strip().rstrip("%％")
     value: int | None = None
@@ -208,9 +169,8 @@ async def _ask_min_spend(
     )
 
 
-async def on_min_spend(
-    message: Message, state: FSMContext, config: CareConfig, t: Translator
-) -> None:
+async def on_min_spend(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t, config = staff.t, staff.config
     text = (message.text or "").strip()
     try:
         minimum = 0 if text == "0" else parse_amount(text, config.currency)
@@ -241,9 +201,8 @@ async def _ask_days(message: Message, state: FSMContext, t: Translator) -> None:
     )
 
 
-async def on_days_text(
-    message: Message, state: FSMContext, config: CareConfig, t: Translator
-) -> None:
+async def on_days_text(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t, config = staff.t, staff.config
     text = (message.text or "").strip()
     if not (text.isdigit() and 1 <= int(text) <= MAX_VALID_DAYS):
         await message.answer(t("offer_admin.bad_days", limit=MAX_VALID_DAYS))
@@ -252,12 +211,9 @@ async def on_days_text(
 
 
 async def on_days_button(
-    callback: CallbackQuery,
-    callback_data: CDOffer,
-    state: FSMContext,
-    config: CareConfig,
-    t: Translator,
+    callback: CallbackQuery, callback_data: CDOffer, state: FSMContext, staff: StaffContext
 ) -> None:
+    t, config = staff.t, staff.config
     await callback.answer()
     if not callback_data.value.isdigit() or int(callback_data.value) not in QUICK_DAYS:
         return
@@ -297,24 +253,17 @@ async def _confirm_offer(
     await message.answer(_describe_draft(data, config, t), reply_markup=_markup(builder, 2))
 
 
-async def on_create(
-    callback: CallbackQuery,
-    state: FSMContext,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def on_create(callback: CallbackQuery, state: FSMContext, staff: StaffContext) -> None:
+    t = staff.t
     data = await state.get_data()
     assert isinstance(callback.message, Message)
     await fresh_flow(state)
     await state.set_state(OfferFlow.pick_offer)
     try:
         offer = await create_offer(
-            session,
-            clock,
-            config,
+            staff.session,
+            staff.clock,
+            staff.config,
             title=data["title"],
             kind=OfferKind(data["kind"]),
             value=int(data["value"]),
@@ -325,14 +274,10 @@ async def on_create(
     except (KeyError, ValueError):
         await callback.answer(t.plain("offer_admin.invalid"), show_alert=True)
         return
-    await audit(
-        session,
-        clock,
-        actor_telegram_id=callback.from_user.id,
-        actor_role=staff_role,
-        action="offer.create",
-        target=f"offer:{offer.id}",
-        details={
+    await staff.audit(
+        "offer.create",
+        f"offer:{offer.id}",
+        {
             "title": offer.title,
             "kind": offer.kind,
             "value": offer.value,
@@ -353,140 +298,64 @@ async def on_create(
 # ------------------------------------------------------------------ issuing coupons
 
 
-async def on_issue(
-    callback: CallbackQuery, state: FSMContext, session: AsyncSession, clock: Clock, t: Translator
-) -> None:
+async def on_issue(callback: CallbackQuery, state: FSMContext, staff: StaffContext) -> None:
+    t = staff.t
     await fresh_flow(state)
     await callback.answer()
     assert isinstance(callback.message, Message)
-    lines = await offer_overview(session, clock, limit=LIST_LIMIT)
+    lines = await offer_overview(staff.session, staff.clock, limit=LIST_LIMIT)
     if not lines:
         await callback.message.answer(t("offer_admin.none"))
         return
     await state.set_state(OfferFlow.pick_offer)
     builder = InlineKeyboardBuilder()
-    for line in lines:
-        label = t.plain(
-            "broadcast.offer_button", title=line.offer.title, offer=describe_offer(line.offer, t)
-        )
-        _button(builder, label, "offer", str(line.offer.id))
+    campaign_flow.add_offer_buttons(builder, CDOffer, t, lines)
     builder.attach(_cancel_row(t))
     await callback.message.answer(t("offer_admin.pick_offer"), reply_markup=_markup(builder))
 
 
 async def on_offer_picked(
-    callback: CallbackQuery,
-    callback_data: CDOffer,
-    state: FSMContext,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
+    callback: CallbackQuery, callback_data: CDOffer, state: FSMContext, staff: StaffContext
 ) -> None:
     offer_id = int(callback_data.value) if callback_data.value.isdigit() else 0
-    offer = await get_offer(session, clock, offer_id)
+    offer = await get_offer(staff.session, staff.clock, offer_id)
     if offer is None:
-        await callback.answer(t.plain("broadcast.offer_gone"), show_alert=True)
+        await callback.answer(staff.t.plain("broadcast.offer_gone"), show_alert=True)
         return
     await state.update_data(offer_id=offer.id)
-    await state.set_state(OfferFlow.audience)
-    choices = await audience_choices(session, config.categories, marketing=False)
     await callback.answer()
     assert isinstance(callback.message, Message)
     await callback.message.edit_reply_markup(reply_markup=None)
-    await callback.message.answer(
-        t("offer_admin.pick_audience", title=offer.title),
-        reply_markup=kind_keyboard(t, choices, cd=CDOffer),
-    )
+    await picker.open(callback.message, state, staff)
 
 
-async def on_audience_kind(
-    callback: CallbackQuery,
-    callback_data: CDOffer,
-    state: FSMContext,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-) -> None:
-    kind = callback_data.value
-    if kind == "all":
-        await _audience_chosen(callback, state, session, clock, t, Audience("all"))
-        return
-    if kind not in ("tier", "stage", "segment", "interest"):
-        await callback.answer()
-        return
-    await state.update_data(kind=kind)
-    choices = await audience_choices(session, config.categories, marketing=False)
-    await callback.answer()
-    assert isinstance(callback.message, Message)
-    await callback.message.edit_text(
-        t(f"broadcast.pick_{kind}"), reply_markup=value_keyboard(t, kind, choices, cd=CDOffer)
-    )
-
-
-async def on_audience_back(
-    callback: CallbackQuery,
-    state: FSMContext,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-) -> None:
-    offer = await get_offer(session, clock, (await state.get_data()).get("offer_id", 0))
-    choices = await audience_choices(session, config.categories, marketing=False)
-    await callback.answer()
-    assert isinstance(callback.message, Message)
-    await callback.message.edit_text(
-        t("offer_admin.pick_audience", title=offer.title if offer else "–"),
-        reply_markup=kind_keyboard(t, choices, cd=CDOffer),
-    )
-
-
-async def on_audience_pick(
-    callback: CallbackQuery,
-    callback_data: CDOffer,
-    state: FSMContext,
-    session: AsyncSession,
-    clock: Clock,
-    t: Translator,
-) -> None:
-    data = await state.get_data()
-    try:
-        audience = Audience.from_spec({"kind": data.get("kind"), "value": callback_data.value})
-    except AudienceError:
-        await callback.answer(t.plain("broadcast.stale"), show_alert=True)
-        return
-    await _audience_chosen(callback, state, session, clock, t, audience)
+async def _audience_menu(
+    state: FSMContext, staff: StaffContext, choices: AudienceChoices
+) -> AudienceMenu:
+    offer_id = (await state.get_data()).get("offer_id", 0)
+    offer = await get_offer(staff.session, staff.clock, offer_id)
+    return AudienceMenu(staff.t("offer_admin.pick_audience", title=offer.title if offer else "–"))
 
 
 async def _audience_chosen(
-    callback: CallbackQuery,
-    state: FSMContext,
-    session: AsyncSession,
-    clock: Clock,
-    t: Translator,
-    audience: Audience,
+    message: Message, state: FSMContext, staff: StaffContext, audience: Audience, members: int
 ) -> None:
-    await callback.answer()
-    assert isinstance(callback.message, Message)
-    members = await count_audience(session, audience, marketing=False)
-    if members == 0:
-        await callback.message.answer(t("broadcast.empty_audience"))
-        return
-    offer = await get_offer(session, clock, (await state.get_data()).get("offer_id", 0))
+    t = staff.t
+    offer = await get_offer(
+        staff.session, staff.clock, (await state.get_data()).get("offer_id", 0)
+    )
     if offer is None:
         await fresh_flow(state)
-        await callback.message.answer(t("broadcast.offer_gone"))
+        await message.answer(t("broadcast.offer_gone"))
         return
-    reachable = await count_audience(session, audience)
+    reachable = await count_audience(staff.session, audience)
     await state.update_data(audience=audience.to_spec())
     await state.set_state(OfferFlow.issue)
     builder = InlineKeyboardBuilder()
     _button(builder, t.plain("offer_admin.button_issue_notify"), "go", "notify")
     _button(builder, t.plain("offer_admin.button_issue_quiet"), "go", "quiet")
     _button(builder, t.plain("broadcast.cancel"), "cancel")
-    await callback.message.edit_text(
+    await message.edit_text(
         t(
             "offer_admin.issue_summary",
             title=offer.title,
@@ -499,78 +368,55 @@ async def _audience_chosen(
     )
 
 
+# Coupons go to every active member of the audience; only the notice needs marketing consent.
+picker = AudiencePicker(
+    CDOffer, OfferFlow.audience, marketing=False, menu=_audience_menu, chosen=_audience_chosen
+)
+
+
 async def on_go(
     callback: CallbackQuery,
     callback_data: CDOffer,
     state: FSMContext,
-    session: AsyncSession,
+    staff: StaffContext,
     session_factory: async_sessionmaker[AsyncSession],
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    bot: Bot,
-    staff_role: StaffRole,
     campaign_watchers: CampaignWatchers,
 ) -> None:
     data = await state.get_data()
     assert isinstance(callback.message, Message)
-    offer = await get_offer(session, clock, data.get("offer_id", 0))
-    try:
-        audience = Audience.from_spec(data.get("audience") or {})
-    except AudienceError:
-        audience = None
+    offer = await get_offer(staff.session, staff.clock, data.get("offer_id", 0))
+    audience = await stored_audience(state)
     if offer is None or audience is None:
         await fresh_flow(state)
-        await callback.answer(t.plain("broadcast.stale"), show_alert=True)
+        await callback.answer(staff.t.plain("broadcast.stale"), show_alert=True)
         return
     await callback.answer()
     await callback.message.edit_reply_markup(reply_markup=None)
     notify = callback_data.value == "notify"
     await fresh_flow(state)
-    progress = await callback.message.answer(t("campaign.progress_starting"))
-    try:
-        campaign = await create_campaign(
-            session,
-            clock,
-            audience=audience,
-            template="",
-            name=offer.title,
-            kind=COUPONS,
-            notify=notify,
-            offer_id=offer.id,
-            created_by=callback.from_user.id,
-            locale=t.locale,
-            progress_chat_id=progress.chat.id,
-            progress_message_id=progress.message_id,
-        )
-    except CampaignError:
-        await progress.edit_text(t("broadcast.empty_audience"))
-        return
-    await audit(
-        session,
-        clock,
-        actor_telegram_id=callback.from_user.id,
-        actor_role=staff_role,
-        action="offer.issue",
-        target=f"offer:{offer.id}",
-        details={
-            "campaign_id": campaign.id,
-            "audience": campaign.audience,
-            "members": campaign.recipients,
-            "notify": notify,
-        },
+    draft = campaign_flow.CampaignDraft(
+        audience=audience, name=offer.title, kind=COUPONS, notify=notify, offer_id=offer.id
     )
-    # The issuing runs outside this update, in its own sessions: it must see the campaign.
-    await session.commit()
-    campaign_watchers.start(
-        bot,
-        session_factory,
-        config,
-        clock,
-        campaign_id=campaign.id,
-        chat_id=progress.chat.id,
-        message_id=progress.message_id,
-        locale=t.locale,
+
+    def note(campaign: Campaign) -> campaign_flow.AuditNote:
+        return campaign_flow.AuditNote(
+            "offer.issue",
+            f"offer:{offer.id}",
+            {
+                "campaign_id": campaign.id,
+                "audience": campaign.audience,
+                "members": campaign.recipients,
+                "notify": notify,
+            },
+        )
+
+    await campaign_flow.launch_now(
+        callback.message,
+        staff,
+        draft,
+        note,
+        session_factory=session_factory,
+        watchers=campaign_watchers,
     )
 
 
@@ -579,12 +425,10 @@ async def on_bad_input(message: Message, t: Translator) -> None:
 
 
 def build_router() -> Router:
-    router = Router(name=__name__)
-    router.message.filter(F.chat.type == ChatType.PRIVATE, MinRole(StaffRole.ADMIN))
-    router.callback_query.filter(MinRole(StaffRole.ADMIN))
-
+    router = campaign_flow.flow_router(
+        __name__, CDOffer, OfferFlow, "offer_admin.cancelled", cancel_button_anywhere=True
+    )
     router.message.register(cmd_offer, Command("offer"))
-    router.message.register(cmd_cancel, Command("cancel"), StateFilter(OfferFlow))
     not_command = ~F.text.startswith("/")
     router.message.register(on_title, OfferFlow.title, not_command)
     router.message.register(on_value, OfferFlow.value, not_command)
@@ -596,10 +440,7 @@ def build_router() -> Router:
         not_command,
     )
 
-    def on(action: str) -> Any:
-        return CDOffer.filter(F.action == action)
-
-    router.callback_query.register(on_cancel, on("cancel"))
+    on = CDOffer.on
     router.callback_query.register(on_new, on("new"))
     router.callback_query.register(on_issue, on("issue"))
     router.callback_query.register(on_kind, on("kind"), OfferFlow.kind)
@@ -607,8 +448,6 @@ def build_router() -> Router:
     router.callback_query.register(on_days_button, on("days"), OfferFlow.days)
     router.callback_query.register(on_create, on("create"), OfferFlow.confirm)
     router.callback_query.register(on_offer_picked, on("offer"), OfferFlow.pick_offer)
-    router.callback_query.register(on_audience_kind, on("kind"), OfferFlow.audience)
-    router.callback_query.register(on_audience_back, on("back"), OfferFlow.audience)
-    router.callback_query.register(on_audience_pick, on("pick"), OfferFlow.audience)
+    picker.register(router)
     router.callback_query.register(on_go, on("go"), OfferFlow.issue)
     return router

@@ -5,39 +5,31 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.console.member_admin import change_birthday
-from care.core.clock import Clock
 from care.core.i18n import Translator
 from care.loyalty.till import TillInputError
 from care.members.registration import InputProblem
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt
 from storage.enums import StaffRole
 
 
-async def cmd_birthday(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def cmd_birthday(message: Message, command: CommandObject, staff: StaffContext) -> None:
+    t = staff.t
     words = (command.args or "").split()
     if len(words) != 2:
         await message.answer(t("profile_admin.usage"))
         return
-    assert message.from_user is not None
     try:
         member, previous = await change_birthday(
-            session,
-            clock,
+            staff.session,
+            staff.clock,
             member_query=words[0],
             birthday_text=words[1],
-            staff_telegram_id=message.from_user.id,
-            staff_role=staff_role,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
         )
     except TillInputError as problem:
         await message.answer(t("profile_admin.unknown_member", query=excerpt(problem.value, 40)))

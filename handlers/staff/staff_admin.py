@@ -22,7 +22,6 @@ from aiogram.types import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.audit import recent_audit
-from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, Translator, translator
 from care.members.membership import find_member
@@ -36,6 +35,7 @@ from care.staff.roles import (
     remove_staff,
 )
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from handlers.staff.formatting import local_date, short_time
 from handlers.staff.keyboards import CDStaffRole, role_choice
 from storage.enums import StaffRole
@@ -77,41 +77,31 @@ async def _display_name(
     return member.name if member is not None and member.name else t.plain("roles.no_name")
 
 
-async def cmd_staff(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def cmd_staff(message: Message, command: CommandObject, staff: StaffContext) -> None:
+    t, role = staff.t, staff.role
     args = (command.args or "").split()
     action = args[0].lower() if args else ""
     if action not in {"list", "add", "remove"}:
-        text = t("roles.help", role=role_name(t, staff_role))
-        if allows(staff_role, StaffRole.ADMIN):
+        text = t("roles.help", role=role_name(t, role))
+        if allows(role, StaffRole.ADMIN):
             text += "\n" + t("roles.help_admin")
-        if allows(staff_role, StaffRole.OWNER):
+        if allows(role, StaffRole.OWNER):
             text += "\n" + t("roles.help_owner")
         await message.answer(text)
         return
-    if not allows(staff_role, StaffRole.ADMIN):
+    if not allows(role, StaffRole.ADMIN):
         await message.answer(t("roles.admin_only"))
         return
-    assert message.from_user is not None
-    actor = message.from_user.id
     if action == "list":
-        await message.answer(await render_staff_list(session, config, t))
+        await message.answer(await render_staff_list(staff.session, staff.config, t))
     elif action == "add":
-        await _add_by_id(message, args[1:], session, config, clock, t, staff_role, actor)
+        await _add_by_id(message, args[1:], staff)
     else:
-        await _remove_by_id(message, args[1:], session, config, clock, t, actor)
+        await _remove_by_id(message, args[1:], staff)
 
 
-async def cmd_audit(
-    message: Message, session: AsyncSession, config: CareConfig, t: Translator
-) -> None:
+async def cmd_audit(message: Message, staff: StaffContext) -> None:
+    session, config, t = staff.session, staff.config, staff.t
     entries = await recent_audit(session, limit=AUDIT_LINES)
     if not entries:
         await message.answer(t("roles.audit_empty"))
@@ -153,16 +143,8 @@ async def render_staff_list(session: AsyncSession, config: CareConfig, t: Transl
     return "\n".join(lines)
 
 
-async def _add_by_id(
-    message: Message,
-    args: list[str],
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-    actor: int,
-) -> None:
+async def _add_by_id(message: Message, args: list[str], staff: StaffContext) -> None:
+    t = staff.t
     if not args or len(args) > 2:
         await message.answer(t("roles.usage_add"))
         return
@@ -171,29 +153,18 @@ async def _add_by_id(
         await message.answer(t("roles.bad_user_id", value=args[0][:32]))
         return
     if len(args) == 1:
-        await _offer_roles(message, session, t, staff_role, user_id, None)
+        await _offer_roles(message, staff, user_id, None)
         return
     try:
         role = StaffRole(args[1].lower())
     except ValueError:
         await message.answer(t("roles.bad_role", value=args[1][:32]))
         return
-    await message.answer(
-        await _apply_role(
-            session, config, clock, t, actor=actor, user_id=user_id, role=role, bot=message.bot
-        )
-    )
+    await message.answer(await _apply_role(staff, user_id=user_id, role=role, bot=message.bot))
 
 
-async def _remove_by_id(
-    message: Message,
-    args: list[str],
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    actor: int,
-) -> None:
+async def _remove_by_id(message: Message, args: list[str], staff: StaffContext) -> None:
+    t = staff.t
     if len(args) != 1:
         await message.answer(t("roles.usage_remove"))
         return
@@ -203,7 +174,11 @@ async def _remove_by_id(
         return
     try:
         previous = await remove_staff(
-            session, config, clock, actor_telegram_id=actor, telegram_id=user_id
+            staff.session,
+            staff.config,
+            staff.clock,
+            actor_telegram_id=staff.user_id,
+            telegram_id=user_id,
         )
     except StaffError as exc:
         await message.answer(t(f"roles.err_{exc.reason}", user_id=user_id))
@@ -214,18 +189,14 @@ async def _remove_by_id(
 
 
 async def _offer_roles(
-    message: Message,
-    session: AsyncSession,
-    t: Translator,
-    staff_role: StaffRole,
-    user_id: int,
-    name: str | None,
+    message: Message, staff: StaffContext, user_id: int, name: str | None
 ) -> None:
-    grantable = [role for role in GRANTABLE if can_grant(staff_role, role)]
+    t = staff.t
+    grantable = [role for role in GRANTABLE if can_grant(staff.role, role)]
     await message.answer(
         t(
             "roles.choose_role",
-            name=await _display_name(session, t, user_id, name),
+            name=await _display_name(staff.session, t, user_id, name),
             user_id=user_id,
         ),
         reply_markup=role_choice(t, user_id, grantable),
@@ -233,23 +204,20 @@ async def _offer_roles(
 
 
 async def _apply_role(
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
+    staff: StaffContext,
     *,
-    actor: int,
     user_id: int,
     role: StaffRole,
     name: str | None = None,
     bot: Bot | None = None,
 ) -> str:
+    t = staff.t
     try:
         change = await add_staff(
-            session,
-            config,
-            clock,
-            actor_telegram_id=actor,
+            staff.session,
+            staff.config,
+            staff.clock,
+            actor_telegram_id=staff.user_id,
             telegram_id=user_id,
             role=role,
             name=name,
@@ -258,7 +226,7 @@ async def _apply_role(
         return t(f"roles.err_{exc.reason}", user_id=user_id)
     if change.changed and bot is not None:
         await set_staff_menu(bot, user_id, change.role)
-    return describe_change(t, change, await _display_name(session, t, user_id, name))
+    return describe_change(t, change, await _display_name(staff.session, t, user_id, name))
 
 
 def describe_change(t: Translator, change: StaffChange, name: str) -> str:
@@ -292,13 +260,8 @@ async def set_staff_menu(bot: Bot, user_id: int, role: StaffRole | None) -> None
         log.info("could not set the command menu of %s: %s", user_id, exc)
 
 
-async def on_forwarded(
-    message: Message,
-    session: AsyncSession,
-    t: Translator,
-    staff_role: StaffRole,
-    state: FSMContext,
-) -> None:
+async def on_forwarded(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t = staff.t
     origin = message.forward_origin
     if isinstance(origin, MessageOriginHiddenUser):
         await message.answer(t("roles.hidden_forward"))
@@ -313,18 +276,13 @@ async def on_forwarded(
     names = dict(data.get(NAMES_KEY) or {})
     names[str(person.id)] = person.full_name[:128]
     await state.update_data({NAMES_KEY: dict(list(names.items())[-10:])})
-    await _offer_roles(message, session, t, staff_role, person.id, person.full_name)
+    await _offer_roles(message, staff, person.id, person.full_name)
 
 
 async def on_role_chosen(
-    callback: CallbackQuery,
-    callback_data: CDStaffRole,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    state: FSMContext,
+    callback: CallbackQuery, callback_data: CDStaffRole, state: FSMContext, staff: StaffContext
 ) -> None:
+    t = staff.t
     if callback_data.role == "-":
         text = t("roles.cancelled")
     else:
@@ -335,11 +293,7 @@ async def on_role_chosen(
             return
         names = (await state.get_data()).get(NAMES_KEY) or {}
         text = await _apply_role(
-            session,
-            config,
-            clock,
-            t,
-            actor=callback.from_user.id,
+            staff,
             user_id=callback_data.user_id,
             role=role,
             name=names.get(str(callback_data.user_id)),

@@ -9,18 +9,15 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.automation.report import RuleResult
-from care.campaigns.campaigns import CampaignReport
+from care.campaigns.report import CampaignReport
 from care.console.charts import stats_chart_png
 from care.console.stats import ShopStats, WeekStats, shop_stats
-from care.core.audit import audit
-from care.core.clock import Clock
-from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from storage.enums import LifecycleStage, StaffRole, ValueTier
 
 
@@ -137,23 +134,10 @@ def _rule_line(t: Translator, result: RuleResult) -> str:
     )
 
 
-async def cmd_stats(
-    message: Message,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
-    assert message.from_user is not None
-    stats = await shop_stats(session, config, clock)
-    await audit(
-        session,
-        clock,
-        actor_telegram_id=message.from_user.id,
-        actor_role=staff_role,
-        action="stats.view",
-    )
+async def cmd_stats(message: Message, staff: StaffContext) -> None:
+    t, config = staff.t, staff.config
+    stats = await shop_stats(staff.session, config, staff.clock)
+    await staff.audit("stats.view")
     await message.answer(render_stats(t, stats, config.default_timezone))
     # Drawing takes a few hundred milliseconds of CPU: keep the event loop free meanwhile.
     png = await asyncio.to_thread(stats_chart_png, stats, t.locale)

@@ -6,9 +6,7 @@ from aiogram import F, Router
 from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from care.core.clock import Clock
 from care.core.codes import display_code
 from care.core.config import CareConfig
 from care.core.i18n import Translator
@@ -32,6 +30,7 @@ from care.loyalty.till import (
     till_member,
 )
 from handlers.staff.access import MinRole
+from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_time
 from storage.enums import StaffRole
 from storage.models import Member
@@ -58,15 +57,8 @@ def _refusal(t: Translator, config: CareConfig, problem: TillInputError) -> str:
     return t("till.bad_amount", value=value)
 
 
-async def cmd_purchase(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def cmd_purchase(message: Message, command: CommandObject, staff: StaffContext) -> None:
+    t, config = staff.t, staff.config
     words = (command.args or "").split()
     if len(words) < 2:
         await message.answer(t("till.usage_purchase"))
@@ -74,7 +66,6 @@ async def cmd_purchase(
     if len(words) > MAX_WORDS:
         await message.answer(t("till.too_many_words", usage=t.plain("till.usage_purchase")))
         return
-    assert message.from_user is not None
     try:
         amount = parse_till_amount(words[1], config)
         category = match_category(words[2] if len(words) > 2 else None, config)
@@ -83,21 +74,21 @@ async def cmd_purchase(
         receipt = check_receipt(words[3] if len(words) > 3 else None) or (
             f"tg-{message.chat.id}-{message.message_id}"
         )
-        member = await till_member(session, words[0])
+        member = await till_member(staff.session, words[0])
     except TillInputError as problem:
         await message.answer(_refusal(t, config, problem))
         return
     try:
         result = await record_till_purchase(
-            session,
+            staff.session,
             config,
-            clock,
+            staff.clock,
             member=member,
             amount_minor=amount,
             category=category,
             receipt_id=receipt,
-            staff_telegram_id=message.from_user.id,
-            staff_role=staff_role,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
         )
     except PurchaseError as exc:
         if exc.reason == "member_deleted":
@@ -110,22 +101,19 @@ async def cmd_purchase(
     if result.duplicate:
         await message.answer(t("till.duplicate", receipt=receipt))
         return
-    await message.answer(
-        await _purchase_answer(session, config, t, member, amount, category, receipt, result)
-    )
+    await message.answer(await _purchase_answer(staff, member, amount, category, receipt, result))
 
 
 async def _purchase_answer(
-    session: AsyncSession,
-    config: CareConfig,
-    t: Translator,
+    staff: StaffContext,
     member: Member,
     amount: int,
     category: str | None,
     receipt: str,
     result: PurchaseResult,
 ) -> str:
-    tiers = {tier.code: tier for tier in await list_tiers(session)}
+    t, config = staff.t, staff.config
+    tiers = {tier.code: tier for tier in await list_tiers(staff.session)}
 
     def name_of(code: str) -> str:
         tier = tiers.get(code)
@@ -157,22 +145,18 @@ async def _purchase_answer(
     return "\n".join(lines)
 
 
-async def cmd_redeem(
-    message: Message,
-    command: CommandObject,
-    session: AsyncSession,
-    config: CareConfig,
-    clock: Clock,
-    t: Translator,
-    staff_role: StaffRole,
-) -> None:
+async def cmd_redeem(message: Message, command: CommandObject, staff: StaffContext) -> None:
+    t = staff.t
     typed = " ".join((command.args or "").split())
     if not typed:
         await message.answer(t("till.usage_redeem"))
         return
-    assert message.from_user is not None
     result = await redeem_at_till(
-        session, clock, code=typed, staff_telegram_id=message.from_user.id, staff_role=staff_role
+        staff.session,
+        staff.clock,
+        code=typed,
+        staff_telegram_id=staff.user_id,
+        staff_role=staff.role,
     )
     coupon = result.coupon
     if result.status == "not_found" or coupon is None:
@@ -180,7 +164,7 @@ async def cmd_redeem(
         return
     code = display_code(coupon.code)
     if result.status == "redeemed":
-        owner = await coupon_holder(session, coupon)
+        owner = await coupon_holder(staff.session, coupon)
         await message.answer(
             t(
                 "till.redeemed",
@@ -197,7 +181,7 @@ async def cmd_redeem(
             t(
                 "till.already_used",
                 code=code,
-                when=local_time(when, config) if when else t.plain("till.unknown_when"),
+                when=local_time(when, staff.config) if when else t.plain("till.unknown_when"),
             )
         )
         return
@@ -206,7 +190,7 @@ async def cmd_redeem(
         t(
             "till.expired",
             code=code,
-            when=local_time(when, config) if when else t.plain("till.unknown_when"),
+            when=local_time(when, staff.config) if when else t.plain("till.unknown_when"),
         )
     )
 
