@@ -69,7 +69,10 @@ from care.core.i18n import LOCALES, translator
 from care.core.money import format_money
 from care.core.quiet_hours import member_zone
 from care.core.templates import member_context, render_rule
-from care.loyalty import ledger as loyalty
+from care.loyalty.coupons import issue_coupon
+from care.loyalty.offers import coupon_expiry, describe_offer, offer_usable, rule_offer
+from care.loyalty.points import add_points
+from care.loyalty.tiers import tier_name
 from care.messaging.guardrails import in_holdout, marketing_blocks
 from care.messaging.outbox import OutboxItem, enqueue_many
 from storage.enums import (
@@ -589,10 +592,9 @@ class _Actor:
     async def offer_available(self) -> bool:
         if self.rule.offer is None:
             return True
-        offer = await loyalty.rule_offer(self.session, self.clock, self.config, self.rule.offer)
+        offer = await rule_offer(self.session, self.clock, self.config, self.rule.offer)
         self.rp.offer = offer
-        now = self.clock.now()
-        return offer.is_active and (offer.valid_until is None or offer.valid_until > now)
+        return offer_usable(offer, self.clock.now())
 
     def _coupon_facts(self, coupon: Coupon, offer: Offer, locale: str, tz: str) -> dict[str, Any]:
         expires = None
@@ -600,7 +602,7 @@ class _Actor:
             expires = coupon.expires_at.astimezone(member_zone(tz)).date().isoformat()
         return {
             "code": display_code(coupon.code),
-            "offer": loyalty.describe_offer(offer, translator(locale)),
+            "offer": describe_offer(offer, translator(locale)),
             "expires": expires,
         }
 
@@ -641,11 +643,11 @@ class _Actor:
     async def _issue_coupons(self, offer: Offer, member_ids: list[int]) -> dict[int, Coupon]:
         """One coupon of ``offer`` per member, inserted with one statement.
 
-        The same coupons ``loyalty.issue_coupon`` makes; if a random code ever collides, the
+        The same coupons ``issue_coupon`` makes; if a random code ever collides, the
         batch falls back to it, coupon by coupon, which retries the code.
         """
         now = self.clock.now()
-        expires_at = loyalty.coupon_expiry(offer, now)
+        expires_at = coupon_expiry(offer, now)
         source = f"rule:{self.rule.name}"[:32]
         rows = [
             {
@@ -663,7 +665,7 @@ class _Actor:
                 await self.session.execute(insert(Coupon), rows)
         except IntegrityError:
             issued = [
-                await loyalty.issue_coupon(
+                await issue_coupon(
                     self.session, self.clock, member_id=member_id, offer=offer, source=source
                 )
                 for member_id in member_ids
@@ -704,7 +706,7 @@ class _Actor:
         reply_markup: dict[str, Any] | None = None
         offer = self.rp.offer
         if offer is not None and offer.kind == OfferKind.POINTS:
-            facts["points"] = await loyalty.add_points(
+            facts["points"] = await add_points(
                 self.session, self.clock, member_id=member.id, delta=offer.value,
                 reason=PointsReason.REFERRAL, note=f"friend {facts.get('friend_code', '')}"[:200],
             )  # fmt: skip
@@ -744,12 +746,12 @@ class _Actor:
     def _tier_facts(self, member: Member, locale: str, facts: dict[str, Any]) -> None:
         current = next((t for t in self.rp.tiers if t.code == member.tier_code), None)
         if current is not None:
-            facts["tier"] = loyalty.tier_name(current, locale)
+            facts["tier"] = tier_name(current, locale)
             facts["multiplier_pct"] = current.points_multiplier_pct
             facts["multiplier"] = _multiplier(current.points_multiplier_pct)
         following: Tier | None = facts.pop("next_tier", None)
         if following is not None:
-            facts["next_tier"] = loyalty.tier_name(following, locale)
+            facts["next_tier"] = tier_name(following, locale)
             facts["next_multiplier_pct"] = following.points_multiplier_pct
             facts["next_multiplier"] = _multiplier(following.points_multiplier_pct)
             facts["remaining"] = format_money(facts.pop("remaining_minor"), self.config.currency)

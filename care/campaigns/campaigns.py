@@ -40,7 +40,8 @@ from care.core.templates import (
     tier_name,
     visible_length,
 )
-from care.loyalty.ledger import IssuedCoupon, coupon_expiry, describe_offer, issue_coupons
+from care.loyalty.coupons import IssuedCoupon, issue_coupons
+from care.loyalty.offers import coupon_expiry, describe_offer, offer_usable, usable_offers
 from care.messaging.guardrails import marketing_blocks
 from care.messaging.outbox import (
     OutboxItem,
@@ -408,9 +409,7 @@ async def _launch_batch(
 
 
 def _usable(offer: Offer | None, clock: Clock) -> bool:
-    if offer is None or not offer.is_active:
-        return False
-    return offer.valid_until is None or offer.valid_until > clock.now()
+    return offer_usable(offer, clock.now())
 
 
 async def _broadcast_batch(
@@ -714,10 +713,7 @@ async def offer_overview(session: AsyncSession, clock: Clock, limit: int = 20) -
     query = (
         select(Offer, issued, redeemed)
         .outerjoin(Coupon, Coupon.offer_id == Offer.id)
-        .where(
-            Offer.is_active.is_(True),
-            (Offer.valid_until.is_(None)) | (Offer.valid_until > now),
-        )
+        .where(usable_offers(now))
         .group_by(Offer.id)
         .order_by(Offer.id.desc())
         .limit(limit)
@@ -729,11 +725,7 @@ async def offer_overview(session: AsyncSession, clock: Clock, limit: int = 20) -
 async def get_offer(session: AsyncSession, clock: Clock, offer_id: int) -> Offer | None:
     """An offer staff may still issue from (active, not past its end), or None."""
     offer = await session.get(Offer, offer_id)
-    if offer is None or not offer.is_active:
-        return None
-    if offer.valid_until is not None and offer.valid_until <= clock.now():
-        return None
-    return offer
+    return offer if offer_usable(offer, clock.now()) else None
 
 
 def value_label(t: Translator, kind: str, value: str) -> str:

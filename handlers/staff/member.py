@@ -15,7 +15,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money
-from care.loyalty.ledger import tier_name
+from care.loyalty.tiers import tier_name
 from care.members.lookup import QUERY_MAX
 from handlers.staff.access import MinRole
 from handlers.staff.formatting import excerpt, local_date, local_time, short_time
