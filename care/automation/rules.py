@@ -71,6 +71,9 @@ class Rule:
     survey: SurveyKind | None = None
     # Do not repeat within this time for the same member (a survey-fatigue guard, a nudge pace).
     repeat_after: timedelta | None = None
+    # The rule this one follows up: its message knows whether the member has bought since
+    # (``purchase_count``) and whether that rule's coupon still waits unused (``coupon_waiting``).
+    follows_up: str | None = None
     event: bool = False
     handled_by: str | None = None
     summary: str = ""
@@ -108,6 +111,7 @@ RULES: tuple[Rule, ...] = (
         max_late=timedelta(days=3),
         template="welcome_followup",
         holdout=True,
+        follows_up="welcome",
         summary="A follow-up three days after joining: thanks, or an invitation to visit.",
     ),
     Rule(

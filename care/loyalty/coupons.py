@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
 from care.core.codes import display_code, normalize_code, random_code
-from care.loyalty.offers import coupon_expiry, offer_usable
+from care.core.i18n import translator
+from care.core.quiet_hours import member_zone
+from care.loyalty.offers import coupon_expiry, describe_offer, offer_usable
 from care.loyalty.points import add_points
 from storage.enums import OfferKind, PointsReason
 from storage.models import Coupon, Offer
@@ -150,3 +152,18 @@ async def redeem_coupon(
     if coupon.redeemed_at is not None:
         return RedeemResult("already_used", coupon)
     return RedeemResult("expired", coupon)
+
+
+def coupon_facts(
+    code: str, expires_at: datetime | None, offer: Offer, locale: str, tz: str
+) -> dict[str, str | None]:
+    """What a message says about a coupon: the code as printed, what it gives, its last day in
+    the member's time zone."""
+    expires = None
+    if expires_at is not None:
+        expires = expires_at.astimezone(member_zone(tz)).date().isoformat()
+    return {
+        "code": display_code(code),
+        "offer": describe_offer(offer, translator(locale)),
+        "expires": expires,
+    }
