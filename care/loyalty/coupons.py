@@ -43,25 +43,13 @@ async def issue_coupon(
 
     Raises ``ValueError`` when the offer is switched off or over.
     """
-    now = clock.now()
-    if not offer_usable(offer, now):
-        raise ValueError("this offer is no longer available")
-    repo = CouponRepo(session)
-    values = {
-        "offer_id": offer.id,
-        "member_id": member_id,
-        "source": source[:32],
-        "campaign_id": campaign_id,
-        "issued_at": now,
-        "expires_at": coupon_expiry(offer, now),
-    }
-    for _ in range(MAX_CODE_ATTEMPTS):
-        coupon_id = await repo.insert_unless_code_taken({**values, "code": random_code()})
-        if coupon_id is not None:
-            coupon = await repo.get(coupon_id)
-            assert coupon is not None
-            return coupon
-    raise RuntimeError("could not find a free coupon code")  # 31^8 codes: practically never
+    issued = await issue_coupons(
+        session, clock, member_ids=[member_id], offer=offer, source=source,
+        campaign_id=campaign_id,
+    )  # fmt: skip
+    coupon = await CouponRepo(session).by_code(issued[member_id].code)
+    assert coupon is not None
+    return coupon
 
 
 @dataclass(frozen=True, slots=True)
