@@ -16,8 +16,9 @@ guardrails, claiming, holdout, offers and surveys, rendering and queueing.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Row, Select, exists
@@ -61,7 +62,7 @@ class TriggerPass(Protocol[*Ts]):
     ) -> None: ...
 
 
-class BaseTrigger(Generic[*Ts]):
+class BaseTrigger(ABC, Generic[*Ts]):
     """Shared window arithmetic and the steps most triggers leave as they are."""
 
     trigger: ClassVar[Trigger]
@@ -89,11 +90,11 @@ class BaseTrigger(Generic[*Ts]):
     async def prepare(self) -> None:
         return None
 
-    def query(self) -> Select[int, *Ts]:
-        raise NotImplementedError
+    @abstractmethod
+    def query(self) -> Select[int, *Ts]: ...
 
-    def candidate(self, member: Member, row: Row[int, *Ts]) -> Candidate | None:
-        raise NotImplementedError
+    @abstractmethod
+    def candidate(self, member: Member, row: Row[int, *Ts]) -> Candidate | None: ...
 
     async def keep(self, batch: list[Candidate]) -> list[Candidate]:
         return batch
@@ -108,11 +109,9 @@ class BaseTrigger(Generic[*Ts]):
         return None
 
     # ------------------------------------------------------------------ query pieces
-    def due_range(
-        self, column: QueryableAttribute[datetime | None], delay: timedelta | None = None
-    ) -> list[ColumnElement[bool]]:
-        """``column + delay`` falls in the window."""
-        delay = self.rule.delay if delay is None else delay
+    def due_range(self, column: QueryableAttribute[datetime | None]) -> list[ColumnElement[bool]]:
+        """``column + rule.delay`` falls in the window."""
+        delay = self.rule.delay
         return [column > self.start - delay, column <= self.now - delay]
 
     def repeat_guard(self) -> list[ColumnElement[bool]]:
