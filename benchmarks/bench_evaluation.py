@@ -35,8 +35,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks import datagen
-from care.automation.engine import add_years, coverage_name, evaluate
+from care.automation.engine import coverage_name, evaluate
 from care.automation.rules import scheduled_rules
+from care.automation.triggers.anniversary import add_years
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.segments.lifecycle import refresh_segments

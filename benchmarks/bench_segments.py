@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from benchmarks import datagen
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
-from care.loyalty.ledger import tier_for_spend
+from care.loyalty.tiers import tier_for_spend
 from care.segments.lifecycle import (
     SPEND_WINDOW,
     StageFacts,

@@ -36,13 +36,14 @@ from typing import Any
 from aiogram import Bot
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.automation.engine import RuleOutcome, evaluate
 from care.campaigns.launch import launch_due_campaigns
+from care.core import jobs
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.jobs import ensure_job_row
 from care.messaging.delivery import DeliveryWorker
 from care.segments.lifecycle import refresh_segments
 from storage.models import JobState
@@ -61,16 +62,6 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"[:64]
 
 
-async def _ensure_row(session: AsyncSession, name: str) -> None:
-    if await session.get(JobState, name) is not None:
-        return
-    try:
-        async with session.begin_nested():
-            session.add(JobState(name=name))
-    except IntegrityError:  # another replica created it a moment ago
-        pass
-
-
 async def acquire_lease(
     session_factory: async_sessionmaker[AsyncSession],
     holder: str,
@@ -85,7 +76,7 @@ async def acquire_lease(
     second one's condition no longer holds.
     """
     async with session_factory() as session:
-        await _ensure_row(session, name)
+        await ensure_job_row(session, name)
         result = await session.execute(
             update(JobState)
             .where(
@@ -127,16 +118,9 @@ async def job_state(
 async def mark_covered(
     session_factory: async_sessionmaker[AsyncSession], name: str, until: datetime
 ) -> None:
-    """Record that job ``name`` has done its work up to ``until``."""
+    """Record that job ``name`` has done its work up to ``until`` (``care.core.jobs``)."""
     async with session_factory() as session:
-        await _ensure_row(session, name)
-        await session.execute(
-            update(JobState)
-            .where(JobState.name == name)
-            .values(covered_until=until, last_run_at=until)
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
+        await jobs.mark_covered(session, name, until)
 
 
 class CareScheduler:

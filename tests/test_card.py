@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from care.loyalty.cards import member_card_png
-from care.loyalty.ledger import record_purchase
+from care.loyalty.purchases import record_purchase
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, walk_to, without_throttling
 

@@ -18,7 +18,9 @@ from care.automation import engine
 from care.automation.engine import RuleOutcome
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
-from care.loyalty import ledger as loyalty
+from care.loyalty.coupons import issue_coupon
+from care.loyalty.offers import rule_offer
+from care.loyalty.purchases import record_purchase
 from storage.db import create_engine, create_session_factory
 from storage.enums import LifecycleStage, SurveyKind, TicketKind, TicketStatus
 from storage.models import (
@@ -270,7 +272,7 @@ async def test_a_switched_off_offer_stops_its_rule_without_losing_the_occasion(
 ) -> None:
     await new_member(db, clock.now())
     async with db() as session:
-        offer = await loyalty.rule_offer(session, clock, CONFIG, "welcome")
+        offer = await rule_offer(session, clock, CONFIG, "welcome")
         offer.is_active = False
         await session.commit()
     (outcome,) = await engine.evaluate(db, CONFIG, clock, only="welcome")
@@ -381,13 +383,11 @@ async def test_coupon_expiry_reminder_three_days_before_once(
     async with db() as session:
         member = await add_member(session, clock.now() - timedelta(days=10))
         spent = await add_member(session, clock.now() - timedelta(days=10))
-        offer = await loyalty.rule_offer(session, clock, CONFIG, "winback")  # 21 days
-        coupon = await loyalty.issue_coupon(
+        offer = await rule_offer(session, clock, CONFIG, "winback")  # 21 days
+        coupon = await issue_coupon(
             session, clock, member_id=member.id, offer=offer, source="test"
         )
-        used = await loyalty.issue_coupon(
-            session, clock, member_id=spent.id, offer=offer, source="test"
-        )
+        used = await issue_coupon(session, clock, member_id=spent.id, offer=offer, source="test")
         used.redeemed_at = clock.now()
         await session.commit()
     clock.advance(days=17, hours=23)
@@ -440,7 +440,7 @@ async def test_tier_upgrade_is_congratulated_and_a_downgrade_is_not(
         )  # fmt: skip
         await session.commit()
     async with db() as session:
-        result = await loyalty.record_purchase(
+        result = await record_purchase(
             session, CONFIG, clock, member_id=climber.id, amount_minor=120_000
         )
         await session.commit()
@@ -481,9 +481,7 @@ async def test_referrer_is_rewarded_once_when_the_friend_first_buys(
         friend = await add_member(session, clock.now(), referrer_id=referrer.id)
         await session.commit()
     async with db() as session:
-        await loyalty.record_purchase(
-            session, CONFIG, clock, member_id=friend.id, amount_minor=5_000
-        )
+        await record_purchase(session, CONFIG, clock, member_id=friend.id, amount_minor=5_000)
         await session.commit()
     outcome = (await run(db, clock, "referral_reward"))["referral_reward"]
     assert outcome.sent == 1
@@ -601,7 +599,7 @@ async def test_a_friends_first_purchase_entered_late_still_rewards_the_referrer(
     await run(db, clock)  # a pass has covered up to now
     clock.advance(minutes=5)
     async with db() as session:
-        await loyalty.record_purchase(
+        await record_purchase(
             session, CONFIG, clock, member_id=friend.id, amount_minor=5_000,
             purchased_at=clock.now() - timedelta(days=2),
         )  # fmt: skip

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.console.exports import iter_rows, write_export
 from care.conversations.tickets import open_ticket
 from care.core.audit import recent_audit
-from care.loyalty.ledger import record_purchase
+from care.loyalty.purchases import record_purchase
 from storage.enums import MemberStatus, StaffRole, TicketKind
 from storage.models import SurveyInvitation, SurveyResponse
 from tests.conftest import RunningBot

@@ -15,21 +15,11 @@ from care.core.clock import FrozenClock
 from care.core.codes import CODE_ALPHABET, display_code
 from care.core.config import CareConfig
 from care.core.i18n import translator
-from care.loyalty.ledger import (
-    PurchaseError,
-    active_coupons,
-    add_points,
-    create_offer,
-    describe_offer,
-    issue_coupon,
-    issue_coupons,
-    list_tiers,
-    points_history,
-    record_purchase,
-    redeem_coupon,
-    rule_offer,
-    tier_progress,
-)
+from care.loyalty.coupons import active_coupons, issue_coupon, issue_coupons, redeem_coupon
+from care.loyalty.offers import create_offer, describe_offer, rule_offer
+from care.loyalty.points import add_points, points_history
+from care.loyalty.purchases import PurchaseError, record_purchase
+from care.loyalty.tiers import list_tiers, tier_progress
 from storage.db import create_engine, create_session_factory
 from storage.enums import HoldoutArm, LifecycleStage, MemberStatus, OfferKind, PointsReason
 from storage.models import (
@@ -742,7 +732,7 @@ async def test_coupons_issued_in_bulk_are_one_per_member_and_redraw_a_taken_code
         )
         # The first code drawn in bulk is the one already taken: that member must redraw.
         draws = iter([taken.code, "BBBB2222", "CCCC3333", "DDDD4444", "EEEE5555", "FFFF6666"])
-        monkeypatch.setattr("care.loyalty.ledger.random_code", lambda: next(draws))
+        monkeypatch.setattr("care.loyalty.coupons.random_code", lambda: next(draws))
         issued = await issue_coupons(
             session,
             clock,

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from care.conversations.tickets import open_ticket
 from care.core.audit import recent_audit
-from care.loyalty.ledger import record_purchase
+from care.loyalty.purchases import record_purchase
 from care.members.registration import set_consent
 from care.messaging.outbox import enqueue
 from storage.enums import ConsentKind, MessageKind, StaffRole, TicketKind

@@ -5,15 +5,9 @@ from __future__ import annotations
 from care.core.codes import display_code
 from care.core.i18n import translator
 from care.core.qr import qr_png
-from care.loyalty.ledger import (
-    add_points,
-    create_offer,
-    describe_offer,
-    issue_coupon,
-    reason_label,
-    redeem_coupon,
-    rule_offer,
-)
+from care.loyalty.coupons import issue_coupon, redeem_coupon
+from care.loyalty.offers import create_offer, describe_offer, rule_offer
+from care.loyalty.points import add_points, reason_label
 from storage.enums import OfferKind, PointsReason
 from tests.conftest import RunningBot
 from tests.staff_helpers import OWNER_ID, make_member

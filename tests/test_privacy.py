@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.conversations.surveys import create_invitation
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
-from care.loyalty.ledger import issue_coupon, record_purchase, rule_offer
+from care.loyalty.coupons import issue_coupon
+from care.loyalty.offers import rule_offer
+from care.loyalty.purchases import record_purchase
 from care.members.membership import TelegramIdentity, create_member, find_member
 from care.members.privacy import delete_member_data, export_member_data
 from care.members.registration import RegistrationAnswers, complete_registration, set_consent

@@ -17,7 +17,8 @@ import care.segments.lifecycle as segments
 from benchmarks import datagen
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
-from care.loyalty.ledger import record_purchase, tier_for_spend
+from care.loyalty.purchases import record_purchase
+from care.loyalty.tiers import tier_for_spend
 from care.segments.lifecycle import (
     MIN_USUAL_GAP_DAYS,
     StageFacts,

@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from care.core.audit import recent_audit
-from care.loyalty.ledger import issue_coupon, rule_offer
+from care.loyalty.coupons import issue_coupon
+from care.loyalty.offers import rule_offer
 from storage.enums import StaffRole
 from storage.models import Coupon, Member, Purchase
 from tests.conftest import RunningBot

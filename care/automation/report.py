@@ -1,8 +1,8 @@
 """Does each care rule work? Sent vs held out, conversions in each arm, and the uplift.
 
 A touch converts when the member buys within ``config.conversion_days`` of it
-(``care.loyalty.ledger.record_purchase`` marks ``CareTouch.converted_at``). The held-out arm is a
-deterministic random ``config.holdout_pct`` of the members each rule found due, so the
+(``care.loyalty.purchases.record_purchase`` marks ``CareTouch.converted_at``). The held-out arm is
+a deterministic random ``config.holdout_pct`` of the members each rule found due, so the
 difference between the arms' conversion rates is what the message itself achieved.
 """
 

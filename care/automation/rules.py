@@ -3,9 +3,8 @@
 A rule says *what* happens: which trigger makes a member due, for whom, how long after the
 trigger, with which template and offer, whether it is marketing (needs consent, counts against
 the frequency cap, may carry an offer) or service (about the member's own purchase or
-complaint; never an offer), and whether a holdout group measures it. ``care.automation.engine``
-knows *how*
-to find the due members of each trigger with one set-based query.
+complaint; never an offer), and whether a holdout group measures it. Each trigger's module in
+``care.automation.triggers`` knows *how* to find its due members with one set-based query.
 
 Switch a rule off with the ``CARE_RULES_DISABLED`` setting (comma-separated rule names).
 """
@@ -21,7 +20,7 @@ from storage.enums import MessageKind, SurveyKind
 
 
 class Trigger(StrEnum):
-    """What makes a member due; each is one query in ``care.automation.engine``."""
+    """What makes a member due; each is a module of ``care.automation.triggers``."""
 
     JOINED = "joined"  # registered_at + delay
     PURCHASE = "purchase"  # purchases.purchased_at + delay
@@ -71,6 +70,9 @@ class Rule:
     survey: SurveyKind | None = None
     # Do not repeat within this time for the same member (a survey-fatigue guard, a nudge pace).
     repeat_after: timedelta | None = None
+    # The rule this one follows up: its message knows whether the member has bought since
+    # (``purchase_count``) and whether that rule's coupon still waits unused (``coupon_waiting``).
+    follows_up: str | None = None
     event: bool = False
     handled_by: str | None = None
     summary: str = ""
@@ -108,6 +110,7 @@ RULES: tuple[Rule, ...] = (
         max_late=timedelta(days=3),
         template="welcome_followup",
         holdout=True,
+        follows_up="welcome",
         summary="A follow-up three days after joining: thanks, or an invitation to visit.",
     ),
     Rule(

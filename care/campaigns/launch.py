@@ -26,7 +26,8 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import translator
 from care.core.templates import TemplateProblem
-from care.loyalty.ledger import coupon_expiry, issue_coupons
+from care.loyalty.coupons import issue_coupons
+from care.loyalty.offers import coupon_expiry, offer_usable
 from care.messaging.guardrails import marketing_blocks
 from care.messaging.outbox import OutboxItem, enqueue_many
 from care.segments.audience import Audience, member_batch
@@ -156,9 +157,7 @@ async def _launch_batch(
 
 
 def _usable(offer: Offer | None, clock: Clock) -> bool:
-    if offer is None or not offer.is_active:
-        return False
-    return offer.valid_until is None or offer.valid_until > clock.now()
+    return offer_usable(offer, clock.now())
 
 
 async def _broadcast_batch(

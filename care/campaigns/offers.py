@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
+from care.loyalty.offers import offer_usable, usable_offers
 from storage.models import Coupon, Offer
 
 
@@ -26,10 +27,7 @@ async def offer_overview(session: AsyncSession, clock: Clock, limit: int = 20) -
     query = (
         select(Offer, issued, redeemed)
         .outerjoin(Coupon, Coupon.offer_id == Offer.id)
-        .where(
-            Offer.is_active.is_(True),
-            (Offer.valid_until.is_(None)) | (Offer.valid_until > now),
-        )
+        .where(usable_offers(now))
         .group_by(Offer.id)
         .order_by(Offer.id.desc())
         .limit(limit)
@@ -41,8 +39,4 @@ async def offer_overview(session: AsyncSession, clock: Clock, limit: int = 20) -
 async def get_offer(session: AsyncSession, clock: Clock, offer_id: int) -> Offer | None:
     """An offer staff may still issue from (active, not past its end), or None."""
     offer = await session.get(Offer, offer_id)
-    if offer is None or not offer.is_active:
-        return None
-    if offer.valid_until is not None and offer.valid_until <= clock.now():
-        return None
-    return offer
+    return offer if offer_usable(offer, clock.now()) else None

@@ -25,7 +25,8 @@ from care.core.templates import (
     tier_name,
     visible_length,
 )
-from care.loyalty.ledger import IssuedCoupon, coupon_expiry, describe_offer
+from care.loyalty.coupons import IssuedCoupon
+from care.loyalty.offers import coupon_expiry, describe_offer
 from care.segments.audience import Audience, count_audience, sample_member
 from storage.models import Coupon, Member, Offer
 

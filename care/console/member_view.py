@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.audit import audit
 from care.core.clock import Clock
-from care.loyalty.ledger import list_tiers
+from care.loyalty.tiers import list_tiers
 from care.members.lookup import find_members
 from storage.enums import MemberStatus, OutboxStatus
 from storage.models import Member, OutboxMessage, Purchase, SurveyResponse, Ticket, Tier

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, cast
+from typing import Literal, NamedTuple, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +34,7 @@ from storage.repos.tickets import TicketRepo
 
 SURVEY_PREFIX = "sv:"
 MAX_COMMENT_CHARS = 1000
+INVITATION_TTL = timedelta(days=7)
 
 SCORE_RANGE: dict[str, range] = {
     SurveyKind.CSAT: range(1, 6),
@@ -98,6 +100,14 @@ def parse_press(data: str | None) -> SurveyPress | None:
     return SurveyPress(int(invitation_id), nonce, cast(Step, step), int(value))
 
 
+class Invitee(NamedTuple):
+    """Who is invited to a survey, and about which purchase or ticket."""
+
+    member_id: int
+    purchase_id: int | None = None
+    ticket_id: int | None = None
+
+
 async def create_invitation(
     session: AsyncSession,
     clock: Clock,
@@ -106,22 +116,41 @@ async def create_invitation(
     kind: SurveyKind,
     purchase_id: int | None = None,
     ticket_id: int | None = None,
-    ttl: timedelta = timedelta(days=7),
+    ttl: timedelta = INVITATION_TTL,
 ) -> SurveyInvitation:
     """A fresh invitation with its own nonce; send it with ``invitation_text`` and
     ``invitation_markup``."""
+    invitee = Invitee(member_id, purchase_id, ticket_id)
+    (invitation,) = await create_invitations(
+        session, clock, kind=kind, invitees=[invitee], ttl=ttl
+    )
+    return invitation
+
+
+async def create_invitations(
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    kind: SurveyKind,
+    invitees: Sequence[Invitee],
+    ttl: timedelta = INVITATION_TTL,
+) -> list[SurveyInvitation]:
+    """One fresh invitation per invitee, each with its own nonce, written in one flush (the
+    ORM batches the INSERT); in the order of ``invitees``."""
     now = clock.now()
-    return await SurveyRepo(session).add_invitation(
+    invitations = [
         SurveyInvitation(
-            member_id=member_id,
+            member_id=invitee.member_id,
             kind=kind,
             nonce=secrets.token_urlsafe(9),
-            purchase_id=purchase_id,
-            ticket_id=ticket_id,
+            purchase_id=invitee.purchase_id,
+            ticket_id=invitee.ticket_id,
             created_at=now,
             expires_at=now + ttl,
         )
-    )
+        for invitee in invitees
+    ]
+    return await SurveyRepo(session).add_invitations(invitations)
 
 
 def invitation_text(invitation: SurveyInvitation, locale: str) -> str:

@@ -1,7 +1,7 @@
 """Importing purchases from the till's (POS) CSV export.
 
 Each line is checked exactly as the chat's /purchase checks what a cashier types, then booked
-through ``care.loyalty.ledger.record_purchase``: idempotent by receipt id, so importing the same
+through ``care.loyalty.purchases.record_purchase``: idempotent by receipt id, so importing the same
 file
 twice counts nothing new. Lines are committed in batches (memory stays flat, and an
 interrupted import resumes cleanly when run again); bad lines are reported with their line
@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.loyalty.ledger import PurchaseError, PurchaseResult, record_purchase
+from care.loyalty.purchases import PurchaseError, PurchaseResult, record_purchase
 from care.loyalty.till import TillInputError, match_category, parse_till_amount, till_member
 
 REQUIRED_COLUMNS = ("receipt_id", "member", "amount", "purchased_at")

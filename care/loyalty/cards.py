@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.qr import qr_png
-from care.loyalty.ledger import tier_name, tier_progress
+from care.loyalty.tiers import tier_name, tier_progress
 from storage.models import Member
 
 

@@ -14,13 +14,8 @@ from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.money import parse_amount
-from care.loyalty.ledger import (
-    MAX_AMOUNT_MINOR,
-    PurchaseResult,
-    RedeemResult,
-    record_purchase,
-    redeem_coupon,
-)
+from care.loyalty.coupons import RedeemResult, redeem_coupon
+from care.loyalty.purchases import MAX_AMOUNT_MINOR, PurchaseResult, record_purchase
 from care.members.lookup import find_by_code_or_phone
 from storage.models import Coupon, Member
 from storage.repos.members import MemberRepo
@@ -103,7 +98,7 @@ async def record_till_purchase(
 ) -> PurchaseResult:
     """Book a purchase a cashier rang up; a new one is audited, a repeated receipt is not.
 
-    Raises ``care.loyalty.ledger.PurchaseError`` as ``record_purchase`` does.
+    Raises ``care.loyalty.purchases.PurchaseError`` as ``record_purchase`` does.
     """
     result = await record_purchase(
         session,

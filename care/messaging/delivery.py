@@ -62,6 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.retry import RetryPolicy
 from care.messaging.outbox import campaign_counts
 from care.messaging.ratelimit import DEFAULT_MAX_PAUSE, RateLimiter
 from storage.enums import MessageKind, OutboxStatus
@@ -72,6 +73,11 @@ log = logging.getLogger(__name__)
 INTERRUPTED = "interrupted: the worker stopped mid-send; not resent to avoid a duplicate"
 UNAUTHORIZED_BACKOFF = timedelta(minutes=1)
 MAX_BACKOFF = timedelta(minutes=10)
+# The results describe messages already sent: any database failure (not only contention) is
+# worth a few more tries before their record is given up.
+RECORD_RETRY = RetryPolicy(
+    attempts=3, base_delay=0.5, transient=lambda exc: isinstance(exc, SQLAlchemyError)
+)
 ERROR_LIMIT = 255
 RECOVERY_EVERY = 30.0  # seconds between looks for a dead worker's rows
 # Network failures that happen before the request could reach Telegram: safe to retry.
@@ -498,18 +504,14 @@ class DeliveryWorker:
     async def _record(self) -> int:
         results, self._results = self._results, []
         unreachable = [r.unreachable_member for r in results if r.unreachable_member is not None]
-        for attempt in range(3):
-            try:
-                async with self.session_factory() as session, session.begin():
-                    repo = OutboxRepo(session)
-                    await repo.record([result.params() for result in results])
-                    await repo.mark_members_unreachable(unreachable, self.clock.now())
-                break
-            except SQLAlchemyError:
-                if attempt == 2:
-                    raise
-                log.warning("recording delivery results failed; retrying", exc_info=True)
-                await asyncio.sleep(0.5 * (attempt + 1))
+
+        async def record() -> None:
+            async with self.session_factory() as session, session.begin():
+                repo = OutboxRepo(session)
+                await repo.record([result.params() for result in results])
+                await repo.mark_members_unreachable(unreachable, self.clock.now())
+
+        await RECORD_RETRY.run(record)
         self._count(results)
         return len(results)
 

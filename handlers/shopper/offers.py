@@ -15,7 +15,8 @@ from care.core.clock import Clock
 from care.core.codes import display_code
 from care.core.i18n import Translator, labels
 from care.core.qr import qr_png
-from care.loyalty.ledger import active_coupons, describe_offer
+from care.loyalty.coupons import active_coupons
+from care.loyalty.offers import describe_offer
 from handlers.shopper.menu import Registered
 from storage.models import Coupon, Member
 

@@ -8,7 +8,7 @@ from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.i18n import Translator, labels
-from care.loyalty.ledger import points_history, reason_label
+from care.loyalty.points import points_history, reason_label
 from handlers.shopper.menu import Registered
 from handlers.shopper.offers import local_time
 from storage.models import Member, PointsEntry

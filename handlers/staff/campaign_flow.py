@@ -30,7 +30,7 @@ from care.campaigns.offers import OfferLine
 from care.campaigns.schedule import BROADCAST, CampaignError, create_campaign
 from care.campaigns.supervision import CampaignWatchers, ProgressView
 from care.core.i18n import Translator
-from care.loyalty.ledger import describe_offer
+from care.loyalty.offers import describe_offer
 from care.segments.audience import Audience
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext

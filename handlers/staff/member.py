@@ -13,7 +13,7 @@ from care.console.member_view import MemberView, open_member_view, search_member
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money
-from care.loyalty.ledger import tier_name
+from care.loyalty.tiers import tier_name
 from care.members.lookup import QUERY_MAX
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext

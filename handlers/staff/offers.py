@@ -24,7 +24,7 @@ from care.campaigns.supervision import CampaignWatchers
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money, parse_amount
-from care.loyalty.ledger import create_offer, describe_offer
+from care.loyalty.offers import create_offer, describe_offer
 from care.segments.audience import Audience, AudienceChoices, count_audience
 from handlers.staff import campaign_flow
 from handlers.staff.audience_picker import AudienceMenu, AudiencePicker, stored_audience

@@ -11,14 +11,9 @@ from care.core.codes import display_code
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money
-from care.loyalty.ledger import (
-    MAX_AMOUNT_MINOR,
-    PurchaseError,
-    PurchaseResult,
-    describe_offer,
-    list_tiers,
-    tier_name,
-)
+from care.loyalty.offers import describe_offer
+from care.loyalty.purchases import MAX_AMOUNT_MINOR, PurchaseError, PurchaseResult
+from care.loyalty.tiers import list_tiers, tier_name
 from care.loyalty.till import (
     TillInputError,
     check_receipt,

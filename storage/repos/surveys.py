@@ -14,10 +14,10 @@ class SurveyRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add_invitation(self, invitation: SurveyInvitation) -> SurveyInvitation:
-        self.session.add(invitation)
+    async def add_invitations(self, invitations: list[SurveyInvitation]) -> list[SurveyInvitation]:
+        self.session.add_all(invitations)
         await self.session.flush()
-        return invitation
+        return invitations
 
     async def invitation(self, invitation_id: int) -> SurveyInvitation | None:
         return await self.session.get(SurveyInvitation, invitation_id)
