@@ -30,11 +30,13 @@ Command = Callable[[Settings, argparse.Namespace], int]
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
-    from bot.app import StartupError, run
-
     if settings.bot_token is None:
         print(NO_TOKEN_HINT, file=sys.stderr)
         return EXIT_CONFIG
+    # aiogram and the whole bot are imported only once there is a token to run them with.
+    from bot.app import run
+    from bot.startup import StartupError
+
     try:
         asyncio.run(run(settings))
     except StartupError as exc:
@@ -44,7 +46,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import StartupError, check_database
+    from bot.startup import StartupError, check_database
     from storage import migrate
     from storage.db import create_engine
 
@@ -66,7 +68,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import StartupError, check_database
+    from bot.startup import StartupError, check_database
     from care.core.clock import Clock
     from care.imports.purchases import (
         ImportFileError,
@@ -101,7 +103,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_care(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import StartupError, check_database
+    from bot.startup import StartupError, check_database
     from care.automation.engine import plan
     from care.automation.report import render_plan, render_report, rule_report
     from care.automation.rules import get_rule

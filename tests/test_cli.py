@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
@@ -109,3 +110,69 @@ async def _run_async(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, s
     )
     _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     return process.returncode or 0, stderr.decode()
+
+
+# Runs the CLI in a fresh interpreter and reports, after the command, whether aiogram was loaded.
+_WATCH_IMPORTS = """
+import sys
+from bot.cli import main
+code = main(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m == "aiogram" or m.startswith("aiogram."))
+print("aiogram modules loaded:", len(loaded), loaded[:3], file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _carebot_watching_imports(
+    *args: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DATABASE_"))}
+    clean.update(env)
+    clean["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", _WATCH_IMPORTS, *args],
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_commands_that_do_not_talk_to_telegram_do_not_import_aiogram(tmp_path: Path) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'shop.db'}"}
+    sample = ROOT / "tests" / "data" / "pos_sample.csv"
+    commands: list[tuple[tuple[str, ...], dict[str, str], int]] = [
+        (("migrate",), env, 0),
+        # the sample holds a few lines the till got wrong on purpose: exit 1, "some rejected"
+        (("import", "purchases", str(sample), "--dry-run"), env, 1),
+        (("care", "dry-run", "--at", "2026-03-02T10:00"), env, 0),
+        (("care", "report", "--days", "30"), env, 0),
+        (("run",), env, 2),  # no token: the hint, nothing else
+        (("migrate",), {**env, "DEFAULT_TIMEZONE": "Nowhere/Land"}, 2),  # the settings error
+    ]
+    for args, command_env, code in commands:
+        result = _carebot_watching_imports(*args, cwd=tmp_path, env=command_env)
+        assert result.returncode == code, (args, result.stderr)
+        assert "aiogram modules loaded: 0 []" in result.stderr, (args, result.stderr)
+
+
+def test_the_watch_sees_aiogram_when_a_command_does_load_it(tmp_path: Path) -> None:
+    # The check above must be able to fail: a token makes `run` import the bot (and aiogram)
+    # before it finds no database to start with.
+    env = {"BOT_TOKEN": "123:abc", "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none"}
+    result = _carebot_watching_imports("run", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "aiogram modules loaded: 0" not in result.stderr
+    assert "aiogram modules loaded:" in result.stderr
+
+
+def test_run_without_a_token_answers_well_under_a_second(tmp_path: Path) -> None:
+    # The promise is under a second; the bound is generous so a loaded machine does not flake.
+    started = time.perf_counter()
+    result = carebot("run", cwd=tmp_path)
+    elapsed = time.perf_counter() - started
+    print(f"`carebot run` without a token answered in {elapsed:.2f} s")
+    assert result.returncode == 2
+    assert "@BotFather" in result.stderr
+    assert elapsed < 3.0
