@@ -7,10 +7,16 @@ import os
 import subprocess
 import sys
 import time
+from datetime import time as dt_time
 from pathlib import Path
 
 from sqlalchemy import create_engine, inspect
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.messaging.outbox import OutboxItem, enqueue_many
+from storage.enums import MessageKind
 from tests.simulator import BotAPISimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,6 +100,12 @@ def test_migrate_builds_the_schema(tmp_path: Path) -> None:
 
 
 async def _run_async(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str]:
+    return await _run_module_async(cwd, env, "bot", *args)
+
+
+async def _run_module_async(
+    cwd: Path, env: dict[str, str], module: str, *args: str
+) -> tuple[int, str]:
     # The simulator runs in this event loop, so the child must not block it.
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "DATABASE_"))}
     clean.update(env)
@@ -101,7 +113,7 @@ async def _run_async(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bot",
+        module,
         *args,
         cwd=cwd,
         env=clean,
@@ -176,3 +188,53 @@ def test_run_without_a_token_answers_well_under_a_second(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "@BotFather" in result.stderr
     assert elapsed < 3.0
+
+
+async def _queue_one_message(database: Path, chat_id: int, text: str) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{database}")
+    try:
+        async with AsyncSession(engine) as session:
+            quiet_never = CareConfig(quiet_start=dt_time(0, 0), quiet_end=dt_time(0, 0))
+            item = OutboxItem(f"cli:{chat_id}", chat_id, text, MessageKind.SERVICE)
+            assert await enqueue_many(session, Clock(), quiet_never, [item]) == 1
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def test_deliver_sends_the_outbox_with_the_settings_from_dot_env(tmp_path: Path) -> None:
+    database = tmp_path / "shop.db"
+    async with BotAPISimulator() as sim:
+        (tmp_path / ".env").write_text(
+            f"BOT_TOKEN=123:abc\nDATABASE_URL=sqlite+aiosqlite:///{database}\n"
+            f"TELEGRAM_API_URL={sim.base_url}\nSEND_RATE=50\n"
+        )
+        code, stderr = await _run_async(tmp_path, {}, "migrate")
+        assert code == 0, stderr
+        shopper = sim.user(5001, started=True)
+        await _queue_one_message(database, shopper.id, "Your parcel is ready")
+
+        code, stderr = await _run_async(tmp_path, {}, "deliver")
+
+        assert code == 0, stderr
+        assert [m.text for m in sim.chat_messages(shopper.id)] == ["Your parcel is ready"]
+
+
+async def test_the_delivery_module_runs_with_its_default_rate(tmp_path: Path) -> None:
+    # `--rate` left out: its default once was a slots dataclass's field descriptor (a TypeError).
+    database = tmp_path / "shop.db"
+    async with BotAPISimulator() as sim:
+        env = {"DATABASE_URL": f"sqlite+aiosqlite:///{database}"}
+        code, stderr = await _run_async(tmp_path, env, "migrate")
+        assert code == 0, stderr
+        shopper = sim.user(5002, started=True)
+        await _queue_one_message(database, shopper.id, "Thank you for your visit")
+
+        code, stderr = await _run_module_async(
+            ROOT,
+            {**env, "BOT_TOKEN": "123:abc", "TELEGRAM_API_URL": sim.base_url},
+            "care.messaging.delivery",
+        )
+
+        assert code == 0, stderr
+        assert [m.text for m in sim.chat_messages(shopper.id)] == ["Thank you for your visit"]

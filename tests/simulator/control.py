@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from .base import SimulatorBase
+from .limits import LimitsMixin
 from .state import (
     Stats,
 )
@@ -23,8 +24,10 @@ def add_control_routes(app: web.Application, sim: ControlAPI) -> None:
     app.router.add_post("/_sim/updates", sim._ctl_updates)
 
 
-class ControlAPI(SimulatorBase):
+class ControlAPI(LimitsMixin):
     """``/_sim/``: stats, reset, chats, block, limits, fail, latency, updates."""
+
+    reset: Callable[[], None]  # BotAPISimulator's: forget everything but limits and config
 
     async def _ctl_json(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any, Self
+from typing import Self
 
 from aiohttp import web
 
@@ -84,7 +84,7 @@ class BotAPISimulator(
         self._groups = {}
         self.blocked.clear()
         self._updates = deque()
-        self._update_types: deque[str] = deque()
+        self._update_types = deque()
         self._next_update_id = 700000001
         self._update_event = asyncio.Event()
         self._allowed_updates = _DEFAULT_ALLOWED
@@ -96,7 +96,7 @@ class BotAPISimulator(
         self._faults = []
         self.commands = {}
         self.menu_buttons = {}
-        self.webhook: dict[str, Any] = {"url": ""}
+        self.webhook = {"url": ""}
         if self.limiter is not None:
             self.limiter = RateLimiter(self.limiter.global_rate, self.limiter.per_chat_rate)
 
@@ -183,11 +183,13 @@ class BotAPISimulator(
             return params, files
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
             form = await request.post()
-            for key, value in form.items():
-                if isinstance(value, str):
-                    params[key] = _coerce(key, value)
-                else:
-                    files[key] = (value.filename or key, value.file.read())
+            for key, field in form.items():
+                if isinstance(field, str):
+                    params[key] = _coerce(key, field)
+                elif isinstance(field, web.FileField):
+                    files[key] = (field.filename or key, field.file.read())
+                else:  # raw bytes without a file name
+                    files[key] = (key, bytes(field))
         return params, files
 
     async def _handle_file(self, request: web.Request) -> web.Response:
