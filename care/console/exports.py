@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Unpack
+from typing import Any, BinaryIO, Literal
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
@@ -56,11 +56,11 @@ class ExportFile:
 class _Spec:
     columns: tuple[Column, ...]
     # Rows of any shape: each export selects its own dozen columns.
-    query: Callable[[], Select[Unpack[tuple[Any, ...]]]]
+    query: Callable[[], Select[*tuple[Any, ...]]]
     key: Any  # the ordered, unique column the batches page on
 
 
-def _members() -> Select[Unpack[tuple[Any, ...]]]:
+def _members() -> Select[*tuple[Any, ...]]:
     return select(
         Member.id, Member.member_code, Member.status, Member.name, Member.phone,
         Member.username, Member.birthday, Member.locale, Member.timezone, Member.source,
@@ -73,7 +73,7 @@ def _members() -> Select[Unpack[tuple[Any, ...]]]:
     ).where(Member.status != MemberStatus.DELETED)  # fmt: skip
 
 
-def _purchases() -> Select[Unpack[tuple[Any, ...]]]:
+def _purchases() -> Select[*tuple[Any, ...]]:
     return select(
         Purchase.id, Purchase.receipt_id, Member.member_code, Purchase.amount_minor,
         Purchase.currency, Purchase.category, Purchase.purchased_at, Purchase.points_earned,
@@ -81,7 +81,7 @@ def _purchases() -> Select[Unpack[tuple[Any, ...]]]:
     ).outerjoin(Member, Member.id == Purchase.member_id)  # fmt: skip
 
 
-def _feedback() -> Select[Unpack[tuple[Any, ...]]]:
+def _feedback() -> Select[*tuple[Any, ...]]:
     return (
         select(
             TicketMessage.id,
@@ -103,7 +103,7 @@ def _feedback() -> Select[Unpack[tuple[Any, ...]]]:
     )
 
 
-def _surveys() -> Select[Unpack[tuple[Any, ...]]]:
+def _surveys() -> Select[*tuple[Any, ...]]:
     return select(
         SurveyResponse.id, Member.member_code, Member.name, SurveyResponse.kind,
         SurveyResponse.score, SurveyResponse.expectation, SurveyResponse.comment,

@@ -67,9 +67,7 @@ async def find_members(session: AsyncSession, query: str, limit: int = 10) -> li
             return found
 
     pattern = f"%{_escape_like(text.lower())}%"
-    conditions: list[ColumnElement[bool]] = [
-        func.lower(Member.name).like(pattern, escape="\\")
-    ]
+    conditions: list[ColumnElement[bool]] = [func.lower(Member.name).like(pattern, escape="\\")]
     if USERNAME_RE.match(text):
         conditions.append(func.lower(Member.username) == text.lower())
     return list(
