@@ -139,7 +139,9 @@ class _Call:
 
     __slots__ = ("bot", "files", "method", "params", "token")
 
-    def __init__(self, token: str, bot: dict[str, Any], method: str, params: Params, files: Files):
+    def __init__(
+        self, token: str, bot: dict[str, Any], method: str, params: Params, files: Files
+    ) -> None:
         self.token = token
         self.bot = bot
         self.method = method
