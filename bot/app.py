@@ -21,13 +21,12 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.fsm import SqlFsmStorage
 from bot.middlewares import UpdateLogMiddleware
 from bot.settings import Settings
+from bot.startup import StartupError, check_database
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, normalize_locale, translator
@@ -61,10 +60,6 @@ MENU_COMMANDS = (
     "mydata",
     "help",
 )
-
-
-class StartupError(Exception):
-    """The bot cannot start; the message says why in one line."""
 
 
 @dataclass
@@ -179,18 +174,6 @@ async def on_error(event: ErrorEvent, bot: Bot, config: CareConfig) -> None:
 async def on_shutdown(update_log: UpdateLogMiddleware) -> None:
     if not await update_log.wait_idle(SHUTDOWN_GRACE_SECONDS):
         log.warning("%s updates still running at shutdown", update_log.in_flight)
-
-
-async def check_database(engine: AsyncEngine) -> None:
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except (OSError, DBAPIError, OperationalError) as exc:
-        reason = getattr(exc, "orig", None) or exc
-        raise StartupError(
-            f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
-            f"{reason}"
-        ) from None
 
 
 async def check_bot(bot: Bot, api_url: str) -> None:

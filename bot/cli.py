@@ -30,11 +30,13 @@ Command = Callable[[Settings, argparse.Namespace], int]
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
-    from bot.app import StartupError, run
-
     if settings.bot_token is None:
         print(NO_TOKEN_HINT, file=sys.stderr)
         return EXIT_CONFIG
+    # aiogram and the whole bot are imported only once there is a token to run them with.
+    from bot.app import run
+    from bot.startup import StartupError
+
     try:
         asyncio.run(run(settings))
     except StartupError as exc:
@@ -44,7 +46,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import StartupError, check_database
+    from bot.startup import StartupError, check_database
     from storage import migrate
     from storage.db import create_engine
 
@@ -66,7 +68,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import StartupError, check_database
+    from bot.startup import StartupError, check_database
     from care.core.clock import Clock
     from care.imports.purchases import (
         ImportFileError,
@@ -101,7 +103,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_care(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import StartupError, check_database
+    from bot.startup import StartupError, check_database
     from care.automation.engine import plan
     from care.automation.report import render_plan, render_report, rule_report
     from care.automation.rules import get_rule
@@ -138,6 +140,57 @@ def cmd_care(settings: Settings, args: argparse.Namespace) -> int:
 
     try:
         print(asyncio.run(_care()))
+    except StartupError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
+    """An extra sending worker beside the bot: the outbox drained with the bot's own settings."""
+    if settings.bot_token is None:
+        print(NO_TOKEN_HINT, file=sys.stderr)
+        return EXIT_CONFIG
+    import gc
+    import signal
+    from datetime import timedelta
+
+    from bot.app import create_bot, create_services
+    from bot.startup import StartupError, check_database
+    from care.messaging.delivery import DeliveryWorker
+
+    async def _deliver() -> str:
+        services = create_services(settings)
+        try:
+            await check_database(services.engine)
+            bot = create_bot(settings)
+            worker = DeliveryWorker(
+                bot,
+                services.session_factory,
+                services.config,
+                services.clock,
+                batch_size=args.batch_size,
+                lease=timedelta(seconds=args.lease_seconds) if args.lease_seconds else None,
+            )
+            gc.freeze()  # as in the bot process: start-up's objects stay out of full collections
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                if args.forever:
+                    await worker.run(stop)
+                else:
+                    while await worker.drain_once(stop):
+                        pass
+            finally:
+                await bot.session.close()
+            return str(worker.stats)
+        finally:
+            await services.engine.dispose()
+
+    try:
+        print(asyncio.run(_deliver()), flush=True)
     except StartupError as exc:
         print(f"carebot: {exc}", file=sys.stderr)
         return EXIT_STARTUP
@@ -195,6 +248,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     )
     report.add_argument("--days", type=int, default=90, help="period in days (default 90)")
     commands["care"] = cmd_care
+
+    deliver = sub.add_parser(
+        "deliver", help="send what the outbox holds, beside the bot (an extra sending worker)"
+    )
+    deliver.add_argument("--forever", action="store_true", help="keep sending until stopped")
+    deliver.add_argument("--batch-size", type=int, help="rows claimed at once (default: by rate)")
+    deliver.add_argument("--lease-seconds", type=float, help="how long a claim is held")
+    commands["deliver"] = cmd_deliver
 
     return parser, commands
 

@@ -422,7 +422,8 @@ async def test_nps_every_ninety_days_for_active_members_only(
     assert (await run(db, clock, "nps_survey"))["nps_survey"].sent == 1
     (message,) = await messages(db, "nps_survey")
     assert message.member_id == active.id and message.kind == "service"
-    assert sum(len(row) for row in message.reply_markup["inline_keyboard"]) == 11
+    keyboard: list[list[dict[str, str]]] = message.reply_markup["inline_keyboard"]
+    assert sum(len(row) for row in keyboard) == 11
     clock.advance(days=45)
     assert (await run(db, clock, "nps_survey"))["nps_survey"].decided == 0
     clock.advance(days=45)

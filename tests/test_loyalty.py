@@ -112,7 +112,7 @@ async def test_purchase_earns_points_writes_ledger_and_aggregates(
     assert result.points_balance == 88
     assert (result.tier_code, result.previous_tier_code) == ("member", "member")
     async with db() as session:
-        member = await session.get(Member, member.id)
+        member = await session.get_one(Member, member.id)
         assert member is not None
         assert member.purchase_count == 1
         assert member.total_spent_minor == member.spend_12m_minor == 8_850
@@ -145,7 +145,7 @@ async def test_the_same_receipt_is_never_counted_twice(db: Factory, clock: Froze
     assert again.points_earned == first.points_earned == 100
     assert again.points_balance == 100
     async with db() as session:
-        member = await session.get(Member, member.id)
+        member = await session.get_one(Member, member.id)
         assert member is not None
         assert (member.purchase_count, member.total_spent_minor, member.points_balance) == (
             1,

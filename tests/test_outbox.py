@@ -57,8 +57,8 @@ async def add_member(
 # ---------------------------------------------------------------- quiet hours
 
 
-def local(tz: str, *args: int) -> datetime:
-    return datetime(*args, tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+def local(tz: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz))
 
 
 @pytest.mark.parametrize(

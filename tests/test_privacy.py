@@ -298,12 +298,12 @@ async def test_deletion_and_export_run_on_every_backend(
             await session.commit()
 
         async with factory() as session:
-            member = await find_member(session, TELEGRAM_ID)
-            assert member is not None
-            exported = await export_member_data(session, member)
+            found = await find_member(session, TELEGRAM_ID)
+            assert found is not None
+            exported = await export_member_data(session, found)
             assert exported["profile"]["phone"] == PHONE
             assert exported["loyalty"]["purchases"] == 1
-            await delete_member_data(session, clock, member)
+            await delete_member_data(session, clock, found)
             await session.commit()
 
         async with factory() as session:

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
@@ -38,6 +39,9 @@ from aiohttp import web
 
 from tests.simulator import BotAPISimulator, SimMessage
 from tests.simulator.tg_html import HTMLParseError, parse_html
+
+if TYPE_CHECKING:
+    from aiogram.types import MediaUnion
 
 TOKEN = "123456789:TEST-token_abc"
 ROOT = Path(__file__).resolve().parent.parent
@@ -496,7 +500,7 @@ async def test_copy_message_keeps_photo(sim: BotAPISimulator, bot: Bot) -> None:
 
 async def test_media_group_and_webhook_delivery(sim: BotAPISimulator, bot: Bot) -> None:
     user = sim.user(1400, "We", started=True)
-    media = [
+    media: list[MediaUnion] = [
         InputMediaPhoto(media=BufferedInputFile(b"one", "1.png"), caption="first"),
         InputMediaPhoto(media=BufferedInputFile(b"two", "2.png")),
     ]

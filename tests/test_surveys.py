@@ -167,6 +167,7 @@ async def test_detractor_is_flagged_and_staff_alerted_once(
     outcome = await answer(session, clock, CONFIG, member=member, press=press(invitation, "s", 6))
     assert outcome.needs_followup and outcome.next_step == "comment"
     sent = await alerts(session)
+    assert CONFIG.staff_chat_id is not None
     assert sorted(a.chat_id for a in sent) == sorted([OWNER, CONFIG.staff_chat_id])
     assert all("6/10" in a.text and member.member_code in a.text for a in sent)
 

@@ -55,11 +55,12 @@ class ExportFile:
 @dataclass(frozen=True, slots=True)
 class _Spec:
     columns: tuple[Column, ...]
-    query: Callable[[], Select[Any]]
+    # Rows of any shape: each export selects its own dozen columns.
+    query: Callable[[], Select[*tuple[Any, ...]]]
     key: Any  # the ordered, unique column the batches page on
 
 
-def _members() -> Select[Any]:
+def _members() -> Select[*tuple[Any, ...]]:
     return select(
         Member.id, Member.member_code, Member.status, Member.name, Member.phone,
         Member.username, Member.birthday, Member.locale, Member.timezone, Member.source,
@@ -72,7 +73,7 @@ def _members() -> Select[Any]:
     ).where(Member.status != MemberStatus.DELETED)  # fmt: skip
 
 
-def _purchases() -> Select[Any]:
+def _purchases() -> Select[*tuple[Any, ...]]:
     return select(
         Purchase.id, Purchase.receipt_id, Member.member_code, Purchase.amount_minor,
         Purchase.currency, Purchase.category, Purchase.purchased_at, Purchase.points_earned,
@@ -80,7 +81,7 @@ def _purchases() -> Select[Any]:
     ).outerjoin(Member, Member.id == Purchase.member_id)  # fmt: skip
 
 
-def _feedback() -> Select[Any]:
+def _feedback() -> Select[*tuple[Any, ...]]:
     return (
         select(
             TicketMessage.id,
@@ -102,7 +103,7 @@ def _feedback() -> Select[Any]:
     )
 
 
-def _surveys() -> Select[Any]:
+def _surveys() -> Select[*tuple[Any, ...]]:
     return select(
         SurveyResponse.id, Member.member_code, Member.name, SurveyResponse.kind,
         SurveyResponse.score, SurveyResponse.expectation, SurveyResponse.comment,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,8 @@ from storage.enums import (
 )
 from storage.models import Member, SurveyResponse, Ticket
 from storage.repos.campaigns import CampaignRepo
+
+_Key = TypeVar("_Key")
 
 WEEKS = 12
 RECENT_CAMPAIGNS = 3
@@ -273,6 +275,6 @@ async def shop_stats(
     )
 
 
-async def _grouped(session: AsyncSession, query: Select[Any]) -> dict[Any, int]:
+async def _grouped(session: AsyncSession, query: Select[_Key, int]) -> dict[_Key, int]:
     """``{key: count}`` from a ``SELECT key, count(*) … GROUP BY key``."""
     return {key: int(count) for key, count in await session.execute(query)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.codes import normalize_code
@@ -28,7 +28,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _known() -> Select[tuple[Member]]:
+def _known() -> Select[Member]:
     return select(Member).where(Member.status != MemberStatus.DELETED)
 
 
@@ -67,7 +67,7 @@ async def find_members(session: AsyncSession, query: str, limit: int = 10) -> li
             return found
 
     pattern = f"%{_escape_like(text.lower())}%"
-    conditions = [func.lower(Member.name).like(pattern, escape="\\")]
+    conditions: list[ColumnElement[bool]] = [func.lower(Member.name).like(pattern, escape="\\")]
     if USERNAME_RE.match(text):
         conditions.append(func.lower(Member.username) == text.lower())
     return list(

@@ -541,7 +541,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--api-url", default=os.environ.get("TELEGRAM_API_URL", "https://api.telegram.org")
     )
     parser.add_argument("--token", default=os.environ.get("BOT_TOKEN"), help="default: $BOT_TOKEN")
-    parser.add_argument("--rate", type=float, default=CareConfig.send_rate)
+    # An instance's default: on a slots dataclass the class attribute is the field's descriptor.
+    parser.add_argument("--rate", type=float, default=CareConfig().send_rate)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lease-seconds", type=float)
     parser.add_argument("--forever", action="store_true", help="keep draining until stopped")

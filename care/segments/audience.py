@@ -24,13 +24,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import LifecycleStage, MemberStatus, ValueTier
 from storage.models import Member, MemberInterest, Tier
+
+_Key = TypeVar("_Key")
 
 KINDS: tuple[str, ...] = ("all", "tier", "stage", "segment", "interest")
 
@@ -245,6 +247,6 @@ async def audience_choices(
     return AudienceChoices(total, tiers, stages, segments, interests)
 
 
-async def _grouped(session: AsyncSession, query: Select[Any]) -> dict[Any, int]:
+async def _grouped(session: AsyncSession, query: Select[_Key, int]) -> dict[_Key, int]:
     """``{key: count}`` from a ``SELECT key, count(*) … GROUP BY key``."""
     return {key: int(count) for key, count in await session.execute(query)}

@@ -556,12 +556,16 @@ async def _collect_stats(
 ) -> dict[str, Any]:
     """Counts of the decisions, in one pass over the work table."""
     w = _work.c
-    columns = (w.stage_old, decide.stage, w.tier_old, decide.tier, decide.value_tier)
-    labelled = [column.label(f"c{index}") for index, column in enumerate(columns)]
+    # A literal tuple (not a list) so the row type keeps one type per column.
+    keys = (
+        w.stage_old.label("c0"),
+        decide.stage.label("c1"),
+        w.tier_old.label("c2"),
+        decide.tier.label("c3"),
+        decide.value_tier.label("c4"),
+    )
     groups = (
-        await connection.execute(
-            select(*labelled, func.count()).group_by(*(label.name for label in labelled))
-        )
+        await connection.execute(select(*keys, func.count()).group_by(*(k.name for k in keys)))
     ).all()
     rank = {tier.code: tier.rank for tier in tiers}
     stats: dict[str, Any] = {
@@ -656,7 +660,7 @@ async def _write_back(
     changed = 0
     for start in range(int(low), int(high) + 1, UPDATE_BATCH_IDS):
         batch = {"start": start, "end": start + UPDATE_BATCH_IDS - 1}
-        changed += int((await connection.execute(scores, batch)).rowcount)  # type: ignore[attr-defined]
+        changed += int((await connection.execute(scores, batch)).rowcount)
         await connection.execute(segments, batch)
         await connection.commit()
     busy = await connection.scalar(

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
 from storage.repos.upsert import insert_many_unless_exists, insert_unless_exists
 
-_OFFERS: Table = Offer.__table__  # type: ignore[assignment]
-_COUPONS: Table = Coupon.__table__  # type: ignore[assignment]
+_OFFERS: Table = Offer.__table__
+_COUPONS: Table = Coupon.__table__
 
 
 class TierRepo:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.models import CareTouch, Purchase
 from storage.repos.upsert import insert_unless_exists
 
-_PURCHASES: Table = Purchase.__table__  # type: ignore[assignment]
+_PURCHASES: Table = Purchase.__table__
 
 
 class PurchaseRepo:

@@ -37,8 +37,8 @@ async def insert_many_unless_exists(
         return set()
     statement = insert_ignoring_conflicts(session, table, [key])
     if statement is not None:
-        inserted = await session.scalars(statement.values(rows).returning(table.c[key]))
-        return set(inserted.all())
+        keys = await session.scalars(statement.values(rows).returning(table.c[key]))
+        return set(keys.all())
     inserted: set[Any] = set()
     for row in rows:
         if await insert_unless_exists(session, table, row, key) is not None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .state import CallbackAnswer, ChatState, SimMessage, SimTopic
 
 if TYPE_CHECKING:
-    from .server import BotAPISimulator
+    from .base import SimulatorBase
 
 _COMMAND_RE = re.compile(r"(?<![\w/])/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
 
@@ -56,7 +56,7 @@ def _describe(messages: list[SimMessage], limit: int = 8) -> str:
 class _ChatView:
     """Reading helpers shared by private chats (SimUser) and groups (SimGroup)."""
 
-    def __init__(self, sim: BotAPISimulator, chat: ChatState) -> None:
+    def __init__(self, sim: SimulatorBase, chat: ChatState) -> None:
         self._sim = sim
         self._chat = chat
         self._cursor = 0  # index into chat.messages for next_message()
@@ -148,7 +148,7 @@ class SimUser(_ChatView):
 
     def __init__(
         self,
-        sim: BotAPISimulator,
+        sim: SimulatorBase,
         chat: ChatState,
         user_id: int,
         first_name: str,
@@ -402,7 +402,7 @@ class SimUser(_ChatView):
 class SimGroup(_ChatView):
     """A (super)group the bot is a member of, optionally with forum topics."""
 
-    def __init__(self, sim: BotAPISimulator, chat: ChatState) -> None:
+    def __init__(self, sim: SimulatorBase, chat: ChatState) -> None:
         super().__init__(sim, chat)
 
     def __repr__(self) -> str:

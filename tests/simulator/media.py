@@ -1,0 +1,136 @@
+"""Bot API methods that carry files: photos, documents, media groups, getFile."""
+
+from __future__ import annotations
+
+import mimetypes
+from typing import Any
+
+from .base import SimulatorBase
+from .state import (
+    bad_request,
+)
+from .wire import (
+    _as_obj,
+    _Call,
+)
+
+
+class MediaMethods(SimulatorBase):
+    """sendPhoto, sendDocument, sendMediaGroup and getFile."""
+
+    async def _send_photo(self, call: _Call) -> dict[str, Any]:
+        chat_id, chat = self._target_chat(call)
+        _name, content, reused = self._input_file(call, "photo")
+        caption, raw = self._caption(call)
+        markup = self._markup(call) if "reply_markup" in call.params else None
+        thread = self._thread(call, chat)
+        self._check_rate(chat_id)
+        fields: dict[str, Any] = {"photo": self._photo_sizes(content, reused)}
+        if caption is not None:
+            fields["caption"] = caption
+        return self._emit(
+            call,
+            chat_id,
+            chat,
+            fields,
+            markup=markup,
+            thread=thread,
+            caption=caption,
+            html=raw,
+            photo=content,
+        )
+
+    async def _send_document(self, call: _Call) -> dict[str, Any]:
+        chat_id, chat = self._target_chat(call)
+        name, content, reused = self._input_file(call, "document")
+        caption, raw = self._caption(call)
+        markup = self._markup(call) if "reply_markup" in call.params else None
+        thread = self._thread(call, chat)
+        self._check_rate(chat_id)
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if reused is not None:
+            document = {
+                "file_id": reused,
+                "file_unique_id": f"U{reused[-12:]}",
+                "file_name": name,
+                "mime_type": mime,
+                "file_size": len(content),
+            }
+        else:
+            document = self.register_document(content, name, mime)
+        fields: dict[str, Any] = {"document": document}
+        if caption is not None:
+            fields["caption"] = caption
+        return self._emit(
+            call,
+            chat_id,
+            chat,
+            fields,
+            markup=markup,
+            thread=thread,
+            caption=caption,
+            html=raw,
+            document=(name, content),
+        )
+
+    async def _send_media_group(self, call: _Call) -> list[dict[str, Any]]:
+        chat_id, chat = self._target_chat(call)
+        media = _as_obj(call.get("media"))
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise bad_request("media group must contain 2-10 items")
+        thread = self._thread(call, chat)
+        prepared = []
+        for item in media:
+            kind = item.get("type")
+            if kind not in ("photo", "document", "video", "audio"):
+                raise bad_request(f"unsupported media type {kind!r}")
+            sub = _Call(call.token, call.bot, call.method, {"x": item.get("media")}, call.files)
+            name, content, reused = self._input_file(sub, "x")
+            caption = item.get("caption")
+            visible, raw = (None, None)
+            if caption:
+                visible, raw = self._format(
+                    caption, item.get("parse_mode"), item.get("caption_entities"), caption=True
+                )
+            prepared.append((kind, name, content, reused, visible, raw))
+        self._check_rate(chat_id)
+        group_id = str(10**17 + self.stats.sent)
+        results = []
+        for index, (kind, name, content, reused, visible, raw) in enumerate(prepared):
+            fields: dict[str, Any] = {"media_group_id": group_id}
+            if kind == "photo":
+                fields["photo"] = self._photo_sizes(content, reused)
+            else:
+                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                fields["document"] = self.register_document(content, name, mime)
+            if visible is not None:
+                fields["caption"] = visible
+            results.append(
+                self._emit(
+                    call,
+                    chat_id,
+                    chat,
+                    fields,
+                    thread=thread,
+                    caption=visible,
+                    html=raw,
+                    photo=content if kind == "photo" else None,
+                    document=(name, content) if kind != "photo" else None,
+                    count_rate=index == 0,
+                )
+            )
+        return results
+
+    async def _get_file(self, call: _Call) -> dict[str, Any]:
+        file_id = str(call.require("file_id"))
+        entry = self._files.get(file_id)
+        if entry is None:
+            raise bad_request("invalid file_id")
+        name, content = entry
+        ext = name.rsplit(".", 1)[-1] if "." in name else "bin"
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id[-12:]}",
+            "file_size": len(content),
+            "file_path": f"files/{file_id}.{ext}",
+        }
