@@ -76,9 +76,6 @@ CARE_TOP_LEVEL = {"__init__.py", "scheduler.py"}
 
 # Modules other engineers are splitting right now; the list empties when their work lands.
 OVERSIZE_ALLOWED = {
-    "care/automation/engine.py",
-    "care/campaigns/campaigns.py",
-    "care/loyalty/ledger.py",
     "care/segments/lifecycle.py",
     "care/messaging/delivery.py",
 }
