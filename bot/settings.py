@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from care.core.config import DEFAULT_CATEGORIES, CareConfig
+from care.core.money import minor_digits
 
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     shop_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CATEGORIES
     points_per_unit: int = Field(default=1, ge=0, le=1000)
+    large_purchase_confirm: int = Field(default=5000, ge=0, le=1_000_000)
     quiet_hours: str = "21:00-09:00"
     marketing_cap: int = Field(default=2, ge=0, le=100)
     marketing_cap_days: int = Field(default=7, ge=1, le=365)
@@ -176,6 +178,7 @@ class Settings(BaseSettings):
             currency=self.currency,
             categories=self.shop_categories,
             points_per_unit=self.points_per_unit,
+            large_purchase_minor=self.large_purchase_confirm * 10 ** minor_digits(self.currency),
             quiet_start=quiet_start,
             quiet_end=quiet_end,
             marketing_cap=self.marketing_cap,
