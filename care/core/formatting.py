@@ -83,6 +83,21 @@ def zone_label(zone: str, locale: str, now: datetime) -> str:
     return f"{name}（{offset}）" if locale == "zh" else f"{name} ({offset})"
 
 
+LANGUAGE_NAMES: dict[str, str] = {"zh": "中文", "en": "English"}
+
+
+def language_name(locale: str) -> str:
+    """A language by its own name (``中文``, ``English``), never by its code."""
+    return LANGUAGE_NAMES.get(locale, locale)
+
+
+def rule_label(t: Translator, rule: str) -> str:
+    """A care rule by its name in ``t``'s language (``购后问卷``), or "" when it has none: the
+    caller then describes the message another way instead of showing ``purchase_survey``."""
+    key = f"stats.rule.{rule}"
+    return t.plain(key) if t.has(key) else ""
+
+
 def category_label(t: Translator, category: str) -> str:
     """A shop category's name in ``t``'s language; a category the shop added without a
     translation shows as configured (it is the shop's own word, not one of our keys)."""

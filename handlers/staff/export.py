@@ -50,7 +50,7 @@ async def send_export(
             caption=t(
                 "export.caption",
                 table=t.plain(f"export.table.{table}"),
-                rows=export.rows,
+                rows=t.count("export.rows", export.rows),
                 when=local_time(clock.now(), config),
             ),
         )

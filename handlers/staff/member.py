@@ -13,6 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.console.member_view import MemberView, open_member_view, search_members
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.formatting import (
+    format_count,
+    format_day,
+    language_name,
+    rule_label,
+    zone_label,
+)
 from care.core.i18n import Translator
 from care.core.money import format_money
 from care.loyalty.ledger import tier_name
@@ -113,7 +120,7 @@ async def _show(
     if view is None:
         await message.answer(t("m360.gone"))
         return
-    await message.answer(render_member_view(view, t, config))
+    await message.answer(render_member_view(view, t, config, clock.now()))
 
 
 def _consent(t: Translator, config: CareConfig, granted: bool, when: datetime | None) -> str:
@@ -131,7 +138,7 @@ def _label(t: Translator, prefix: str, value: str | None) -> str:
     return t.plain(key) if t.has(key) else value
 
 
-def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> str:
+def render_member_view(view: MemberView, t: Translator, config: CareConfig, now: datetime) -> str:
     """The 360° view as one chat message (short lists keep it well under 4096 characters)."""
     member = view.member
     none = t.plain("m360.none")
@@ -145,12 +152,14 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
             "m360.contact",
             phone=member.phone or none,
             username=f"@{member.username}" if member.username else none,
-            language=member.locale,
-            timezone=member.timezone,
+            language=language_name(member.locale),
+            timezone=zone_label(member.timezone, t.locale, now),
         ),
     ]
     if member.birthday is not None:
-        lines.append(t("m360.birthday", birthday=member.birthday.isoformat()))
+        lines.append(
+            t("m360.birthday", birthday=format_day(member.birthday, t.locale, with_year=True))
+        )
     lines.append(
         t(
             "m360.member_since",
@@ -159,7 +168,13 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
         )
     )
     if view.referrer_code or view.referrals:
-        lines.append(t("m360.referred_by", code=view.referrer_code or none, count=view.referrals))
+        lines.append(
+            t(
+                "m360.referred_by",
+                code=view.referrer_code or none,
+                friends=t.count("m360.friends", view.referrals),
+            )
+        )
 
     lines += [
         "",
@@ -192,13 +207,13 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
         t(
             "m360.loyalty",
             tier=tier,
-            points=f"{member.points_balance:,}",
-            coupons=view.active_coupons,
+            points=format_count(member.points_balance),
+            coupons=t.count("m360.coupons", view.active_coupons),
         ),
         t(
             "m360.spend",
             total=format_money(member.total_spent_minor, currency),
-            count=member.purchase_count,
+            purchases=t.count("m360.purchases", member.purchase_count),
             spend_12m=format_money(member.spend_12m_minor, currency),
         ),
     ]
@@ -300,7 +315,11 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
             t(
                 "m360.message_line",
                 when=short_time(sent.sent_at or sent.created_at, config),
-                what=sent.rule or _label(t, "m360.message_kind", sent.kind),
+                what=(
+                    rule_label(t, sent.rule)
+                    if sent.rule and rule_label(t, sent.rule)
+                    else _label(t, "m360.message_kind", sent.kind)
+                ),
                 status=_label(t, "m360.outbox_status", sent.status),
             )
             for sent in view.messages
