@@ -66,7 +66,7 @@ async def test_owner_adds_a_cashier_by_id_and_an_admin_by_forwarding(app: Runnin
     listing = (await owner.next_message()).text
     assert listing.splitlines()[0] == "Staff (3)"
     assert f"{OWNER_ID} — owner" in listing
-    assert f"Zhou Min {ADMIN_ID} — admin · since 2026-03-02" in listing
+    assert f"Zhou Min {ADMIN_ID} — admin · since 2 Mar 2026" in listing
     assert f"{CASHIER_ID} — cashier" in listing
 
     await app.settle()

@@ -41,6 +41,20 @@ def format_count(value: int) -> str:
     return f"{value:,}"
 
 
+class Count(int):
+    """An int that prints grouped (``1,378``) in a template yet still compares as a number, so
+    ``{{ points }}`` in a staff-written broadcast reads like everywhere else and
+    ``{% if points > 100 %}`` keeps working."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return format_count(self)
+
+    def __html__(self) -> str:
+        return format_count(self)
+
+
 def plural_form(count: int, locale: str) -> str:
     """The CLDR plural category of ``count`` (``one`` / ``other``; Chinese has only ``other``)."""
     return str(Locale.parse(_cldr(locale)).plural_form(abs(count)))

@@ -14,6 +14,8 @@ from care.console.member_view import MemberView, open_member_view, search_member
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.formatting import (
+    category_label,
+    category_list,
     format_count,
     format_day,
     language_name,
@@ -163,7 +165,7 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
     lines.append(
         t(
             "m360.member_since",
-            date=local_date(member.registered_at or member.created_at, config),
+            date=local_date(member.registered_at or member.created_at, config, t.locale),
             source=member.source or none,
         )
     )
@@ -221,8 +223,8 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
         lines.append(
             t(
                 "m360.gap",
-                first=local_date(member.first_purchase_at, config),
-                last=local_date(member.last_purchase_at, config),
+                first=local_date(member.first_purchase_at, config, t.locale),
+                last=local_date(member.last_purchase_at, config, t.locale),
                 gap=(
                     f"{max(member.avg_gap_days, 1):.0f}"
                     if member.avg_gap_days is not None and member.purchase_count > 1
@@ -248,7 +250,7 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
     else:
         lines.append(t("m360.segments_none", stage=stage))
     if view.interests:
-        lines.append(t("m360.interests", interests=", ".join(view.interests)))
+        lines.append(t("m360.interests", interests=category_list(t, view.interests)))
 
     if view.purchases:
         lines += ["", t("m360.purchases_title")]
@@ -257,8 +259,8 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
                 "m360.purchase_line",
                 when=short_time(purchase.purchased_at, config),
                 amount=format_money(purchase.amount_minor, purchase.currency),
-                category=f"· {purchase.category}" if purchase.category else "",
-                points=purchase.points_earned,
+                category=f"· {category_label(t, purchase.category)}" if purchase.category else "",
+                points=format_count(purchase.points_earned),
                 receipt=excerpt(purchase.receipt_id, 24),
             )
             for purchase in view.purchases

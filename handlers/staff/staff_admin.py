@@ -148,7 +148,7 @@ async def render_staff_list(session: AsyncSession, config: CareConfig, t: Transl
             role=role_name(t, person.role),
         )
         if person.created_at is not None:
-            line += t("roles.list_since", date=local_date(person.created_at, config))
+            line += t("roles.list_since", date=local_date(person.created_at, config, t.locale))
         lines.append(line)
     return "\n".join(lines)
 
