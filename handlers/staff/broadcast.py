@@ -44,6 +44,7 @@ from care.campaigns.campaigns import (
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.formatting import zone_label
 from care.core.i18n import Translator, translator
 from care.core.quiet_hours import member_zone
 from care.core.templates import TemplateProblem, describe_placeholders
@@ -759,7 +760,7 @@ async def on_later(
     await callback.message.answer(
         t(
             "broadcast.ask_time",
-            timezone=config.default_timezone,
+            timezone=zone_label(config.default_timezone, t.locale, clock.now()),
             example=example.strftime("%Y-%m-%d 18:30"),
         )
     )
@@ -778,7 +779,8 @@ async def on_time(
     try:
         when = parse_shop_time(message.text or "", config.default_timezone, clock.now())
     except ScheduleError as error:
-        await message.answer(t(f"broadcast.time_{error.reason}", timezone=config.default_timezone))
+        shop_zone = zone_label(config.default_timezone, t.locale, clock.now())
+        await message.answer(t(f"broadcast.time_{error.reason}", timezone=shop_zone))
         return
     campaign_id = await _start_campaign(
         message,
@@ -799,13 +801,14 @@ async def on_time(
             "broadcast.scheduled",
             id=campaign_id,
             when=local.strftime("%Y-%m-%d %H:%M"),
-            timezone=config.default_timezone,
+            timezone=zone_label(config.default_timezone, t.locale, clock.now()),
         )
     )
 
 
-async def on_bad_time(message: Message, config: CareConfig, t: Translator) -> None:
-    await message.answer(t("broadcast.time_format", timezone=config.default_timezone))
+async def on_bad_time(message: Message, config: CareConfig, clock: Clock, t: Translator) -> None:
+    shop_zone = zone_label(config.default_timezone, t.locale, clock.now())
+    await message.answer(t("broadcast.time_format", timezone=shop_zone))
 
 
 def build_router() -> Router:
