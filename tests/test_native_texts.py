@@ -158,3 +158,21 @@ def test_the_settings_overview_reads_natively(language: str, expected: list[str]
     for line in expected:
         assert line in text.splitlines(), text
     assert raw_identifiers(text, language) == []
+
+
+def test_every_audited_action_has_a_name_in_both_languages() -> None:
+    root = Path(__file__).resolve().parent.parent
+    actions: set[str] = set()
+    for folder in ("care", "handlers"):
+        for path in (root / folder).rglob("*.py"):
+            source = path.read_text(encoding="utf-8")
+            actions |= set(re.findall(r'action="([a-z_]+\.[a-z_.]+)"', source))
+            if 'action=f"export.{table}"' in source:
+                actions |= {f"export.{table}" for table in ("members", "purchases")}
+    assert {"purchase.record", "staff.add", "export.members"} <= actions
+    for locale in ("zh", "en"):
+        texts = catalogue(locale)
+        missing = [
+            a for a in sorted(actions) if f"roles.audit_action.{a.replace('.', '_')}" not in texts
+        ]
+        assert missing == [], (locale, missing)
