@@ -20,7 +20,7 @@ HISTORY_LENGTH = 10
 def entry_line(t: Translator, entry: PointsEntry, timezone: str) -> str:
     values = {
         "date": format_day(local_time(entry.created_at, timezone), t.locale),
-        "delta": f"{entry.delta:+d}",
+        "delta": f"{entry.delta:+,}",
         "reason": reason_label(entry.reason, t),
     }
     if entry.note:
