@@ -184,6 +184,18 @@ async def test_cancelling_a_large_purchase_changes_nothing(
     assert await _state(app) == (0, 0, 0)
 
 
+async def test_a_confirmation_left_for_ten_minutes_records_nothing(app: RunningBot) -> None:
+    cashier = await _setup(app, "en")
+    await cashier.send(f"/purchase {CODE} 8000")
+    await cashier.next_message()
+    app.clock.advance(minutes=11)
+    pressed = await cashier.press("✅ Yes, record it")
+    assert isinstance(pressed, str)
+    answer = await cashier.wait_callback_answer(pressed)
+    assert "no longer waiting" in (answer.text or "")
+    assert await _state(app) == (0, 0, 0)
+
+
 async def test_the_threshold_is_the_shops_setting(
     sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
 ) -> None:

@@ -3,13 +3,14 @@
 A purchase of ``LARGE_PURCHASE_CONFIRM`` or more is held until the cashier presses Confirm: the
 pending purchase waits in the cashier's FSM data (not in the callback, which is limited to 64
 bytes and would have to carry the receipt), keyed by the id of the message that typed it, so an
-old confirmation button or a second tap cannot record it again.
+old confirmation button, a second tap or a press after ten minutes cannot record it.
 """
 
 from __future__ import annotations
 
 import re
 from contextlib import suppress
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import F, Router
@@ -54,6 +55,8 @@ from storage.repos.members import MemberRepo
 
 MAX_WORDS = 4
 PENDING_KEY = "till_pending"
+# A confirmation older than this is stale: the customer has long left the till.
+CONFIRM_WITHIN = timedelta(minutes=10)
 
 
 class CDTill(CallbackData, prefix="tl"):
@@ -143,6 +146,7 @@ async def cmd_purchase(
     if config.large_purchase_minor and amount >= config.large_purchase_minor:
         pending = {
             "nonce": message.message_id,
+            "at": clock.now().isoformat(),
             "member_id": member.id,
             "amount": amount,
             "category": category,
@@ -238,6 +242,10 @@ async def on_confirm(
         await _drop_buttons(callback)
         return
     await state.update_data({PENDING_KEY: None})
+    if clock.now() - datetime.fromisoformat(str(pending["at"])) > CONFIRM_WITHIN:
+        await callback.answer(t.plain("till.confirm_stale"), show_alert=True)
+        await _drop_buttons(callback)
+        return
     await callback.answer()
     await _drop_buttons(callback)
     if not isinstance(callback.message, Message):
