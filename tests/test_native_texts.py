@@ -22,9 +22,10 @@ from care.core.formatting import (
 from care.core.i18n import LOCALES_DIR, catalogue, translator
 from care.core.templates import TEMPLATES_DIR
 from handlers.shopper.settings import overview_text
-from storage.enums import LifecycleStage
+from storage.enums import LifecycleStage, StaffRole
 from storage.models import Member, MemberInterest
 from tests.conftest import RunningBot
+from tests.staff_helpers import make_member, make_staff
 from tests.test_member_view import CASHIER_ID, CODE, _rich_member
 
 HAN = r"[\u3400-\u9fff]"
@@ -176,3 +177,28 @@ def test_every_audited_action_has_a_name_in_both_languages() -> None:
             a for a in sorted(actions) if f"roles.audit_action.{a.replace('.', '_')}" not in texts
         ]
         assert missing == [], (locale, missing)
+
+
+@pytest.mark.parametrize(
+    ("language", "shopper_sees", "staff_sees"),
+    [("zh", "您的积分：2,988", "2,988 积分"), ("en", "Your points: 2,988", "2,988 points")],
+)
+async def test_points_are_grouped_alike_for_shoppers_and_staff(
+    app: RunningBot, language: str, shopper_sees: str, staff_sees: str
+) -> None:
+    async with app.session() as session:
+        member = await make_member(
+            session, app.config, app.clock, 2301, "Mei", language_code=language,
+            points_balance=2988,
+        )  # fmt: skip
+        code = member.member_code
+        await make_staff(session, app.config, app.clock, 800031, StaffRole.CASHIER)
+        await session.commit()
+    shopper = app.user(2301, language_code=language)
+    await shopper.send("/points")
+    assert shopper_sees in (await shopper.next_message()).text
+    await shopper.send("/card")
+    assert "2,988" in (await shopper.wait_until(lambda m: m.photo is not None)).caption
+    cashier = app.user(800031, language_code=language)
+    await cashier.send(f"/member {code}")
+    assert staff_sees in (await cashier.next_message()).text

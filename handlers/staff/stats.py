@@ -18,7 +18,7 @@ from care.console.stats import ShopStats, WeekStats, shop_stats
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.core.formatting import format_day, join_list
+from care.core.formatting import format_count, format_day, join_list
 from care.core.i18n import Translator
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
@@ -91,18 +91,23 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
     """The /stats text: short lines a shop owner reads at a glance."""
     members = stats.members
     stage_parts = [
-        t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=count)
+        t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=format_count(count))
         for stage in LifecycleStage
         if (count := members.by_stage.get(stage.value, 0))
     ]
     value_parts = [
-        t.plain("stats.count", label=t.plain(f"stats.value.{tier}"), n=count)
+        t.plain("stats.count", label=t.plain(f"stats.value.{tier}"), n=format_count(count))
         for tier in [*(v.value for v in ValueTier), "unscored"]
         if (count := members.by_value_tier.get(tier, 0))
     ]
     lines = [
         t("stats.title"),
-        t("stats.members", total=members.total, new_7d=members.new_7d, new_30d=members.new_30d),
+        t(
+            "stats.members",
+            total=format_count(members.total),
+            new_7d=format_count(members.new_7d),
+            new_30d=format_count(members.new_30d),
+        ),
         t("stats.by_stage", parts=join_list(stage_parts, t.locale) or "–"),
         t("stats.by_value", parts=join_list(value_parts, t.locale) or "–"),
         "",
