@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from care.core.config import DEFAULT_CATEGORIES, CareConfig
+from care.core.money import minor_digits
 
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
 QUIET_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -49,6 +50,7 @@ class Settings(BaseSettings):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     shop_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CATEGORIES
     points_per_unit: int = Field(default=1, ge=0, le=1000)
+    large_purchase_confirm: int = Field(default=5000, ge=0, le=1_000_000)
     quiet_hours: str = "21:00-09:00"
     marketing_cap: int = Field(default=2, ge=0, le=100)
     marketing_cap_days: int = Field(default=7, ge=1, le=365)
@@ -181,6 +183,7 @@ class Settings(BaseSettings):
             currency=self.currency,
             categories=self.shop_categories,
             points_per_unit=self.points_per_unit,
+            large_purchase_minor=self.large_purchase_confirm * 10 ** minor_digits(self.currency),
             quiet_start=quiet_start,
             quiet_end=quiet_end,
             marketing_cap=self.marketing_cap,

@@ -236,7 +236,7 @@ async def test_photo_is_kept_and_a_scheduled_send_launches_when_its_time_comes(
     assert owner.messages[-2].caption == "New arrivals for Anna"
 
     await owner.press("Send at a time…")
-    await owner.expect("Asia/Shanghai")
+    await owner.expect("in shop time, China Time (UTC+8):")
     await owner.send("tomorrow-ish")
     await owner.expect("couldn't read")
     await owner.send("2026-03-02 09:00")  # 11:00 in Shanghai now

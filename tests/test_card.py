@@ -52,7 +52,7 @@ async def test_the_card_in_chinese_shows_code_tier_points_and_progress(app: Runn
     caption = card.caption or ""
     assert f"会员号：{member.member_code}" in caption
     assert "等级：银卡会员" in caption
-    assert f"积分：{member.points_balance}" in caption and member.points_balance > 0
+    assert f"积分：{member.points_balance:,}" in caption and member.points_balance > 0
     assert "再消费 ¥3,800.00 即可升级为金卡会员" in caption
     assert "<" not in caption  # the HTML was rendered, not shown
 

@@ -68,7 +68,7 @@ async def test_members_as_csv(app: RunningBot) -> None:
     admin = app.user(ADMIN_ID, language_code="en")
     await admin.send("/export members")
     document = await admin.next_message()
-    assert document.caption == "Members: 2 row(s) · 2026-03-02 11:00"
+    assert document.caption == "Members: 2 rows · 2026-03-02 11:00"
     assert document.document is not None
     filename, content = document.document
     assert filename == "carebot-members-20260302-1100.csv"

@@ -209,3 +209,18 @@ async def test_a_gbk_file_from_a_chinese_till_imports_too(
         "category '生鲜' is not one of the shop's: grocery, fresh, beauty, home, apparel, "
         "electronics, kids"
     ]
+
+
+async def test_european_decimals_import_and_ambiguous_amounts_are_reported(
+    factory: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    content = (
+        "receipt_id;member;amount;purchased_at\n"
+        "E-1;K7QX2M9P;12,50;2026-03-01T09:00:00+08:00\n"
+        "E-2;K7QX2M9P;1.250;2026-03-01T10:00:00+08:00\n"
+    )
+    report = await import_purchases(factory, CONFIG, clock, io.StringIO(content))
+    assert report.imported == 1
+    assert [(r.line, r.reason.split(" (")[0]) for r in report.rejected] == [
+        (3, "amount '1.250' is ambiguous")
+    ]

@@ -617,7 +617,8 @@ async def test_a_points_coupon_credits_its_points_when_redeemed(
 @pytest.mark.parametrize(
     ("kind", "value", "min_spend", "en", "zh"),
     [
-        (OfferKind.PERCENT_OFF, 10, 0, "10% off", "10% 折扣"),
+        (OfferKind.PERCENT_OFF, 10, 0, "10% off", "9 折"),
+        (OfferKind.PERCENT_OFF, 15, 5_000, "15% off orders over ¥50.00", "满 ¥50.00 享 8.5 折"),
         (OfferKind.AMOUNT_OFF, 2_000, 10_000,
          "¥20.00 off orders over ¥100.00", "满 ¥100.00 减 ¥20.00"),
         (OfferKind.AMOUNT_OFF, 550, 0, "¥5.50 off", "立减 ¥5.50"),

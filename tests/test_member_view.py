@@ -80,27 +80,27 @@ async def test_the_360_view_shows_everything_the_shop_knows(app: RunningBot) -> 
     lines = view.text.splitlines()
     assert lines[0] == f"👤 Li <Lei> · {CODE}"
     assert "<b>Li &lt;Lei&gt;</b>" in view.html  # names are escaped, never markup
-    assert lines[1] == "📞 +8613800138000 · @lilei · zh · Asia/Shanghai"
-    assert "🎂 1990-05-17" in lines
-    assert "Member since 2026-03-02 · source: poster" in lines
-    assert "Invited by — · invited 1 friend(s)" in lines
+    assert lines[1] == "📞 +8613800138000 · @lilei · 中文 · China Time (UTC+8)"
+    assert "🎂 17 May 1990" in lines
+    assert "Member since 2 Mar 2026 · source: poster" in lines
+    assert "Invited by — · invited 1 friend" in lines
     assert "profile data: ✅ 2026-03-02 11:00" in lines
     assert "offers: ✅ 2026-03-02 11:00" in lines
     assert "surveys: ❌ 2026-03-02 11:00" in lines
     assert "Reachable in the chat: ✅" in lines
-    assert "💳 Member · 208 points · 0 active coupon(s)" in lines
-    assert "Spent ¥208.50 in 2 purchase(s); ¥208.50 in the last 12 months" in lines
-    assert "First 2026-01-31 · last 2026-03-02 · usually every 30 days" in lines
+    assert "💳 Member · 208 points · 0 active coupons" in lines
+    assert "Spent ¥208.50 in 2 purchases; ¥208.50 in the last 12 months" in lines
+    assert "First 31 Jan 2026 · last 2 Mar 2026 · usually every 30 days" in lines
     assert "📊 RFM 5-3-4 · value: high · stage: at risk · churn risk: 42%" in lines
-    assert "Interests: beauty" in lines
+    assert "Interests: Beauty" in lines
     purchases = lines.index("Recent purchases")
-    assert lines[purchases + 1] == "• 03-02 11:00 ¥88.50 · grocery +88 · R-NEW"
-    assert lines[purchases + 2] == "• 01-31 11:00 ¥120.00 · fresh +120 · R-OLD"
+    assert lines[purchases + 1] == "• 03-02 11:00 ¥88.50 · Grocery +88 · R-NEW"
+    assert lines[purchases + 2] == "• 01-31 11:00 ¥120.00 · Fresh food +120 · R-OLD"
     assert "• 03-02 11:00 NPS 3 · “the queue was long” ⚠️ follow up" in lines
     assert "Feedback (1 open)" in lines
     assert any(line.endswith("complaint · open: The milk was sour") for line in lines)
     assert "Messages received (0 sent · 0 skipped · 1 waiting)" in lines
-    assert "• 03-02 11:00 welcome · waiting" in lines
+    assert "• 03-02 11:00 Welcome · waiting" in lines  # the rule by its name, not "welcome"
 
     await app.settle()
     async with app.session() as session:

@@ -133,7 +133,8 @@ async def test_the_till_speaks_chinese(app: RunningBot) -> None:
     cashier = await _setup(app, language="zh")
     await cashier.send(f"/purchase {CODE} 88.50 fresh R-9")
     answer = (await cashier.next_message()).text
-    assert f"✅ 已为 Li Lei（{CODE}）记录 ¥88.50 · fresh" in answer
+    # The category reads by its name, never by its key ("fresh").
+    assert f"✅ 已为 Li Lei（{CODE}）记录 ¥88.50 · 生鲜食品" in answer
     assert "+88 积分 · 余额 88 · 普通会员" in answer
     await cashier.send(f"/purchase {CODE} -1")
     assert "不是有效金额" in (await cashier.next_message()).text

@@ -2,15 +2,17 @@
 
 Rendered off-screen into PNG bytes on matplotlib's Agg canvas, set explicitly per figure (no
 pyplot, no global backend state, no display needed). Labels come from the message
-catalogues; Chinese labels need a font with CJK glyphs, which matplotlib's bundled DejaVu lacks,
-so a zh chart is drawn in Chinese only when such a font is installed (Noto Sans CJK, Source Han
-Sans, WenQuanYi, …) and in English otherwise — never with missing-glyph boxes.
+catalogues. Chinese labels need a font with CJK glyphs, which matplotlib's bundled DejaVu lacks
+and a fresh server seldom has, so the project ships one: ``fonts/CarebotCJK-Regular.otf``, cut
+from Noto Sans CJK SC (SIL Open Font License, ``fonts/OFL.txt``) by
+``scripts/subset_cjk_font.py``, registered with matplotlib's font manager on first use.
 """
 
 from __future__ import annotations
 
 import io
 from functools import cache
+from pathlib import Path
 
 from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,56 +20,40 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from care.console.stats import ShopStats
-from care.core.i18n import Translator, translator
+from care.core.formatting import format_day
+from care.core.i18n import translator
 from storage.enums import LifecycleStage
 
-CJK_FAMILIES: tuple[str, ...] = (
-    "Noto Sans CJK SC",
-    "Noto Sans SC",
-    "Source Han Sans SC",
-    "Source Han Sans CN",
-    "WenQuanYi Zen Hei",
-    "WenQuanYi Micro Hei",
-    "Droid Sans Fallback",
-    "AR PL UMing CN",
-    "PingFang SC",
-    "Microsoft YaHei",
-    "SimHei",
-)
+CJK_FONT_FILE = Path(__file__).parent / "fonts" / "CarebotCJK-Regular.otf"
+CJK_FAMILY = "Carebot CJK"
 NPS_COLOR = "#2b6cb0"
 CSAT_COLOR = "#dd6b20"
 BAR_COLOR = "#38a169"
 
 
 @cache
-def cjk_font() -> str | None:
-    """The family name of an installed font with Chinese glyphs, or None."""
-    installed = {entry.name for entry in font_manager.fontManager.ttflist}
-    for family in CJK_FAMILIES:
-        if family in installed:
-            return family
-    return None
-
-
-def chart_translator(locale: str) -> tuple[Translator, list[str]]:
-    """The catalogue to label the chart with, and the font families to draw it in."""
-    families = ["DejaVu Sans"]
-    if locale == "en":
-        return translator("en"), families
-    font = cjk_font()
-    if font is None:
-        return translator("en"), families
-    return translator(locale), [font, *families]
+def chart_families() -> list[str]:
+    """The font families to draw with: the shipped CJK font first (registered once per
+    process), then DejaVu Sans for anything it lacks."""
+    font_manager.fontManager.addfont(str(CJK_FONT_FILE))
+    return [CJK_FAMILY, "DejaVu Sans"]
 
 
 def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
     """A PNG with two panels: NPS and CSAT per week, and members per lifecycle stage."""
-    t, families = chart_translator(locale)
+    figure = stats_chart_figure(stats, locale)
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    return buffer.getvalue()
+
+
+def stats_chart_figure(stats: ShopStats, locale: str) -> Figure:
+    """The chart as a matplotlib figure, labelled in ``locale``."""
+    t, families = translator(locale), chart_families()
     figure = Figure(figsize=(9, 7.5), dpi=100, layout="constrained")
-    canvas = FigureCanvasAgg(figure)
     trend, stages = figure.subplots(2, 1, height_ratios=(3, 2))
 
-    labels = [week.start.strftime("%m-%d") for week in stats.weeks]
+    labels = [format_day(week.start, t.locale) for week in stats.weeks]
     positions = list(range(len(labels)))
     nps = [week.nps for week in stats.weeks]
     csat = [week.csat for week in stats.weeks]
@@ -85,7 +71,7 @@ def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
     trend.set_xlim(-0.5, len(labels) - 0.5)
     trend.set_ylim(-105, 105)
     trend.set_ylabel(t.plain("chart.nps"), color=NPS_COLOR, fontfamily=families)
-    trend.set_xticks(positions, labels, fontsize=8)
+    trend.set_xticks(positions, labels, fontsize=8, fontfamily=families)
     trend.set_xlabel(t.plain("chart.week_of"), fontfamily=families)
     trend.grid(axis="y", alpha=0.3)
 
@@ -120,7 +106,4 @@ def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
     stages.set_ylabel(t.plain("chart.members"), fontfamily=families)
     stages.yaxis.set_major_locator(MaxNLocator(integer=True))
     stages.margins(y=0.15)
-
-    buffer = io.BytesIO()
-    canvas.print_png(buffer)
-    return buffer.getvalue()
+    return figure

@@ -31,6 +31,9 @@ class CareConfig:
 
     # Loyalty: points per whole currency unit spent (before the tier multiplier).
     points_per_unit: int = 1
+    # A till purchase of at least this much (minor units) waits for the cashier to confirm it;
+    # 0 never asks.
+    large_purchase_minor: int = 500_000
 
     # Guardrails.
     quiet_start: time = time(21, 0)

@@ -12,10 +12,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
 from markupsafe import Markup
 
 LOCALES: tuple[str, ...] = ("zh", "en")
 LOCALES_DIR = Path(__file__).parent / "locales"
+# The CLDR locale whose plural rules each of our locales follows.
+PLURAL_LOCALES: dict[str, str] = {"zh": "zh_Hans_CN", "en": "en"}
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -65,6 +68,13 @@ class Translator:
         except KeyError:
             raise KeyError(f"no text {key!r} in the {self.locale!r} catalogue") from None
         return str(Markup(text).format(**values)) if values else text
+
+    def count(self, key: str, n: int, /, **values: Any) -> str:
+        """A counted phrase in its plural form, ``key.one`` or ``key.other`` by the CLDR rules
+        (Chinese has only ``other``), ``{n}`` grouped by thousands: "1 answer", "1,200 answers"."""
+        form = Locale.parse(PLURAL_LOCALES.get(self.locale, "en")).plural_form(abs(n))
+        chosen = f"{key}.{form}" if f"{key}.{form}" in self._texts else f"{key}.other"
+        return self(chosen, n=f"{n:,}", **values)
 
     def has(self, key: str) -> bool:
         return key in self._texts

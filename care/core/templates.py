@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
+from datetime import date
 from functools import cache, lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,9 +32,11 @@ from jinja2 import (
     UndefinedError,
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import pass_context
 from markupsafe import Markup
 
 from care.core.config import CareConfig
+from care.core.formatting import Count, format_count, format_day
 from care.core.i18n import LOCALES, translator
 from care.core.money import format_money
 from storage.models import DEFAULT_TIERS, Member
@@ -93,6 +96,21 @@ def _local_date(value: Any, tz_name: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d
     return value.astimezone(zone).strftime(fmt)
 
 
+@pass_context
+def _day(context: Any, value: Any) -> str:
+    """``{{ coupon.expires|day }}``: a date (or its ISO text) as it reads in a sentence in the
+    template's ``locale`` — 11月30日 / 30 Nov."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
+    return format_day(value, str(context.get("locale", LOCALES[0])))
+
+
+def _number(value: Any) -> str:
+    return format_count(int(value))
+
+
 @cache
 def _environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
@@ -106,6 +124,8 @@ def _environment() -> ImmutableSandboxedEnvironment:
     )
     env.filters["money"] = _format_money
     env.filters["local_date"] = _local_date
+    env.filters["day"] = _day
+    env.filters["number"] = _number
     return env
 
 
@@ -250,7 +270,7 @@ def member_context(member: Member, config: CareConfig, **extra: Any) -> dict[str
         "name": member.name or translator(locale).plain("rules.friend"),
         "code": member.member_code,
         "tier": tier_name(member.tier_code, locale),
-        "points": member.points_balance or 0,
+        "points": Count(member.points_balance or 0),
         "spent_12m": format_money(member.spend_12m_minor or 0, config.currency),
         "shop": config.shop_name,
         "currency": config.currency,

@@ -203,6 +203,10 @@ def _describe(problem: TillInputError, config: CareConfig) -> str:
     value = problem.value
     return {
         "bad_amount": f"amount {value!r} is not an amount above zero (write it like 88.50)",
+        "ambiguous_amount": (
+            f"amount {value!r} is ambiguous (a decimal point or a thousands separator?); "
+            "write it like 1250 or 12.50"
+        ),
         "absurd_amount": f"amount {value!r} is larger than any single purchase can be",
         "unknown_category": (
             f"category {value!r} is not one of the shop's: {', '.join(config.categories)}"

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.formatting import discount_label, format_count
 from care.core.i18n import Translator
 from care.core.money import format_money, minor_digits
 from care.loyalty.purchases import MAX_AMOUNT_MINOR
@@ -146,11 +147,11 @@ def describe_offer(offer: Offer, t: Translator) -> str:
     kind = OfferKind(offer.kind)
     values: dict[str, object] = {}
     if kind == OfferKind.PERCENT_OFF:
-        values["percent"] = offer.value
+        values["discount"] = discount_label(offer.value, t.locale)
     elif kind == OfferKind.AMOUNT_OFF:
         values["amount"] = format_money(offer.value, offer.currency)
     elif kind == OfferKind.POINTS:
-        values["points"] = offer.value
+        values["points"] = format_count(offer.value)
     key = f"loyalty.offer.{kind}"
     if offer.min_spend_minor > 0 and kind != OfferKind.POINTS:
         key += "_min"

@@ -8,6 +8,7 @@ from aiogram.types import BufferedInputFile, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.config import CareConfig
+from care.core.formatting import format_count
 from care.core.i18n import Translator, labels
 from care.core.money import format_money
 from care.loyalty.cards import CardView, card_view, member_card_png
@@ -21,7 +22,7 @@ def card_caption(t: Translator, view: CardView, currency: str) -> str:
         t("card.name", name=view.name),
         t("card.code", code=view.code),
         t("card.tier", tier=view.tier_name),
-        t("card.points", points=view.points),
+        t("card.points", points=format_count(view.points)),
     ]
     if view.next_tier_name is None:
         lines.append(t("card.top_tier"))

@@ -16,6 +16,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from care.core.formatting import LANGUAGE_NAMES, category_label
 from care.core.i18n import LOCALES, Translator
 from care.core.timezones import MAX_OFFSET_HOURS, MIN_OFFSET_HOURS, PICKER_CITIES
 
@@ -99,15 +100,6 @@ def language_buttons(
         builder.button(text=LANGUAGE_NAMES[locale], callback_data=make_data(locale))
     builder.adjust(2)
     return builder.as_markup()
-
-
-LANGUAGE_NAMES = {"zh": "中文", "en": "English"}
-
-
-def category_label(t: Translator, category: str) -> str:
-    """A shop category's name in the member's language (unknown categories show as configured)."""
-    key = f"interest.{category}"
-    return t.plain(key) if t.has(key) else category
 
 
 def interests_keyboard(

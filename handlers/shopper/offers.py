@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
 from care.core.codes import display_code
+from care.core.formatting import format_day
 from care.core.i18n import Translator, labels
 from care.core.qr import qr_png
 from care.loyalty.coupons import active_coupons
@@ -45,7 +46,7 @@ def coupon_caption(t: Translator, coupon: Coupon, timezone: str) -> str:
     else:
         local = local_time(coupon.expires_at, timezone)
         lines.append(
-            t("offers.until", date=local.strftime("%Y-%m-%d"), time=local.strftime("%H:%M"))
+            t("offers.until", date=format_day(local, t.locale), time=local.strftime("%H:%M"))
         )
     return "\n".join(lines)
 

@@ -7,6 +7,7 @@ from aiogram.filters import Command
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.core.formatting import format_count, format_day
 from care.core.i18n import Translator, labels
 from care.loyalty.points import points_history, reason_label
 from handlers.shopper.menu import Registered
@@ -18,8 +19,8 @@ HISTORY_LENGTH = 10
 
 def entry_line(t: Translator, entry: PointsEntry, timezone: str) -> str:
     values = {
-        "date": local_time(entry.created_at, timezone).strftime("%Y-%m-%d"),
-        "delta": f"{entry.delta:+d}",
+        "date": format_day(local_time(entry.created_at, timezone), t.locale),
+        "delta": f"{entry.delta:+,}",
         "reason": reason_label(entry.reason, t),
     }
     if entry.note:
@@ -31,7 +32,7 @@ async def cmd_points(
     message: Message, session: AsyncSession, member: Member, t: Translator
 ) -> None:
     entries = await points_history(session, member.id, limit=HISTORY_LENGTH)
-    lines = [t("points.summary", balance=member.points_balance), ""]
+    lines = [t("points.summary", balance=format_count(member.points_balance)), ""]
     if entries:
         lines.append(t("points.history"))
         lines.extend(entry_line(t, entry, member.timezone) for entry in entries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from aiogram import Router
@@ -14,9 +15,10 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
+from care.core.formatting import category_list, format_count, zone_label
 from care.core.i18n import Translator
 from care.members.privacy import delete_member_data, export_member_data
-from handlers.shopper.keyboards import LANGUAGE_NAMES, category_label, drop_buttons
+from handlers.shopper.keyboards import LANGUAGE_NAMES, drop_buttons
 from storage.models import Member
 
 
@@ -37,7 +39,7 @@ def _when(iso: str | None) -> str:
     return iso[:16].replace("T", " ") if iso else "—"
 
 
-def mydata_text(t: Translator, data: dict[str, Any]) -> str:
+def mydata_text(t: Translator, data: dict[str, Any], now: datetime) -> str:
     profile, consent, loyalty = data["profile"], data["consent"], data["loyalty"]
     events = [
         t(
@@ -56,15 +58,15 @@ def mydata_text(t: Translator, data: dict[str, Any]) -> str:
         birthday=_or_dash(profile["birthday"]),
         username=_or_dash(profile["username"]),
         language=LANGUAGE_NAMES.get(profile["language"], profile["language"]),
-        timezone=profile["timezone"],
-        interests=_or_dash(", ".join(category_label(t, c) for c in profile["interests"])),
+        timezone=zone_label(profile["timezone"], t.locale, now),
+        interests=_or_dash(category_list(t, profile["interests"])),
         source=_or_dash(profile["source"]),
         invited_by=_or_dash(profile["invited_by"]),
         profile_at=_when(consent["profile_at"]),
         offers=_yes_no(t, consent["offers"]),
         surveys=_yes_no(t, consent["surveys"]),
         tier=loyalty["tier_name_zh"] if t.locale == "zh" else loyalty["tier_name_en"],
-        points=loyalty["points"],
+        points=format_count(loyalty["points"]),
         purchases=loyalty["purchases"],
         coupons=len(data["coupons"]),
         tickets=data["feedback"]["tickets"],
@@ -73,13 +75,17 @@ def mydata_text(t: Translator, data: dict[str, Any]) -> str:
 
 
 async def cmd_mydata(
-    message: Message, session: AsyncSession, member: Member | None, t: Translator
+    message: Message,
+    session: AsyncSession,
+    member: Member | None,
+    t: Translator,
+    clock: Clock,
 ) -> None:
     if member is None:
         await message.answer(t("mydata.nothing"))
         return
     data = await export_member_data(session, member)
-    await message.answer(mydata_text(t, data))
+    await message.answer(mydata_text(t, data, clock.now()))
     document = json.dumps(data, ensure_ascii=False, indent=2).encode()
     await message.answer_document(
         BufferedInputFile(document, filename=f"mydata-{member.member_code}.json"),

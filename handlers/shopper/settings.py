@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.formatting import format_day, join_list, zone_label
 from care.core.i18n import Translator, labels, translator
 from care.core.timezones import (
     MAX_OFFSET_HOURS,
     MIN_OFFSET_HOURS,
     PICKER_CITIES,
     offset_zone,
-    utc_offset_label,
     zone_for_location,
 )
 from care.members.registration import (
@@ -75,19 +75,20 @@ class CDZone(CallbackData, prefix="jz"):
 
 
 def overview_text(t: Translator, member: Member, clock: Clock) -> str:
-    interests = ", ".join(category_label(t, interest.category) for interest in member.interests)
+    interests = join_list(
+        (category_label(t, interest.category) for interest in member.interests), t.locale
+    )
     if member.birthday is None:
         birthday = t.plain("settings.birthday_unset")
     else:
-        birthday = member.birthday.isoformat()
+        birthday = format_day(member.birthday, t.locale, with_year=True)
     return t(
         "settings.text",
         language=LANGUAGE_NAMES.get(member.locale, member.locale),
         offers=t.plain("settings.on" if member.marketing_opt_in else "settings.off"),
         surveys=t.plain("settings.on" if member.surveys_opt_in else "settings.off"),
         interests=interests or t.plain("settings.none"),
-        timezone=member.timezone,
-        offset=utc_offset_label(member.timezone, clock.now()),
+        timezone=zone_label(member.timezone, t.locale, clock.now()),
         birthday=birthday,
     )
 
@@ -247,7 +248,11 @@ async def on_birthday_menu(
             await callback.message.answer(
                 t(
                     "settings.birthday_locked",
-                    date=member.birthday.isoformat() if member.birthday else "—",
+                    date=(
+                        format_day(member.birthday, t.locale, with_year=True)
+                        if member.birthday
+                        else "—"
+                    ),
                 )
             )
         return
@@ -269,9 +274,12 @@ async def on_birthday_text(
     try:
         set_birthday(member, born, clock)
     except BirthdayLocked:
-        await message.answer(t("settings.birthday_locked", date=str(member.birthday or "—")))
+        locked = format_day(member.birthday, t.locale, with_year=True) if member.birthday else "—"
+        await message.answer(t("settings.birthday_locked", date=locked))
         return
-    await message.answer(t("settings.birthday_saved", date=born.isoformat()))
+    await message.answer(
+        t("settings.birthday_saved", date=format_day(born, t.locale, with_year=True))
+    )
 
 
 # ------------------------------------------------------------------ timezone
@@ -285,7 +293,8 @@ async def on_timezone_menu(
     if not isinstance(callback.message, Message):
         return
     await callback.message.answer(
-        t("tz.ask_location", zone=member.timezone), reply_markup=share_location_keyboard(t)
+        t("tz.ask_location", zone=zone_label(member.timezone, t.locale, clock.now())),
+        reply_markup=share_location_keyboard(t),
     )
     await callback.message.answer(
         t("tz.ask_city"),
@@ -301,7 +310,7 @@ async def _zone_chosen(
     await state.clear()
     set_timezone(member, zone, clock)
     await message.answer(
-        t("tz.saved", zone=zone, offset=utc_offset_label(zone, clock.now())),
+        t("tz.saved", zone=zone_label(zone, t.locale, clock.now())),
         reply_markup=main_menu(t),
     )
 

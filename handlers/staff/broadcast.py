@@ -26,6 +26,7 @@ from care.campaigns.schedule import (
     scheduled_campaigns,
 )
 from care.campaigns.supervision import CampaignWatchers
+from care.core.formatting import zone_label
 from care.core.i18n import Translator
 from care.core.quiet_hours import member_zone
 from care.core.templates import TemplateProblem, describe_placeholders
@@ -383,7 +384,7 @@ async def on_later(callback: CallbackQuery, state: FSMContext, staff: StaffConte
     await callback.message.answer(
         staff.t(
             "broadcast.ask_time",
-            timezone=config.default_timezone,
+            timezone=zone_label(config.default_timezone, staff.t.locale, staff.clock.now()),
             example=example.strftime("%Y-%m-%d 18:30"),
         )
     )
@@ -394,7 +395,8 @@ async def on_time(message: Message, state: FSMContext, staff: StaffContext) -> N
     try:
         when = parse_shop_time(message.text or "", zone, staff.clock.now())
     except ScheduleError as error:
-        await message.answer(t(f"broadcast.time_{error.reason}", timezone=zone))
+        shop_zone = zone_label(zone, t.locale, staff.clock.now())
+        await message.answer(t(f"broadcast.time_{error.reason}", timezone=shop_zone))
         return
     draft = await _draft(message, state, staff)
     if draft is None:
@@ -412,13 +414,14 @@ async def on_time(message: Message, state: FSMContext, staff: StaffContext) -> N
             "broadcast.scheduled",
             id=campaign.id,
             when=local.strftime("%Y-%m-%d %H:%M"),
-            timezone=zone,
+            timezone=zone_label(zone, t.locale, staff.clock.now()),
         )
     )
 
 
 async def on_bad_time(message: Message, staff: StaffContext) -> None:
-    await message.answer(staff.t("broadcast.time_format", timezone=staff.config.default_timezone))
+    shop_zone = zone_label(staff.config.default_timezone, staff.t.locale, staff.clock.now())
+    await message.answer(staff.t("broadcast.time_format", timezone=shop_zone))
 
 
 def build_router() -> Router:

@@ -38,7 +38,7 @@ async def send_export(message: Message, staff: StaffContext, *, table: Table, fm
             caption=t(
                 "export.caption",
                 table=t.plain(f"export.table.{table}"),
-                rows=export.rows,
+                rows=t.count("export.rows", export.rows),
                 when=local_time(clock.now(), config),
             ),
         )

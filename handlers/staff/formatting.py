@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from care.core.config import CareConfig
+from care.core.formatting import format_day
 
 
 def local(when: datetime, config: CareConfig) -> datetime:
@@ -13,8 +14,9 @@ def local(when: datetime, config: CareConfig) -> datetime:
     return when.astimezone(ZoneInfo(config.default_timezone))
 
 
-def local_date(when: datetime, config: CareConfig) -> str:
-    return local(when, config).strftime("%Y-%m-%d")
+def local_date(when: datetime, config: CareConfig, locale: str) -> str:
+    """A shop-local date in a sentence: ``2026年3月2日`` / ``2 Mar 2026``."""
+    return format_day(local(when, config), locale, with_year=True)
 
 
 def local_time(when: datetime, config: CareConfig) -> str:

@@ -116,7 +116,7 @@ def render_thread(
     messages = ticket.messages[-THREAD_MESSAGES:]
     hidden = len(ticket.messages) - len(messages)
     if hidden:
-        lines.append(t("inbox.thread_more", count=hidden))
+        lines.append(t("inbox.thread_more", messages=t.count("inbox.earlier", hidden)))
     for message in messages:
         body = excerpt(message.text, THREAD_TEXT_CHARS) if message.text else ""
         if message.photo_file_id:

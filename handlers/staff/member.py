@@ -11,6 +11,15 @@ from aiogram.types import CallbackQuery, Message
 
 from care.console.member_view import MemberView, open_member_view, search_members
 from care.core.config import CareConfig
+from care.core.formatting import (
+    category_label,
+    category_list,
+    format_count,
+    format_day,
+    language_name,
+    rule_label,
+    zone_label,
+)
 from care.core.i18n import Translator
 from care.core.money import format_money
 from care.loyalty.tiers import tier_name
@@ -82,7 +91,7 @@ async def _show(message: Message, staff: StaffContext, member_id: int) -> None:
     if view is None:
         await message.answer(staff.t("m360.gone"))
         return
-    await message.answer(render_member_view(view, staff.t, staff.config))
+    await message.answer(render_member_view(view, staff.t, staff.config, staff.clock.now()))
 
 
 def _consent(t: Translator, config: CareConfig, granted: bool, when: datetime | None) -> str:
@@ -100,7 +109,7 @@ def _label(t: Translator, prefix: str, value: str | None) -> str:
     return t.plain(key) if t.has(key) else value
 
 
-def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> str:
+def render_member_view(view: MemberView, t: Translator, config: CareConfig, now: datetime) -> str:
     """The 360° view as one chat message (short lists keep it well under 4096 characters)."""
     member = view.member
     none = t.plain("m360.none")
@@ -114,21 +123,29 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
             "m360.contact",
             phone=member.phone or none,
             username=f"@{member.username}" if member.username else none,
-            language=member.locale,
-            timezone=member.timezone,
+            language=language_name(member.locale),
+            timezone=zone_label(member.timezone, t.locale, now),
         ),
     ]
     if member.birthday is not None:
-        lines.append(t("m360.birthday", birthday=member.birthday.isoformat()))
+        lines.append(
+            t("m360.birthday", birthday=format_day(member.birthday, t.locale, with_year=True))
+        )
     lines.append(
         t(
             "m360.member_since",
-            date=local_date(member.registered_at or member.created_at, config),
+            date=local_date(member.registered_at or member.created_at, config, t.locale),
             source=member.source or none,
         )
     )
     if view.referrer_code or view.referrals:
-        lines.append(t("m360.referred_by", code=view.referrer_code or none, count=view.referrals))
+        lines.append(
+            t(
+                "m360.referred_by",
+                code=view.referrer_code or none,
+                friends=t.count("m360.friends", view.referrals),
+            )
+        )
 
     lines += [
         "",
@@ -161,13 +178,13 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
         t(
             "m360.loyalty",
             tier=tier,
-            points=f"{member.points_balance:,}",
-            coupons=view.active_coupons,
+            points=format_count(member.points_balance),
+            coupons=t.count("m360.coupons", view.active_coupons),
         ),
         t(
             "m360.spend",
             total=format_money(member.total_spent_minor, currency),
-            count=member.purchase_count,
+            purchases=t.count("m360.purchases", member.purchase_count),
             spend_12m=format_money(member.spend_12m_minor, currency),
         ),
     ]
@@ -175,8 +192,8 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
         lines.append(
             t(
                 "m360.gap",
-                first=local_date(member.first_purchase_at, config),
-                last=local_date(member.last_purchase_at, config),
+                first=local_date(member.first_purchase_at, config, t.locale),
+                last=local_date(member.last_purchase_at, config, t.locale),
                 gap=(
                     f"{max(member.avg_gap_days, 1):.0f}"
                     if member.avg_gap_days is not None and member.purchase_count > 1
@@ -202,7 +219,7 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
     else:
         lines.append(t("m360.segments_none", stage=stage))
     if view.interests:
-        lines.append(t("m360.interests", interests=", ".join(view.interests)))
+        lines.append(t("m360.interests", interests=category_list(t, view.interests)))
 
     if view.purchases:
         lines += ["", t("m360.purchases_title")]
@@ -211,8 +228,8 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
                 "m360.purchase_line",
                 when=short_time(purchase.purchased_at, config),
                 amount=format_money(purchase.amount_minor, purchase.currency),
-                category=f"· {purchase.category}" if purchase.category else "",
-                points=purchase.points_earned,
+                category=f"· {category_label(t, purchase.category)}" if purchase.category else "",
+                points=format_count(purchase.points_earned),
                 receipt=excerpt(purchase.receipt_id, 24),
             )
             for purchase in view.purchases
@@ -269,7 +286,11 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig) -> s
             t(
                 "m360.message_line",
                 when=short_time(sent.sent_at or sent.created_at, config),
-                what=sent.rule or _label(t, "m360.message_kind", sent.kind),
+                what=(
+                    rule_label(t, sent.rule)
+                    if sent.rule and rule_label(t, sent.rule)
+                    else _label(t, "m360.message_kind", sent.kind)
+                ),
                 status=_label(t, "m360.outbox_status", sent.status),
             )
             for sent in view.messages

@@ -22,6 +22,7 @@ from care.campaigns.render import audience_label
 from care.campaigns.schedule import COUPONS
 from care.campaigns.supervision import CampaignWatchers
 from care.core.config import CareConfig
+from care.core.formatting import discount_label
 from care.core.i18n import Translator
 from care.core.money import format_money, parse_amount
 from care.loyalty.offers import create_offer, describe_offer
@@ -225,7 +226,9 @@ async def on_days_button(
 def _describe_draft(data: dict[str, Any], config: CareConfig, t: Translator) -> str:
     kind = OfferKind(data["kind"])
     if kind == OfferKind.PERCENT_OFF:
-        gives = t.plain("offer_admin.gives_percent", value=data["value"])
+        gives = t.plain(
+            "offer_admin.gives_percent", discount=discount_label(int(data["value"]), t.locale)
+        )
     elif kind == OfferKind.AMOUNT_OFF:
         gives = t.plain(
             "offer_admin.gives_amount", value=format_money(data["value"], config.currency)

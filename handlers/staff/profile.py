@@ -7,6 +7,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from care.console.member_admin import change_birthday
+from care.core.formatting import format_day
 from care.core.i18n import Translator
 from care.loyalty.till import TillInputError
 from care.members.registration import InputProblem
@@ -43,8 +44,8 @@ async def cmd_birthday(message: Message, command: CommandObject, staff: StaffCon
             "profile_admin.done",
             code=member.member_code,
             name=member.name or "—",
-            birthday=member.birthday.isoformat(),
-            previous=previous.isoformat() if previous else "—",
+            birthday=format_day(member.birthday, t.locale, with_year=True),
+            previous=format_day(previous, t.locale, with_year=True) if previous else "—",
         )
     )
 

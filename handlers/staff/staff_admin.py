@@ -115,12 +115,25 @@ async def cmd_audit(message: Message, staff: StaffContext) -> None:
                 "roles.audit_line",
                 when=short_time(entry.created_at, config),
                 actor=(names.get(actor) or str(actor)) if actor is not None else "CLI",
-                role=entry.actor_role or "—",
-                action=entry.action,
-                target=entry.target or "",
+                role=_label(t, "roles", entry.actor_role) or entry.actor_role or "—",
+                action=_label(t, "roles.audit_action", entry.action) or entry.action,
+                target=_audit_target(t, entry.target),
             )
         )
     await message.answer("\n".join(lines))
+
+
+def _label(t: Translator, prefix: str, code: str | None) -> str:
+    key = f"{prefix}.{(code or '').replace('.', '_')}"
+    return t.plain(key) if code and t.has(key) else ""
+
+
+def _audit_target(t: Translator, target: str | None) -> str:
+    """``member:12`` → ``member #12`` / ``会员 #12``; a target without a known kind (a file
+    name) shows as recorded."""
+    kind, _, ident = (target or "").partition(":")
+    key = f"roles.audit_target.{kind}"
+    return t.plain(key, id=ident) if ident and t.has(key) else (target or "")
 
 
 async def refuse_audit(message: Message, t: Translator) -> None:
@@ -138,7 +151,7 @@ async def render_staff_list(session: AsyncSession, config: CareConfig, t: Transl
             role=role_name(t, person.role),
         )
         if person.created_at is not None:
-            line += t("roles.list_since", date=local_date(person.created_at, config))
+            line += t("roles.list_since", date=local_date(person.created_at, config, t.locale))
         lines.append(line)
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ from care.automation.report import RuleResult
 from care.campaigns.report import CampaignReport
 from care.console.charts import stats_chart_png
 from care.console.stats import ShopStats, WeekStats, shop_stats
+from care.core.formatting import format_count, format_day, join_list
 from care.core.i18n import Translator
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
@@ -42,12 +43,16 @@ def _satisfaction(t: Translator, period: WeekStats, last: WeekStats) -> str:
             promoters=_percent(period.promoters, period.nps_count),
             passives=_percent(period.passives, period.nps_count),
             detractors=_percent(period.detractors, period.nps_count),
-            n=period.nps_count,
+            answers=t.count("stats.answers", period.nps_count),
         )
     else:
         nps = t("stats.nps_none")
     if period.csat_count:
-        csat = t("stats.csat", score=f"{period.csat:.2f}", n=period.csat_count)
+        csat = t(
+            "stats.csat",
+            score=f"{period.csat:.2f}",
+            answers=t.count("stats.answers", period.csat_count),
+        )
         if period.expectation_count:
             csat += "\n" + t(
                 "stats.expectation",
@@ -70,7 +75,7 @@ def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
     return t(
         "stats.campaign_line",
         id=report.campaign_id,
-        date=started.strftime("%m-%d") if started else "–",
+        date=format_day(started, t.locale) if started else "–",
         recipients=report.recipients,
         sent=report.sent,
         failed=report.failed,
@@ -83,21 +88,25 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
     """The /stats text: short lines a shop owner reads at a glance."""
     members = stats.members
     stage_parts = [
-        t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=count)
+        t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=format_count(count))
         for stage in LifecycleStage
         if (count := members.by_stage.get(stage.value, 0))
     ]
     value_parts = [
-        t.plain("stats.count", label=t.plain(f"stats.value.{tier}"), n=count)
+        t.plain("stats.count", label=t.plain(f"stats.value.{tier}"), n=format_count(count))
         for tier in [*(v.value for v in ValueTier), "unscored"]
         if (count := members.by_value_tier.get(tier, 0))
     ]
-    separator = t.plain("campaign.list_separator")
     lines = [
         t("stats.title"),
-        t("stats.members", total=members.total, new_7d=members.new_7d, new_30d=members.new_30d),
-        t("stats.by_stage", parts=separator.join(stage_parts) or "–"),
-        t("stats.by_value", parts=separator.join(value_parts) or "–"),
+        t(
+            "stats.members",
+            total=format_count(members.total),
+            new_7d=format_count(members.new_7d),
+            new_30d=format_count(members.new_30d),
+        ),
+        t("stats.by_stage", parts=join_list(stage_parts, t.locale) or "–"),
+        t("stats.by_value", parts=join_list(value_parts, t.locale) or "–"),
         "",
         t("stats.satisfaction_title"),
         _satisfaction(t, stats.period, stats.weeks[-1]),

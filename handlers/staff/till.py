@@ -1,14 +1,30 @@
-"""At the till: /purchase records a receipt, /redeem uses a coupon."""
+"""At the till: /purchase records a receipt, /redeem uses a coupon.
+
+A purchase of ``LARGE_PURCHASE_CONFIRM`` or more is held until the cashier presses Confirm: the
+pending purchase waits in the cashier's FSM data (not in the callback, which is limited to 64
+bytes and would have to carry the receipt), keyed by the id of the message that typed it, so an
+old confirmation button, a second tap or a press after ten minutes cannot record it.
+"""
 
 from __future__ import annotations
 
+import re
+from contextlib import suppress
+from datetime import datetime, timedelta
+from typing import Any
+
 from aiogram import F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from care.core.codes import display_code
 from care.core.config import CareConfig
+from care.core.formatting import category_label, format_count, join_list
 from care.core.i18n import Translator
 from care.core.money import format_money
 from care.loyalty.offers import describe_offer
@@ -29,8 +45,44 @@ from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_time
 from storage.enums import StaffRole
 from storage.models import Member
+from storage.repos.members import MemberRepo
 
 MAX_WORDS = 4
+PENDING_KEY = "till_pending"
+# A confirmation older than this is stale: the customer has long left the till.
+CONFIRM_WITHIN = timedelta(minutes=10)
+
+
+class CDTill(CallbackData, prefix="tl"):
+    action: str  # "ok" records the pending purchase, "no" drops it
+    nonce: int  # the message id of the /purchase that is waiting
+
+
+_LEAD_GROUP = re.compile(r"^[¥￥$€£]?\d{1,3}$")
+_NEXT_GROUP = re.compile(r"^\d{3}$")
+_LAST_GROUP = re.compile(r"^\d{3}([.,]\d{1,2})?(元)?$")
+
+
+def join_digit_groups(words: list[str]) -> list[str]:
+    """``CODE 1 250 fresh`` → ``CODE 1250 fresh``: an amount typed with spaces between its
+    thousands arrives as several words. A category or receipt is never a bare group of three
+    digits after the amount, so such words belong to the amount."""
+    if len(words) < 3 or not _LEAD_GROUP.match(words[1]):
+        return words
+    end = 2
+    while end < len(words) and _NEXT_GROUP.match(words[end]):
+        end += 1
+    if end < len(words) and _LAST_GROUP.match(words[end]):
+        end += 1
+    if end == 2:
+        return words
+    return [words[0], "".join(words[1:end]), *words[end:]]
+
+
+def _category_word(t: Translator, category: str) -> str:
+    # In English the category key is the word a cashier types ("grocery"); in Chinese the
+    # category's name (生鲜食品), which the till accepts too.
+    return category if t.locale == "en" else category_label(t, category)
 
 
 def _refusal(t: Translator, config: CareConfig, problem: TillInputError) -> str:
@@ -46,15 +98,20 @@ def _refusal(t: Translator, config: CareConfig, problem: TillInputError) -> str:
             limit=format_money(MAX_AMOUNT_MINOR, config.currency),
         )
     if problem.reason == "unknown_category":
-        return t("till.unknown_category", value=value, categories=", ".join(config.categories))
+        words = join_list((_category_word(t, c) for c in config.categories), t.locale)
+        return t("till.unknown_category", value=value, categories=words)
     if problem.reason == "bad_receipt":
         return t("till.bad_receipt")
+    if problem.reason == "ambiguous_amount":
+        return t("till.ambiguous_amount", value=value)
     return t("till.bad_amount", value=value)
 
 
-async def cmd_purchase(message: Message, command: CommandObject, staff: StaffContext) -> None:
-    t, config = staff.t, staff.config
-    words = (command.args or "").split()
+async def cmd_purchase(
+    message: Message, command: CommandObject, staff: StaffContext, state: FSMContext
+) -> None:
+    t, config, clock = staff.t, staff.config, staff.clock
+    words = join_digit_groups((command.args or "").split())
     if len(words) < 2:
         await message.answer(t("till.usage_purchase"))
         return
@@ -73,6 +130,44 @@ async def cmd_purchase(message: Message, command: CommandObject, staff: StaffCon
     except TillInputError as problem:
         await message.answer(_refusal(t, config, problem))
         return
+    if config.large_purchase_minor and amount >= config.large_purchase_minor:
+        pending = {
+            "nonce": message.message_id,
+            "at": clock.now().isoformat(),
+            "member_id": member.id,
+            "amount": amount,
+            "category": category,
+            "receipt": receipt,
+        }
+        await state.update_data({PENDING_KEY: pending})
+        await message.answer(
+            t(
+                "till.confirm_large",
+                amount=format_money(amount, config.currency),
+                name=member.name or member.member_code,
+                code=member.member_code,
+            ),
+            reply_markup=_confirm_markup(t, message.message_id),
+        )
+        return
+    await message.answer(await _record(staff, member, amount, category, receipt))
+
+
+def _confirm_markup(t: Translator, nonce: int) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t.plain("till.confirm_yes"), callback_data=CDTill(action="ok", nonce=nonce)
+    )
+    builder.button(text=t.plain("till.confirm_no"), callback_data=CDTill(action="no", nonce=nonce))
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+async def _record(
+    staff: StaffContext, member: Member, amount: int, category: str | None, receipt: str
+) -> str:
+    """Book the purchase and return the answer for the cashier."""
+    t, config = staff.t, staff.config
     try:
         result = await record_till_purchase(
             staff.session,
@@ -87,16 +182,57 @@ async def cmd_purchase(message: Message, command: CommandObject, staff: StaffCon
         )
     except PurchaseError as exc:
         if exc.reason == "member_deleted":
-            await message.answer(t("till.member_deleted"))
-        elif exc.reason == "unknown_member":
-            await message.answer(t("till.unknown_member", query=excerpt(words[0], 40)))
-        else:
-            await message.answer(t("till.bad_amount", value=excerpt(words[1], 40)))
-        return
+            return t("till.member_deleted")
+        if exc.reason == "unknown_member":
+            return t("till.unknown_member", query=member.member_code)
+        return t("till.bad_amount", value=format_money(amount, config.currency))
     if result.duplicate:
-        await message.answer(t("till.duplicate", receipt=receipt))
+        return t("till.duplicate", receipt=receipt)
+    return await _purchase_answer(staff, member, amount, category, receipt, result)
+
+
+async def on_confirm(
+    callback: CallbackQuery, callback_data: CDTill, state: FSMContext, staff: StaffContext
+) -> None:
+    t, clock = staff.t, staff.clock
+    data = await state.get_data()
+    pending: dict[str, Any] | None = data.get(PENDING_KEY)
+    if not pending or pending.get("nonce") != callback_data.nonce:
+        await callback.answer(t.plain("till.confirm_stale"), show_alert=True)
+        await _drop_buttons(callback)
         return
-    await message.answer(await _purchase_answer(staff, member, amount, category, receipt, result))
+    await state.update_data({PENDING_KEY: None})
+    if clock.now() - datetime.fromisoformat(str(pending["at"])) > CONFIRM_WITHIN:
+        await callback.answer(t.plain("till.confirm_stale"), show_alert=True)
+        await _drop_buttons(callback)
+        return
+    await callback.answer()
+    await _drop_buttons(callback)
+    if not isinstance(callback.message, Message):
+        return
+    if callback_data.action != "ok":
+        await callback.message.answer(t("till.confirm_cancelled"))
+        return
+    member = await MemberRepo(staff.session).get(int(pending["member_id"]))
+    if member is None:
+        await callback.message.answer(t("till.member_deleted"))
+        return
+    await callback.message.answer(
+        await _record(
+            staff,
+            member,
+            int(pending["amount"]),
+            pending["category"],
+            str(pending["receipt"]),
+        )
+    )
+
+
+async def _drop_buttons(callback: CallbackQuery) -> None:
+    # Best effort: a message too old to edit, or already without buttons, is no failure.
+    if isinstance(callback.message, Message):
+        with suppress(TelegramBadRequest):
+            await callback.message.edit_reply_markup(reply_markup=None)
 
 
 async def _purchase_answer(
@@ -120,9 +256,13 @@ async def _purchase_answer(
             amount=format_money(amount, config.currency),
             name=member.name or member.member_code,
             code=member.member_code,
-            category=t.plain("till.recorded_category", category=category) if category else "",
-            earned=f"{result.points_earned:,}",
-            balance=f"{result.points_balance:,}",
+            category=(
+                t.plain("till.recorded_category", category=_category_word(t, category))
+                if category
+                else ""
+            ),
+            earned=format_count(result.points_earned),
+            balance=format_count(result.points_balance),
             tier=name_of(result.tier_code),
             receipt=receipt,
         )
@@ -141,7 +281,7 @@ async def _purchase_answer(
 
 
 async def cmd_redeem(message: Message, command: CommandObject, staff: StaffContext) -> None:
-    t = staff.t
+    t, config = staff.t, staff.config
     typed = " ".join((command.args or "").split())
     if not typed:
         await message.answer(t("till.usage_redeem"))
@@ -176,7 +316,7 @@ async def cmd_redeem(message: Message, command: CommandObject, staff: StaffConte
             t(
                 "till.already_used",
                 code=code,
-                when=local_time(when, staff.config) if when else t.plain("till.unknown_when"),
+                when=local_time(when, config) if when else t.plain("till.unknown_when"),
             )
         )
         return
@@ -185,7 +325,7 @@ async def cmd_redeem(message: Message, command: CommandObject, staff: StaffConte
         t(
             "till.expired",
             code=code,
-            when=local_time(when, staff.config) if when else t.plain("till.unknown_when"),
+            when=local_time(when, config) if when else t.plain("till.unknown_when"),
         )
     )
 
@@ -195,4 +335,5 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.message.register(cmd_purchase, Command("purchase"), MinRole(StaffRole.CASHIER))
     router.message.register(cmd_redeem, Command("redeem"), MinRole(StaffRole.CASHIER))
+    router.callback_query.register(on_confirm, CDTill.filter(), MinRole(StaffRole.CASHIER))
     return router
