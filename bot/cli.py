@@ -30,6 +30,9 @@ Command = Callable[[Settings, argparse.Namespace], int]
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot.lazy_schemas import defer_aiogram_schemas
+
+    defer_aiogram_schemas()  # before aiogram's first import: see bot/lazy_schemas.py
     from bot.app import StartupError, run
 
     if settings.bot_token is None:

@@ -152,3 +152,30 @@ async def test_a_role_change_made_elsewhere_is_seen_at_the_next_update(
     await user.send("/stats")
     as_admin = await user.wait_until(lambda m: m.content != as_cashier.content)
     assert as_admin.content != as_cashier.content
+
+
+def test_aiogram_types_are_built_on_first_use_in_the_bot_and_the_tests() -> None:
+    """carebot run defers aiogram's schema building (bot/lazy_schemas.py), as the tests do."""
+    from aiogram.types import Update, Venue
+
+    from bot.lazy_schemas import defer_aiogram_schemas
+
+    assert defer_aiogram_schemas()
+    update = Update.model_validate(
+        {
+            "update_id": 1,
+            "message": {
+                "message_id": 2,
+                "date": 0,
+                "chat": {"id": 3, "type": "private"},
+                "text": "/points",
+                "venue": {
+                    "location": {"latitude": 1.5, "longitude": 2.5},
+                    "title": "Shop",
+                    "address": "Main St",
+                },
+            },
+        }
+    )
+    assert update.message is not None and isinstance(update.message.venue, Venue)
+    assert update.message.venue.location.latitude == 1.5

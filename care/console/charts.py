@@ -12,11 +12,6 @@ from __future__ import annotations
 import io
 from functools import cache
 
-from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-
 from care.console.stats import ShopStats
 from care.core.i18n import Translator, translator
 from storage.enums import LifecycleStage
@@ -42,6 +37,8 @@ BAR_COLOR = "#38a169"
 @cache
 def cjk_font() -> str | None:
     """The family name of an installed font with Chinese glyphs, or None."""
+    from matplotlib import font_manager  # matplotlib costs ~1 s to import: only when drawn
+
     installed = {entry.name for entry in font_manager.fontManager.ttflist}
     for family in CJK_FAMILIES:
         if family in installed:
@@ -63,6 +60,11 @@ def chart_translator(locale: str) -> tuple[Translator, list[str]]:
 def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
     """A PNG with two panels: NPS and CSAT per week, and members per lifecycle stage."""
     t, families = chart_translator(locale)
+    # Imported here, not at the top: the bot starts without paying for matplotlib.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     figure = Figure(figsize=(9, 7.5), dpi=100, layout="constrained")
     canvas = FigureCanvasAgg(figure)
     trend, stages = figure.subplots(2, 1, height_ratios=(3, 2))
