@@ -25,7 +25,6 @@ import contextlib
 import gc
 import json
 import os
-import resource
 import socket
 import sqlite3
 import sys
@@ -47,6 +46,7 @@ from aiohttp import ClientSession
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from benchmarks.memory import peak_rss_mb
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker
@@ -324,10 +324,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def enqueue_child(db: Path, mode: str, members: int) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -35,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks import datagen
+from benchmarks.memory import peak_rss_mb
 from care.automation.engine import add_years, coverage_name, evaluate
 from care.automation.rules import scheduled_rules
 from care.core.clock import FrozenClock
@@ -106,7 +106,7 @@ async def _child(db: Path, at: datetime, step: str) -> dict[str, Any]:
     errors = {o.rule: o.error for o in outcomes if o.error}
     return {
         "seconds": seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "decided": {o.rule: o.decided for o in outcomes},
         "sent": sum(o.sent for o in outcomes),
         "held_out": sum(o.held_out for o in outcomes),
