@@ -29,6 +29,8 @@ def _union() -> dict[str, Any]:
         for namespace in _kept.values():
             _union_cache.update(namespace)
     return _union_cache
+
+
 _installed = False
 
 

@@ -7,7 +7,7 @@ asking for the roles on every update.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ScalarSelect, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Staff, StaffVersion
@@ -16,7 +16,7 @@ from storage.repos.upsert import insert_ignoring_conflicts
 VERSION_ROW = 1
 
 
-def staff_version_query() -> object:
+def staff_version_query() -> ScalarSelect[int]:
     """The current staff version as a scalar subquery (0 before the first change)."""
     return select(StaffVersion.version).where(StaffVersion.id == VERSION_ROW).scalar_subquery()
 
