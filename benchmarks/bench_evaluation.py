@@ -7,8 +7,10 @@ and 10,000,000 purchases unless told otherwise). The pass runs on a copy of it, 
 database stays as generated, at the day after the data's "now" (after that day's segment
 refresh, so at-risk and lapsed members have fresh stage changes), exactly as the scheduler
 would run it: every enabled rule, every batch committed, coupons issued, surveys created,
-messages queued. It runs in a child process of its own, so the peak RSS printed is that of the
-evaluation alone.
+messages queued. It runs in a child process of its own, and the peak RSS printed is that child's
+own high-water mark (``VmHWM``, see ``benchmarks.memory``): the interpreter, its imports and the
+evaluation, nothing of the data generation or of the segment refresh before it (each of those runs
+in a process of its own too).
 
 The naive alternative — loop over every member in Python, load the member's purchases and
 touches, decide each rule in Python — is measured on a sample of members and extrapolated
