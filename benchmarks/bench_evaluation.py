@@ -7,8 +7,10 @@ and 10,000,000 purchases unless told otherwise). The pass runs on a copy of it, 
 database stays as generated, at the day after the data's "now" (after that day's segment
 refresh, so at-risk and lapsed members have fresh stage changes), exactly as the scheduler
 would run it: every enabled rule, every batch committed, coupons issued, surveys created,
-messages queued. It runs in a child process of its own, so the peak RSS printed is that of the
-evaluation alone.
+messages queued. It runs in a child process of its own, and the peak RSS printed is that child's
+own high-water mark (``VmHWM``, see ``benchmarks.memory``): the interpreter, its imports and the
+evaluation, nothing of the data generation or of the segment refresh before it (each of those runs
+in a process of its own too).
 
 The naive alternative — loop over every member in Python, load the member's purchases and
 touches, decide each rule in Python — is measured on a sample of members and extrapolated
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import shutil
 import sqlite3
 import subprocess
@@ -35,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks import datagen
+from benchmarks.memory import peak_rss_mb
 from care.automation.engine import coverage_name, evaluate
 from care.automation.rules import scheduled_rules
 from care.automation.triggers.anniversary import add_years
@@ -107,7 +109,7 @@ async def _child(db: Path, at: datetime, step: str) -> dict[str, Any]:
     errors = {o.rule: o.error for o in outcomes if o.error}
     return {
         "seconds": seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "decided": {o.rule: o.decided for o in outcomes},
         "sent": sum(o.sent for o in outcomes),
         "held_out": sum(o.held_out for o in outcomes),

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import sqlite3
 import sys
 import time
@@ -27,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks import datagen
+from benchmarks.memory import peak_rss_mb
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.loyalty.tiers import tier_for_spend
@@ -65,7 +65,7 @@ class SegmentBench:
 
 
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 async def naive_refresh_sample(

@@ -3,7 +3,8 @@
 Each benchmark module exposes ``main(argv: list[str] | None = None)`` (plain or async),
 returning 0 or None when every target was met. It is called with no arguments here; run a module
 directly (``python -m benchmarks.bench_delivery --help``) for its options. A module that is not
-there yet is reported and skipped, not fatal. ``python -m benchmarks.run delivery`` runs one.
+there yet is reported and skipped, not fatal. ``python -m benchmarks.run delivery`` runs one
+(``updates``, ``delivery``, ``segments``, ``evaluation``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import traceback
 
 BENCHMARKS: tuple[tuple[str, str], ...] = (
+    ("benchmarks.bench_updates", "updates: carebot run beside a plain aiogram + SQLAlchemy bot"),
     ("benchmarks.bench_delivery", "delivery: outbox → Telegram within its limits"),
     ("benchmarks.bench_segments", "segments: refresh over 1,000,000 members"),
     ("benchmarks.bench_evaluation", "care rules: one evaluation pass over 1,000,000 members"),

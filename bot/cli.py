@@ -34,6 +34,9 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
         print(NO_TOKEN_HINT, file=sys.stderr)
         return EXIT_CONFIG
     # aiogram and the whole bot are imported only once there is a token to run them with.
+    from bot.lazy_schemas import defer_aiogram_schemas
+
+    defer_aiogram_schemas()  # before aiogram's first import: see bot/lazy_schemas.py
     from bot.app import run
     from bot.startup import StartupError
 

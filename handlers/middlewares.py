@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.config import CareConfig
 from care.core.i18n import normalize_locale, translator
-from care.members.membership import find_member
+from care.members.membership import load_interests, update_context
+from care.staff.directory import StaffDirectory
 from storage.db import unit_of_work
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -35,16 +36,26 @@ class DbSessionMiddleware(BaseMiddleware):
 
 
 class MemberContextMiddleware(BaseMiddleware):
-    """Loads the member behind the update and picks the language to answer in."""
+    """Loads the member behind the update, their staff role and the language to answer in.
 
-    def __init__(self, config: CareConfig) -> None:
+    One SELECT for a member: the member row (without interests, which the handlers that show
+    them load) and the staff version, which keeps the in-process staff roles current.
+    """
+
+    def __init__(self, config: CareConfig, staff: StaffDirectory | None = None) -> None:
         self.config = config
+        self.staff = staff or StaffDirectory()
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         member = None
         if user is not None:
-            member = await find_member(data["session"], user.id)
+            session: AsyncSession = data["session"]
+            member, staff_version = await update_context(session, user.id)
+            data["staff_role"] = await self.staff.role_of(
+                session, self.config, user.id, staff_version
+            )
+            data["staff_role_known"] = True
         data["member"] = member
         if member is not None:
             locale = member.locale
@@ -54,6 +65,16 @@ class MemberContextMiddleware(BaseMiddleware):
             )
         data["locale"] = locale
         data["t"] = translator(locale)
+        return await handler(event, data)
+
+
+class MemberInterestsMiddleware(BaseMiddleware):
+    """For routers whose handlers show or change interests: loads them before the handler."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        member = data.get("member")
+        if member is not None:
+            await load_interests(data["session"], member)
         return await handler(event, data)
 
 

@@ -123,8 +123,10 @@ class Member(Base):
     updated_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
 
+    # Loaded only where it is shown or changed (``MemberRepo.load_interests``): every other
+    # read of a member, the one on each update above all, skips the second SELECT.
     interests: Mapped[list[MemberInterest]] = relationship(
-        cascade="all, delete-orphan", passive_deletes=True, lazy="selectin"
+        cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
 
 
@@ -349,6 +351,20 @@ class Staff(Base):
     name: Mapped[str | None] = mapped_column(String(128))
     added_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+
+
+class StaffVersion(Base):
+    """One row, bumped in the same transaction as every staff change.
+
+    Each process keeps the staff roles in memory and reads this number along with the member on
+    every update: a change made through any replica is seen by all of them at their next update,
+    without a query per update for the roles themselves.
+    """
+
+    __tablename__ = "staff_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Campaign(Base):

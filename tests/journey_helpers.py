@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from care.core.i18n import translator
 from handlers.middlewares import MemoryFloodGate, ThrottlingMiddleware
@@ -129,4 +130,9 @@ async def settled(app: RunningBot) -> None:
 async def member_of(app: RunningBot, telegram_id: int) -> Member | None:
     await settled(app)
     async with app.session() as session:
-        return await session.scalar(select(Member).where(Member.telegram_id == telegram_id))
+        # Interests are loaded only where asked for (the bot's own reads skip them).
+        return await session.scalar(
+            select(Member)
+            .where(Member.telegram_id == telegram_id)
+            .options(selectinload(Member.interests))
+        )

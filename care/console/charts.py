@@ -13,16 +13,15 @@ from __future__ import annotations
 import io
 from functools import cache
 from pathlib import Path
-
-from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING
 
 from care.console.stats import ShopStats
 from care.core.formatting import format_day
 from care.core.i18n import translator
 from storage.enums import LifecycleStage
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 CJK_FONT_FILE = Path(__file__).parent / "fonts" / "CarebotCJK-Regular.otf"
 CJK_FAMILY = "Carebot CJK"
@@ -35,12 +34,16 @@ BAR_COLOR = "#38a169"
 def chart_families() -> list[str]:
     """The font families to draw with: the shipped CJK font first (registered once per
     process), then DejaVu Sans for anything it lacks."""
+    from matplotlib import font_manager  # matplotlib costs ~1 s to import: only when drawn
+
     font_manager.fontManager.addfont(str(CJK_FONT_FILE))
     return [CJK_FAMILY, "DejaVu Sans"]
 
 
 def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
     """A PNG with two panels: NPS and CSAT per week, and members per lifecycle stage."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     figure = stats_chart_figure(stats, locale)
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
@@ -49,6 +52,10 @@ def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
 
 def stats_chart_figure(stats: ShopStats, locale: str) -> Figure:
     """The chart as a matplotlib figure, labelled in ``locale``."""
+    # Imported here, not at the top: the bot starts without paying for matplotlib.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     t, families = translator(locale), chart_families()
     figure = Figure(figsize=(9, 7.5), dpi=100, layout="constrained")
     trend, stages = figure.subplots(2, 1, height_ratios=(3, 2))

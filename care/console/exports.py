@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -247,6 +245,10 @@ async def write_export(
         text.flush()
         text.detach()  # the caller owns ``target``
         return count
+    # openpyxl is imported on the first export, not when the bot starts.
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(table)
     sheet.append(headers)

@@ -49,9 +49,11 @@ async def build_member_view(
     session: AsyncSession, clock: Clock, member_id: int, *, recent: int = RECENT
 ) -> MemberView | None:
     """Everything about one member for staff; None if unknown or their data was deleted."""
-    member = await MemberRepo(session).get(member_id)
+    members = MemberRepo(session)
+    member = await members.get(member_id)
     if member is None or member.status == MemberStatus.DELETED:
         return None
+    await members.load_interests(member)
     history = MemberHistoryRepo(session)
     tiers = await list_tiers(session)
     return MemberView(

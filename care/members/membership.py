@@ -11,7 +11,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import normalize_locale
 from storage.enums import MemberStatus
-from storage.models import Member
+from storage.models import Member, MemberInterest
 from storage.repos.members import MemberRepo
 
 # No 0/O, 1/I/L: a cashier reads these aloud and types them.
@@ -47,6 +47,16 @@ async def unique_member_code(repo: MemberRepo) -> str:
 async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     """The member behind a Telegram user, if any (deleted members are strangers again)."""
     return await MemberRepo(session).by_telegram_id(telegram_id)
+
+
+async def update_context(session: AsyncSession, telegram_id: int) -> tuple[Member | None, int]:
+    """The member behind an update and the staff version (see ``care.staff.directory``)."""
+    return await MemberRepo(session).for_update_context(telegram_id)
+
+
+async def load_interests(session: AsyncSession, member: Member) -> list[MemberInterest]:
+    """The member's interests, loaded where they are shown or changed (never implicitly)."""
+    return await MemberRepo(session).load_interests(member)
 
 
 async def create_member(

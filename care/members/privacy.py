@@ -35,6 +35,7 @@ from storage.models import (
     Tier,
 )
 from storage.repos.fsm import FsmRepo
+from storage.repos.members import MemberRepo
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -48,6 +49,7 @@ async def _count(session: AsyncSession, model: Any, *where: Any) -> int:
 async def export_member_data(session: AsyncSession, member: Member) -> dict[str, Any]:
     """Everything stored about ``member``, as a JSON-ready document (the member's own copy)."""
     tier = await session.get(Tier, member.tier_code)
+    interests = await MemberRepo(session).load_interests(member)
     events = await session.scalars(
         select(ConsentEvent).where(ConsentEvent.member_id == member.id).order_by(ConsentEvent.id)
     )
@@ -70,7 +72,7 @@ async def export_member_data(session: AsyncSession, member: Member) -> dict[str,
             "username": member.username,
             "language": member.locale,
             "timezone": member.timezone,
-            "interests": sorted(interest.category for interest in member.interests),
+            "interests": sorted(interest.category for interest in interests),
             "joined_at": _iso(member.registered_at or member.created_at),
             "source": member.source,
             "invited_by": referrer_code,

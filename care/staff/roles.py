@@ -114,8 +114,7 @@ async def add_staff(
         if previous == role:
             await session.flush()
             return StaffChange(telegram_id, role, previous, changed=False)
-        existing.role = role
-        await session.flush()
+        await repo.change_role(existing, role)
     else:
         previous = None
         await repo.add(

@@ -38,6 +38,7 @@ from care.members.registration import (
     set_locale,
     set_timezone,
 )
+from handlers.middlewares import MemberInterestsMiddleware
 from handlers.shopper.keyboards import (
     LANGUAGE_NAMES,
     category_label,
@@ -384,6 +385,9 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(Registered())
     router.callback_query.filter(Registered())
+    # The overview and the interests picker show the member's interests.
+    router.message.middleware(MemberInterestsMiddleware())
+    router.callback_query.middleware(MemberInterestsMiddleware())
     # Later handlers still see the old state after leave_settings_flow, so they exclude these.
     elsewhere = or_f(F.text.startswith("/"), F.text.in_(menu_labels()))
     msg = router.message

@@ -30,12 +30,16 @@ class MinRole(Filter):
         config: CareConfig,
         event_from_user: User | None = None,
         staff_role: StaffRole | None = None,
+        staff_role_known: bool = False,
     ) -> bool | dict[str, Any]:
         if event_from_user is None:
             return False
-        # The router-wide filter already looked the role up in this update's own session;
-        # a handler's filter reuses it instead of asking the database again.
-        role = staff_role or await role_of(session, config, event_from_user.id)
+        # The member middleware (or the router-wide filter) already knows the role; only a
+        # dispatcher without that middleware asks the database.
+        if staff_role_known:
+            role = staff_role
+        else:
+            role = await role_of(session, config, event_from_user.id)
         if not allows(role, self.minimum):
             return False
-        return {"staff_role": role}
+        return {"staff_role": role, "staff_role_known": True}

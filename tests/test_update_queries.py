@@ -1,0 +1,181 @@
+"""The per-update query path: how many statements a shopper's update costs, and that the
+in-process staff roles still follow every staff change made anywhere (another replica, a CLI).
+
+Counted with a SQLAlchemy ``before_cursor_execute`` listener on the bot's own engine, after one
+warm-up update (the first update of a process reads the FSM keys and the staff roles once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from care.staff.roles import add_staff, remove_staff
+from storage.enums import StaffRole
+from tests.conftest import RunningBot
+from tests.journey_helpers import label, settled, without_throttling
+from tests.staff_helpers import OWNER_ID, make_member
+
+
+@contextmanager
+def counted(app: RunningBot) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split())[:160])
+
+    engine = app.services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def _member(app: RunningBot, telegram_id: int, locale: str) -> None:
+    async with app.services.session_factory() as session:
+        await make_member(
+            session, app.config, app.clock, telegram_id, language_code=locale, locale=locale
+        )
+        await session.commit()
+
+
+def _selects_and_writes(statements: list[str]) -> tuple[list[str], list[str]]:
+    reads = [s for s in statements if s.upper().startswith("SELECT")]
+    writes = [s for s in statements if s.upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+    return reads, writes
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_a_members_update_costs_one_select_plus_the_handlers_own(
+    app: RunningBot, locale: str
+) -> None:
+    without_throttling(app)
+    await _member(app, 1001, locale)
+    user = app.user(1001, language_code=locale)
+    await user.send("/menu")  # warm-up: the FSM keys and the staff roles, once per process
+    await user.wait_until(lambda m: label(locale, "menu.card") in str(m.reply_buttons))
+    await settled(app)
+
+    cases = [
+        # (what the shopper sends, what the answer contains, SELECTs: member, then handler's)
+        ("/points", "", 2),  # + ledger
+        ("/card", "", 2),  # + the tiers
+        (label(locale, "menu.help"), "", 1),  # the menu's help button: the member only
+    ]
+    for text, answer, expected in cases:
+        with counted(app) as statements:
+            await user.send(text)
+            if answer:
+                await user.expect(answer)
+            else:
+                await user.wait_until(lambda _m: True)
+            await settled(app)
+        reads, writes = _selects_and_writes(statements)
+        assert len(reads) == expected, (text, statements)
+        assert writes == [], (text, statements)
+        assert "staff" not in " ".join(reads[1:]), (text, statements)
+        assert "fsm" not in " ".join(statements), (text, statements)
+
+
+async def test_a_staff_change_made_elsewhere_is_seen_at_the_next_update(
+    app: RunningBot,
+) -> None:
+    """The roles are cached in the bot process; a change committed by anyone else (here: a
+    session of its own, as another replica or the CLI would) reaches it at the next update."""
+    without_throttling(app)
+    await _member(app, 1002, "en")
+    user = app.user(1002, language_code="en")
+    await user.send("/inbox")
+    shopper_answer = await user.wait_until(lambda _m: True)
+    await settled(app)
+
+    async with app.services.session_factory() as session:
+        await add_staff(
+            session,
+            app.config,
+            app.clock,
+            actor_telegram_id=OWNER_ID,
+            telegram_id=1002,
+            role=StaffRole.CASHIER,
+        )
+        await session.commit()
+    await user.send("/inbox")
+    staff_answer = await user.wait_until(lambda _m: True)
+    assert staff_answer.content != shopper_answer.content
+    await settled(app)
+
+    async with app.services.session_factory() as session:
+        await remove_staff(
+            session, app.config, app.clock, actor_telegram_id=OWNER_ID, telegram_id=1002
+        )
+        await session.commit()
+    await user.send("/inbox")
+    again = await user.wait_until(lambda _m: True)
+    assert again.content == shopper_answer.content
+
+
+async def test_a_role_change_made_elsewhere_is_seen_at_the_next_update(
+    app: RunningBot,
+) -> None:
+    without_throttling(app)
+    await _member(app, 1003, "zh")
+    user = app.user(1003, language_code="zh")
+    async with app.services.session_factory() as session:
+        await add_staff(
+            session,
+            app.config,
+            app.clock,
+            actor_telegram_id=OWNER_ID,
+            telegram_id=1003,
+            role=StaffRole.CASHIER,
+        )
+        await session.commit()
+    await user.send("/stats")
+    as_cashier = await user.wait_until(lambda _m: True)
+    await settled(app)
+
+    async with app.services.session_factory() as session:
+        await add_staff(
+            session,
+            app.config,
+            app.clock,
+            actor_telegram_id=OWNER_ID,
+            telegram_id=1003,
+            role=StaffRole.ADMIN,
+        )
+        await session.commit()
+    await user.send("/stats")
+    as_admin = await user.wait_until(lambda m: m.content != as_cashier.content)
+    assert as_admin.content != as_cashier.content
+
+
+def test_aiogram_types_are_built_on_first_use_in_the_bot_and_the_tests() -> None:
+    """carebot run defers aiogram's schema building (bot/lazy_schemas.py), as the tests do."""
+    from aiogram.types import Update, Venue
+
+    from bot.lazy_schemas import defer_aiogram_schemas
+
+    assert defer_aiogram_schemas()
+    update = Update.model_validate(
+        {
+            "update_id": 1,
+            "message": {
+                "message_id": 2,
+                "date": 0,
+                "chat": {"id": 3, "type": "private"},
+                "text": "/points",
+                "venue": {
+                    "location": {"latitude": 1.5, "longitude": 2.5},
+                    "title": "Shop",
+                    "address": "Main St",
+                },
+            },
+        }
+    )
+    assert update.message is not None and isinstance(update.message.venue, Venue)
+    assert update.message.venue.location.latitude == 1.5
