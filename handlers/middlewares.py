@@ -9,12 +9,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import TelegramObject, Update, User
 from redis.asyncio import Redis
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import normalize_locale, translator
+from care.core.metrics import DUPLICATE_UPDATES
+from care.core.updates import already_handled, record_handled
 from care.members.membership import find_member
 from storage.db import unit_of_work
 
@@ -23,15 +28,42 @@ log = logging.getLogger(__name__)
 
 
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update and commits once, after the handler succeeded."""
+    """Opens one session per update and commits once, after the handler succeeded.
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    The update's id commits in the same transaction, so an update handled once (on any replica)
+    is skipped when Telegram sends it again: its effects never happen twice.
+    """
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self.session_factory = session_factory
+        self.clock = clock
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with unit_of_work(self.session_factory) as session:
-            data["session"] = session
-            return await handler(event, data)
+        update_id = event.update_id if isinstance(event, Update) else None
+        try:
+            async with unit_of_work(self.session_factory) as session:
+                if update_id is not None and await already_handled(session, update_id):
+                    return self._duplicate(update_id)
+                data["session"] = session
+                result = await handler(event, data)
+                if update_id is not None:
+                    record_handled(session, update_id, self.clock.now())
+                return result
+        except IntegrityError:
+            # The same update committed on another replica while this one handled it.
+            if update_id is None or not await self._recorded(update_id):
+                raise
+            return self._duplicate(update_id)
+
+    async def _recorded(self, update_id: int) -> bool:
+        async with self.session_factory() as session:
+            return await already_handled(session, update_id)
+
+    @staticmethod
+    def _duplicate(update_id: int) -> Any:
+        DUPLICATE_UPDATES.inc()
+        log.info("update %s was handled before; not handled again", update_id)
+        return UNHANDLED
 
 
 class MemberContextMiddleware(BaseMiddleware):
