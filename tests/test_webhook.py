@@ -31,7 +31,7 @@ from tests.conftest import fresh_postgres_database, make_settings, postgres_url
 from tests.journey_helpers import eventually
 from tests.outage import SqliteOutage, TcpOutage
 from tests.simulator import BotAPISimulator
-from tests.staff_helpers import make_member, make_staff, session_factory
+from tests.staff_helpers import make_member, make_staff
 
 SECRET = "webhook-secret-0123456789"
 CASHIER_ID = 800002

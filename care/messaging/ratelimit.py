@@ -43,7 +43,9 @@ class SendLimiter(Protocol):
 
     async def chat_turn(self, chat_id: int) -> None: ...
 
-    async def slot(self, chat_id: int) -> None: ...
+    async def slot(self, chat_id: int) -> object: ...
+
+    async def sent(self, chat_id: int, ticket: object) -> None: ...
 
     async def acquire(self, chat_id: int) -> None: ...
 
@@ -146,6 +148,10 @@ class RateLimiter:
             )
             self._prune(now)
 
+    async def sent(self, chat_id: int, ticket: object) -> None:
+        """Nothing to do here: within one process the window counts from the admission."""
+        return None
+
     def _prune(self, now: float) -> None:
         # A broadcast touches each chat once: forget chats whose interval has passed, or the
         # tables would grow with the audience.
@@ -186,32 +192,49 @@ return tostring(slot - now)
 
 # The last check before a message goes: not paused, the chat's interval since its last message,
 # and fewer than ``limit`` messages in the last ``window`` seconds. Admits (returns 0) and
-# records the send, or returns how long to wait.
+# records the send as in flight — it counts until ``hold`` seconds from now, until _SENT
+# records when its answer came — or returns how long to wait before asking again.
 _ADMIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local per_chat = tonumber(ARGV[3])
+local hold = tonumber(ARGV[5])
+local recheck = tonumber(ARGV[6])
 local paused = tonumber(redis.call('GET', KEYS[2]) or 0)
 if now < paused then return tostring(paused - now) end
 if per_chat > 0 then
   local last = tonumber(redis.call('GET', KEYS[3]) or 0)
-  if now < last + per_chat then return tostring(last + per_chat - now) end
+  if now < last + per_chat then return tostring(math.min(last + per_chat - now, recheck)) end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) >= limit then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   local wait = tonumber(oldest[2]) + window - now
   if wait < 0.001 then wait = 0.001 end
-  return tostring(wait)
+  return tostring(math.min(wait, recheck))
 end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+redis.call('ZADD', KEYS[1], now + hold, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.ceil((hold + window) * 1000) + 1000)
 if per_chat > 0 then
-  redis.call('SET', KEYS[3], tostring(now), 'PX', math.ceil(per_chat * 1000) + 1000)
+  redis.call('SET', KEYS[3], tostring(now + hold), 'PX', math.ceil((hold + per_chat) * 1000))
 end
 return '0'
+"""
+
+# The answer to an admitted message came back: it reached Telegram before now, so from now on
+# it counts from now — the latest moment it can have arrived.
+_SENT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+local per_chat = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[3])
+if per_chat > 0 then
+  redis.call('SET', KEYS[2], tostring(now), 'PX', math.ceil(per_chat * 1000) + 1000)
+end
+return 1
 """
 
 _PAUSE = """
@@ -225,19 +248,22 @@ end
 return 1
 """
 
-# Between the moment Redis admits a message and the moment it reaches Telegram lie a network
-# hop and an event loop turn, which differ between replicas: the shared window is this much
-# longer than a second, so no real second ever holds more than the rate.
-WIRE_MARGIN = 0.05
+# A message in flight counts against the limits until its answer, or this long at most (a
+# replica that died mid-request).
+IN_FLIGHT_HOLD = 30.0
+RECHECK = 0.1
 
 
 class RedisRateLimiter:
     """``RateLimiter``'s schedule kept in Redis: one send rate and one per-chat interval for
     every replica of the bot (``SEND_RATE`` is the bot's, not each process's).
 
-    Three short scripts per message: the chat's turn, a global slot, and the admission that
-    records the send in a shared sliding window (the guard against sends bunching up when a
-    replica's timer fires late). A 429 pauses every replica.
+    Per message: the chat's turn, a global slot (both reserved ahead, so senders sleep rather
+    than poll), then the admission into a shared one-second window, and after the answer the
+    record of when it came. A message counts in the window from its admission until a second
+    after its answer: it reached Telegram somewhere in between, so however late one replica's
+    request travels, no second at Telegram ever holds more than ``rate`` messages, and no chat
+    two within ``per_chat_interval``. A 429 pauses every replica.
     """
 
     def __init__(
@@ -255,11 +281,10 @@ class RedisRateLimiter:
             raise ValueError("per_chat_interval cannot be negative")
         self.redis = redis
         self.rate = rate
-        self.window = 1.0 + WIRE_MARGIN
-        self.interval = self.window / rate
+        self.window = 1.0
+        self.interval = 1.0 / rate
         self.limit = max(1, math.floor(rate))
         self.per_chat_interval = per_chat_interval
-        self.per_chat_guard = per_chat_interval + WIRE_MARGIN if per_chat_interval > 0 else 0.0
         self.max_pause = max_pause
         self.namespace = namespace
         self._paused_until = -math.inf
@@ -267,6 +292,7 @@ class RedisRateLimiter:
         self._chat_turn = redis.register_script(_CHAT_TURN)
         self._reserve = redis.register_script(_RESERVE)
         self._admit = redis.register_script(_ADMIT)
+        self._sent = redis.register_script(_SENT)
         self._pause = redis.register_script(_PAUSE)
 
     def _key(self, name: str) -> str:
@@ -299,18 +325,21 @@ class RedisRateLimiter:
     async def acquire(self, chat_id: int) -> None:
         """Wait until a message to ``chat_id`` may go out, and count it as sent now."""
         await self.chat_turn(chat_id)
-        await self.slot(chat_id)
+        await self.sent(chat_id, await self.slot(chat_id))
 
     async def chat_turn(self, chat_id: int) -> None:
         if self.per_chat_interval <= 0:
             return
         wait = float(
-            await self._chat_turn(keys=[self._key(f"turn:{chat_id}")], args=[self.per_chat_guard])
+            await self._chat_turn(
+                keys=[self._key(f"turn:{chat_id}")], args=[self.per_chat_interval]
+            )
         )
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def slot(self, chat_id: int) -> None:
+    async def slot(self, chat_id: int) -> str:
+        """Wait until the message may go; returns the ticket to hand to ``sent`` afterwards."""
         wait = float(
             await self._reserve(
                 keys=[self._key("next"), self._key("paused")], args=[self.interval]
@@ -319,16 +348,20 @@ class RedisRateLimiter:
         if wait > 0:
             await asyncio.sleep(wait)
         keys = [self._key("window"), self._key("paused"), self._key(f"sent:{chat_id}")]
-        token = uuid.uuid4().hex
+        ticket = uuid.uuid4().hex
+        args = [self.window, self.limit, self.per_chat_interval, ticket, IN_FLIGHT_HOLD, RECHECK]
         while True:
             local_pause = self._paused_until - self._now()
             if local_pause > 0:
                 await asyncio.sleep(local_pause)
-            wait = float(
-                await self._admit(
-                    keys=keys, args=[self.window, self.limit, self.per_chat_guard, token]
-                )
-            )
+            wait = float(await self._admit(keys=keys, args=args))
             if wait <= 0:
-                return
+                return ticket
             await asyncio.sleep(wait)
+
+    async def sent(self, chat_id: int, ticket: object) -> None:
+        """The request for ``ticket`` is over (answered or failed): count it from now."""
+        await self._sent(
+            keys=[self._key("window"), self._key(f"sent:{chat_id}")],
+            args=[self.window, self.per_chat_interval, str(ticket)],
+        )

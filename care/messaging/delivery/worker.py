@@ -246,14 +246,23 @@ class DeliveryWorker:
     async def _deliver(self, row: Claimed) -> None:
         await self.limiter.chat_turn(row.chat_id)
         async with self._on_the_wire:
-            await self.limiter.slot(row.chat_id)
+            ticket = await self.limiter.slot(row.chat_id)
             self._started.add(row.id)
-            result = await self.sender.send(row)
+            try:
+                result = await self.sender.send(row)
+            finally:
+                await self._sent(row.chat_id, ticket)
         # Appended only now: ``_record`` swaps the list while requests are on the wire.
         self._results.append(result)
         self._started.discard(row.id)
         if len(self._results) >= self.batch_size:
             self._progress.set()
+
+    async def _sent(self, chat_id: int, ticket: object) -> None:
+        try:
+            await self.limiter.sent(chat_id, ticket)
+        except Exception:  # the limiter then counts it until its hold runs out: only slower
+            log.warning("could not record a send with the rate limiter", exc_info=True)
 
     # --------------------------------------------------------------- recording
     async def _record(self) -> int:
