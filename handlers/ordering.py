@@ -5,8 +5,9 @@ one user's updates that arrive close together run in any order. Here each update
 as it arrives (``UpdateQueueMiddleware``, before flood control, whose own Redis round trip
 could reorder them) in a sorted set per user scored by its ``update_id`` — Telegram numbers a
 bot's updates in increasing order — and the isolation lets an update run only when it is the
-smallest ticket left. When it finishes it hands the turn straight to the next ticket (a wake-up
-list the next waiter blocks on), so no replica polls in a tight loop.
+smallest ticket left and no other update of that user is running. When it finishes it hands
+the turn straight to the next ticket (a wake-up list the next waiter blocks on), so no replica
+polls in a tight loop.
 
 A replica that dies holding the turn cannot block a user for good: the turn is a lease (the head
 ticket's deadline in a hash), and a waiter removes a head whose lease ran out.
@@ -21,6 +22,7 @@ locks are first-in, first-out).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
@@ -50,14 +52,19 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]) * 2)
 return 1
 """
 
-# 1 when ARGV[1] holds the turn (its lease restarts then), 0 while an earlier ticket does.
+# 1 when ARGV[1] takes the turn, 0 while another update holds it or an earlier ticket waits.
+# The holder is a key of its own (expiring with its lease): a smaller ticket that arrives while
+# a later one runs waits for it, so two updates of one user never run at once.
 _TURN = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local lease = tonumber(ARGV[2])
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[1] then return 0 end
 while true do
   local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
   if head == false or head == nil or head == ARGV[1] then
-    redis.call('HSET', KEYS[2], ARGV[1], tostring(now + tonumber(ARGV[2])))
+    redis.call('SET', KEYS[3], ARGV[1], 'PX', math.ceil(lease * 1000))
     return 1
   end
   local deadline = tonumber(redis.call('HGET', KEYS[2], head) or '0')
@@ -70,6 +77,7 @@ end
 _RELEASE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
 local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
 if head then
   local wake = KEYS[1] .. ':wake:' .. head
@@ -90,6 +98,10 @@ class _Ticket:
         return f"{self.queue}:lease"
 
     @property
+    def holder(self) -> str:
+        return f"{self.queue}:holder"
+
+    @property
     def wake(self) -> str:
         return f"{self.queue}:wake:{self.update_id}"
 
@@ -106,23 +118,29 @@ class RedisUpdateQueue:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._turn = redis.register_script(_TURN)
         self._release = redis.register_script(_RELEASE)
+        # Tickets leave this process in the order updates arrived here: requests on separate
+        # pooled connections could otherwise reach Redis in any order.
+        self._in_arrival_order = asyncio.Lock()
 
     async def enqueue(self, chat_id: int, user_id: int, update_id: int) -> _Ticket:
         ticket = _Ticket(f"{PREFIX}:{chat_id}:{user_id}", update_id)
-        await self._enqueue(
-            keys=[ticket.queue, ticket.leases], args=[update_id, self.lease_seconds]
-        )
+        async with self._in_arrival_order:
+            await self._enqueue(
+                keys=[ticket.queue, ticket.leases], args=[update_id, self.lease_seconds]
+            )
         return ticket
 
     async def wait_turn(self, ticket: _Ticket) -> None:
-        keys = [ticket.queue, ticket.leases]
+        keys = [ticket.queue, ticket.leases, ticket.holder]
         args = [ticket.update_id, self.lease_seconds]
         while not int(await self._turn(keys=keys, args=args)):
             await self.redis.blpop([ticket.wake], timeout=RECHECK_SECONDS)
         await self.redis.delete(ticket.wake)
 
     async def release(self, ticket: _Ticket) -> None:
-        await self._release(keys=[ticket.queue, ticket.leases], args=[ticket.update_id])
+        await self._release(
+            keys=[ticket.queue, ticket.leases, ticket.holder], args=[ticket.update_id]
+        )
 
 
 class UpdateQueueMiddleware(BaseMiddleware):
