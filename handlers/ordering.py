@@ -12,9 +12,9 @@ polls in a tight loop.
 A replica that dies holding the turn cannot block a user for good: the turn is a lease (the head
 ticket's deadline in a hash), and a waiter removes a head whose lease ran out.
 
-Limits: an update that reaches the bot after a later one of the same user has already finished
-cannot be put before it (nothing can); a handler running past ``LEASE_SECONDS`` lets the next
-one start.
+Limits: an update that reaches Redis more than ``SETTLE_SECONDS`` after a later one of the same
+user has started cannot be put before it (nothing can); a handler running past
+``LEASE_SECONDS`` lets the next one start.
 
 Without Redis, one process keeps the order with aiogram's ``SimpleEventIsolation`` (asyncio
 locks are first-in, first-out).
@@ -41,6 +41,9 @@ PREFIX = "carebot:order"
 LEASE_SECONDS = 60
 # A waiter looks again this often even without a wake-up (a lost wake-up, an expired lease).
 RECHECK_SECONDS = 0.25
+# A ticket at the head waits this long after it was queued before it runs, for an earlier
+# update of the same user that reached another replica at the same moment to take its place.
+SETTLE_SECONDS = 0.01
 
 _ENQUEUE = """
 local t = redis.call('TIME')
@@ -52,7 +55,8 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]) * 2)
 return 1
 """
 
-# 1 when ARGV[1] takes the turn, 0 while another update holds it or an earlier ticket waits.
+# 1 when ARGV[1] takes the turn, 0 while another update holds it or an earlier ticket waits,
+# or (as a fraction) how long a ticket at the head must still wait for its ``SETTLE``.
 # The holder is a key of its own (expiring with its lease): a smaller ticket that arrives while
 # a later one runs waits for it, so two updates of one user never run at once.
 _TURN = """
@@ -64,6 +68,10 @@ if holder and holder ~= ARGV[1] then return 0 end
 while true do
   local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
   if head == false or head == nil or head == ARGV[1] then
+    local deadline = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+    local waited = now - (deadline - lease)
+    local settle = tonumber(ARGV[3])
+    if head == ARGV[1] and waited < settle then return tostring(settle - waited) end
     redis.call('SET', KEYS[3], ARGV[1], 'PX', math.ceil(lease * 1000))
     return 1
   end
@@ -132,9 +140,15 @@ class RedisUpdateQueue:
 
     async def wait_turn(self, ticket: _Ticket) -> None:
         keys = [ticket.queue, ticket.leases, ticket.holder]
-        args = [ticket.update_id, self.lease_seconds]
-        while not int(await self._turn(keys=keys, args=args)):
-            await self.redis.blpop([ticket.wake], timeout=RECHECK_SECONDS)
+        args = [ticket.update_id, self.lease_seconds, SETTLE_SECONDS]
+        while True:
+            answer = float(await self._turn(keys=keys, args=args))
+            if answer == 1:
+                break
+            if answer > 0:
+                await asyncio.sleep(answer)
+            else:
+                await self.redis.blpop([ticket.wake], timeout=RECHECK_SECONDS)
         await self.redis.delete(ticket.wake)
 
     async def release(self, ticket: _Ticket) -> None:
