@@ -154,3 +154,48 @@ async def test_a_429_on_one_replica_pauses_them_all() -> None:
     finally:
         await _forget_send_schedule(redis, namespace)
         await redis.aclose()
+
+
+async def test_the_standalone_worker_reads_its_settings_from_dot_env(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from care.messaging.delivery.__main__ import _parse_args
+
+    engine = create_engine(sqlite_url)
+    factory = create_session_factory(engine)
+    async with factory() as session, session.begin():
+        await enqueue_many(
+            session,
+            Clock(),
+            CareConfig(),
+            [OutboxItem("env:1", 71_001, "Hi", MessageKind.SERVICE)],
+        )
+    await engine.dispose()
+    async with BotAPISimulator() as sim:
+        sim.register_chats(71_001, 1)
+        (tmp_path / ".env").write_text(
+            f"DATABASE_URL={sqlite_url}\nBOT_TOKEN={TEST_TOKEN}\n"
+            f"TELEGRAM_API_URL={sim.base_url}\nSEND_RATE=7\n"
+        )
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DATABASE_URL", "BOT_TOKEN", "TELEGRAM_API_URL", "SEND_RATE", "REDIS_URL"}
+        }
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "care.messaging.delivery", cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, errors = await asyncio.wait_for(worker.communicate(), 120)
+        assert worker.returncode == 0, errors.decode()
+        assert "sent=1," in out.decode()
+        assert [m.text for m in sim.chat_messages(71_001)] == ["Hi"]
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        args = _parse_args([])
+    finally:
+        os.chdir(cwd)
+    assert args.rate == 7.0 and args.database_url == sqlite_url and args.redis_url is None

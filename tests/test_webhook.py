@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +25,9 @@ from sqlalchemy.engine import make_url
 from bot.app import Services, create_bot, create_dispatcher, create_services, create_web_front
 from bot.web import SECRET_HEADER, WebFront
 from care.core.clock import FrozenClock
+from care.core.updates import KEEP_PROCESSED, already_handled, prune_handled, record_handled
 from storage import migrate
+from storage.db import create_engine, create_session_factory
 from storage.enums import StaffRole
 from storage.models import Member, ProcessedUpdate, Purchase
 from tests.conftest import fresh_postgres_database, make_settings, postgres_url
@@ -223,3 +226,20 @@ async def test_metrics_and_health_answer_over_http(sqlite_url: str, clock: Froze
             assert response.status == 503
         async with http.post(app.url, json={}, headers={SECRET_HEADER: "wrong"}) as response:
             assert response.status == 401
+
+
+async def test_update_ids_are_forgotten_once_telegram_cannot_send_them_again(
+    sqlite_url: str, clock: FrozenClock
+) -> None:
+    engine = create_engine(sqlite_url)
+    factory = create_session_factory(engine)
+    try:
+        async with factory() as session, session.begin():
+            record_handled(session, 1, clock.now() - KEEP_PROCESSED - timedelta(minutes=1))
+            record_handled(session, 2, clock.now() - timedelta(hours=23))
+        assert await prune_handled(factory, clock.now()) == 1
+        async with factory() as session:
+            assert not await already_handled(session, 1)
+            assert await already_handled(session, 2)
+    finally:
+        await engine.dispose()
