@@ -21,6 +21,10 @@ claimed: at most ``2 × batch_size`` (about one second of sending at the configu
 request whose answer was lost after it reached Telegram (a timeout or a dropped connection) is
 not retried for the same reason. A clean stop (``run``'s stop event) loses nothing: messages
 not yet sent go back to ``queued``.
+
+The package: ``worker`` (the loop: claiming, recording), ``sending`` (one Bot API call and what
+its answer means for the row), ``results`` (the row and result types, sizing, backoff) and
+``__main__`` (``python -m care.messaging.delivery``, an extra worker reading the bot's settings).
 """
 
 from care.messaging.delivery.results import (
