@@ -51,7 +51,7 @@ from handlers.middlewares import (
 )
 from handlers.ordering import QueuedEventIsolation, RedisUpdateQueue, UpdateQueueMiddleware
 from storage import migrate
-from storage.db import create_engine, create_session_factory
+from storage.db import create_engine, create_session_factory, is_sqlite
 
 log = logging.getLogger("carebot")
 
@@ -332,6 +332,11 @@ async def run(settings: Settings) -> None:
             await front.start(listen)
         front.state = "migrating"
         await migrate.upgrade(services.engine)
+        if not settings.redis_url and not is_sqlite(services.engine):
+            log.warning(
+                "REDIS_URL is not set: the send rate, per-user update order and flood control "
+                "hold per process; run a single replica or set REDIS_URL"
+            )
         bot = create_bot(settings)
         try:
             await check_bot(bot, settings.telegram_api_url)
