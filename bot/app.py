@@ -15,21 +15,30 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
-from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.fsm import SqlFsmStorage
 from bot.middlewares import UpdateLogMiddleware
 from bot.settings import Settings
 from bot.startup import StartupError, check_database
+from bot.web import UpdateMetricsMiddleware, WebFront
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, normalize_locale, translator
+from care.messaging.ratelimit import RateLimiter, RedisRateLimiter, SendLimiter
 from care.scheduler import CareScheduler
 from handlers import build_routers
 from handlers.middlewares import (
@@ -40,8 +49,9 @@ from handlers.middlewares import (
     RedisFloodGate,
     ThrottlingMiddleware,
 )
+from handlers.ordering import QueuedEventIsolation, RedisUpdateQueue, UpdateQueueMiddleware
 from storage import migrate
-from storage.db import create_engine, create_session_factory
+from storage.db import create_engine, create_session_factory, is_sqlite
 
 log = logging.getLogger("carebot")
 
@@ -96,13 +106,18 @@ def create_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
-def _fsm_parts(services: Services) -> tuple[BaseStorage, BaseEventIsolation]:
+def _fsm_parts(
+    services: Services,
+) -> tuple[BaseStorage, BaseEventIsolation, RedisUpdateQueue | None]:
     if services.settings.redis_url:
         from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 
         storage = RedisStorage.from_url(services.settings.redis_url)
-        return storage, RedisEventIsolation(storage.redis)
-    return SqlFsmStorage(services.session_factory, services.clock), SimpleEventIsolation()
+        queue = RedisUpdateQueue(storage.redis)
+        isolation = QueuedEventIsolation(queue, RedisEventIsolation(storage.redis))
+        return storage, isolation, queue
+    storage_ = SqlFsmStorage(services.session_factory, services.clock)
+    return storage_, SimpleEventIsolation(), None
 
 
 def _flood_gate(services: Services) -> FloodGate:
@@ -116,7 +131,7 @@ def _flood_gate(services: Services) -> FloodGate:
 
 def create_dispatcher(services: Services) -> Dispatcher:
     """A fresh dispatcher with every router and middleware; tests build one per test."""
-    storage, isolation = _fsm_parts(services)
+    storage, isolation, queue = _fsm_parts(services)
     update_log = UpdateLogMiddleware()
     dp = Dispatcher(
         storage=storage,
@@ -130,12 +145,16 @@ def create_dispatcher(services: Services) -> Dispatcher:
     )
     # Logging and flood control see each update as it arrives: before per-user isolation (part
     # of the FSM middleware) queues a flooder's updates one behind the other, and before a
-    # database connection is taken.
+    # database connection is taken. With Redis each update takes its place in its user's queue
+    # first of all, so the order is fixed before any round trip could shuffle it.
     dp.update.outer_middleware.unregister(dp.fsm)
+    dp.update.outer_middleware(UpdateMetricsMiddleware())
     dp.update.outer_middleware(update_log)
+    if queue is not None:
+        dp.update.outer_middleware(UpdateQueueMiddleware(queue))
     dp.update.outer_middleware(ThrottlingMiddleware(_flood_gate(services)))
     dp.update.outer_middleware(dp.fsm)
-    dp.update.outer_middleware(DbSessionMiddleware(services.session_factory))
+    dp.update.outer_middleware(DbSessionMiddleware(services.session_factory, services.clock))
     dp.update.outer_middleware(MemberContextMiddleware(services.config))
     dp.include_routers(*build_routers())
     dp.errors.register(on_error)
@@ -143,9 +162,38 @@ def create_dispatcher(services: Services) -> Dispatcher:
     return dp
 
 
-async def on_error(event: ErrorEvent, bot: Bot, config: CareConfig) -> None:
-    """Log the failure with its context and tell the person, politely, in their language."""
+# Failures that pass on their own: with a webhook the update is answered non-2xx and Telegram
+# sends it again, instead of telling the person something went wrong.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,
+    TimeoutError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    TelegramNetworkError,
+    TelegramServerError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+async def on_error(
+    event: ErrorEvent, bot: Bot, config: CareConfig, retry_transient: bool = False
+) -> None:
+    """Log the failure with its context and tell the person, politely, in their language.
+
+    With ``retry_transient`` (webhook mode) a passing failure is raised on instead, so the
+    webhook answers non-2xx and Telegram delivers the update again.
+    """
     update = event.update
+    if retry_transient and is_transient(event.exception):
+        raise event.exception
     user = None
     chat_id = None
     if update.message:
@@ -200,55 +248,79 @@ async def set_commands(bot: Bot, default_locale: str) -> None:
             await bot.set_my_commands(commands, BotCommandScopeDefault())
 
 
-async def serve_webhook(dp: Dispatcher, bot: Bot, settings: Settings) -> None:
-    """Answer Telegram's webhook posts until SIGTERM/SIGINT (the way to run several replicas).
-
-    Updates are acknowledged at once and handled in the background, so Telegram never re-sends
-    a slow one; the secret token keeps strangers from posting fake updates.
-    """
+async def register_webhook(dp: Dispatcher, bot: Bot, settings: Settings) -> None:
+    """Tell Telegram where to post updates (the way to run several replicas)."""
     assert settings.webhook_url is not None and settings.webhook_secret is not None
-    secret = settings.webhook_secret.get_secret_value()
-    path = urlsplit(settings.webhook_url).path or "/"
-    app = web.Application()
-    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret).register(app, path=path)
-    app.router.add_get("/healthz", _healthz)
-    setup_application(app, dp, bot=bot)
+    await bot.set_webhook(
+        settings.webhook_url,
+        secret_token=settings.webhook_secret.get_secret_value(),
+        allowed_updates=dp.resolve_used_update_types(),
+    )
+    log.info(
+        "webhook listening on %s, path %s",
+        settings.webhook_listen,
+        urlsplit(settings.webhook_url).path or "/",
+    )
 
-    host, port = settings.webhook_listen.rsplit(":", 1)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
+
+async def wait_for_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, int(port)).start()
-        await bot.set_webhook(
-            settings.webhook_url,
-            secret_token=secret,
-            allowed_updates=dp.resolve_used_update_types(),
-        )
-        log.info("webhook listening on %s, path %s", settings.webhook_listen, path)
         await stop.wait()
         log.info("stop signal received")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        # Runs the dispatcher's shutdown, which waits for updates still being handled.
-        await runner.cleanup()
 
 
-async def _healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+def create_limiter(settings: Settings, config: CareConfig) -> SendLimiter:
+    """The send limiter: shared by every replica through Redis when there is one."""
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        return RedisRateLimiter(
+            Redis.from_url(settings.redis_url), config.send_rate, config.per_chat_interval
+        )
+    return RateLimiter(config.send_rate, config.per_chat_interval)
+
+
+def create_web_front(services: Services) -> WebFront:
+    settings = services.settings
+    path = (urlsplit(settings.webhook_url).path or "/") if settings.webhook_url else None
+    return WebFront(
+        services.engine,
+        services.session_factory,
+        redis_url=settings.redis_url,
+        webhook_path=path,
+        webhook_secret=(
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        ),
+    )
 
 
 async def run(settings: Settings) -> None:
     """Migrate, connect, and take updates (long polling, or a webhook when WEBHOOK_URL is set)
-    until SIGTERM/SIGINT; then finish the updates in flight and close the database."""
+    until SIGTERM/SIGINT; then finish the updates in flight and close the database.
+
+    The HTTP side (the webhook, or ``METRICS_LISTEN`` when polling) is up from the start, so
+    ``/readyz`` tells "migrating" from "ready"."""
     services = create_services(settings)
+    front = create_web_front(services)
+    listen = settings.webhook_listen if settings.webhook_url else settings.metrics_listen
     try:
         await check_database(services.engine)
+        if listen:
+            await front.start(listen)
+        front.state = "migrating"
         await migrate.upgrade(services.engine)
+        if not settings.redis_url and not is_sqlite(services.engine):
+            log.warning(
+                "REDIS_URL is not set: the send rate, per-user update order and flood control "
+                "hold per process; run a single replica or set REDIS_URL"
+            )
         bot = create_bot(settings)
         try:
             await check_bot(bot, settings.telegram_api_url)
@@ -259,13 +331,29 @@ async def run(settings: Settings) -> None:
             gc.freeze()
             # The care schedule runs only in the real process: tests drive it themselves.
             care_scheduler = CareScheduler(
-                bot, services.session_factory, services.config, services.clock
+                bot,
+                services.session_factory,
+                services.config,
+                services.clock,
+                limiter=create_limiter(settings, services.config),
             )
             dp.startup.register(care_scheduler.start)
             dp.shutdown.register(care_scheduler.stop)
+            front.attach(dp, bot)
             if settings.webhook_url:
-                await serve_webhook(dp, bot, settings)
+                dp["retry_transient"] = True
+                lifecycle = {**dp.workflow_data, "dispatcher": dp, "bot": bot}
+                await dp.emit_startup(**lifecycle)
+                try:
+                    await register_webhook(dp, bot, settings)
+                    front.state = "ready"
+                    await wait_for_signal()
+                finally:
+                    front.state = "stopping"
+                    # Waits for the updates still being handled and stops the schedule.
+                    await dp.emit_shutdown(**lifecycle)
             else:
+                front.state = "ready"
                 await bot.delete_webhook(drop_pending_updates=False)
                 await dp.start_polling(
                     bot, handle_signals=True, allowed_updates=dp.resolve_used_update_types()
@@ -273,5 +361,7 @@ async def run(settings: Settings) -> None:
         finally:
             await bot.session.close()
     finally:
+        front.state = "stopping"
+        await front.stop()
         await services.engine.dispose()
         log.info("stopped")

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_listen: str = Field(default="0.0.0.0:8080", pattern=r"^[^\s:]+:\d{1,5}$")
+    metrics_listen: str | None = Field(default=None, pattern=r"^[^\s:]+:\d{1,5}$")
 
     shop_name: str = "carebot shop"
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")

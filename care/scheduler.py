@@ -14,10 +14,20 @@ truth about what was done, so a restart or a missed run never repeats or loses w
 * **delivery** — the outbox drain (``care.messaging.delivery.DeliveryWorker.run``) as a
   long-running task.
 
-With several replicas exactly one leads: it holds a lease row in ``job_state``, renewed on every
-tick, taken over by another replica only after it has expired (a conditional UPDATE, the same
-on SQLite and PostgreSQL). Only the leader evaluates rules, refreshes segments and launches
-campaigns; every replica drains the outbox (claims there are row-level, never double-sent).
+With several replicas exactly one leads: it holds a lease row in ``job_state`` (``LEASE_TTL``,
+15 s), renewed every ``RENEW_EVERY`` (5 s) and at the start of every job, taken over by another
+replica only after it has expired (a conditional UPDATE, the same on SQLite and PostgreSQL). So
+when a leader dies another one leads within ``LEASE_TTL + RENEW_EVERY`` (20 s).
+
+No double runs: a leader that cannot renew (its database connection hangs, its process froze)
+stops leading on its own before its lease can have expired (``STEP_DOWN_MARGIN`` early) and
+cancels the jobs it is running; and a job records its progress (``covered_until``) only in a
+transaction that checks the lease is still this replica's (the fencing check). Whatever a
+cancelled job had committed is safe to meet again: rules decide each (rule, member, occasion)
+once, campaigns launch once, segments are recomputed whole.
+
+Only the leader evaluates rules, refreshes segments, launches campaigns and prunes old update
+ids; every replica drains the outbox (claims there are row-level, never double-sent).
 ``job_state.covered_until`` records how far each job got, ``last_run_at`` when it last ran.
 """
 
@@ -28,6 +38,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -44,7 +55,11 @@ from care.core import jobs
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.jobs import ensure_job_row
+from care.core.metrics import LEADER as LEADER_GAUGE
+from care.core.metrics import SCHEDULER_RUNS, SCHEDULER_SECONDS
+from care.core.updates import prune_handled
 from care.messaging.delivery import DeliveryWorker
+from care.messaging.ratelimit import SendLimiter
 from care.segments.lifecycle import refresh_segments
 from storage.models import JobState
 
@@ -54,7 +69,14 @@ LEADER = "care.leader"
 RULES_JOB = "care.rules"
 SEGMENTS_JOB = "care.segments"
 CAMPAIGNS_JOB = "care.campaigns"
+HOUSEKEEPING_JOB = "care.housekeeping"
+RENEW_JOB = "care.leader.renew"
 STOP_TIMEOUT = 30.0
+LEASE_TTL = timedelta(seconds=15)
+RENEW_EVERY = timedelta(seconds=5)
+# A leader that could not renew stops this long before its lease runs out, so that its last
+# act is over before anyone else may lead.
+STEP_DOWN_MARGIN = 3.0
 
 
 def default_holder() -> str:
@@ -116,11 +138,21 @@ async def job_state(
 
 
 async def mark_covered(
-    session_factory: async_sessionmaker[AsyncSession], name: str, until: datetime
-) -> None:
-    """Record that job ``name`` has done its work up to ``until`` (``care.core.jobs``)."""
+    session_factory: async_sessionmaker[AsyncSession],
+    name: str,
+    until: datetime,
+    *,
+    holder: str | None = None,
+) -> bool:
+    """Record that job ``name`` has done its work up to ``until`` (``care.core.jobs``).
+
+    With ``holder`` this is fenced: it happens only while ``holder`` still holds the leader
+    lease, in the same statement; False when it does not (a stale leader records nothing).
+    """
     async with session_factory() as session:
-        await jobs.mark_covered(session, name, until)
+        return await jobs.mark_covered(
+            session, name, until, holder=holder, lease_name=LEADER if holder else None
+        )
 
 
 class CareScheduler:
@@ -137,8 +169,10 @@ class CareScheduler:
         rules_every: timedelta = timedelta(minutes=1),
         segments_every: timedelta = timedelta(hours=1),
         campaigns_every: timedelta = timedelta(seconds=30),
-        lease_ttl: timedelta = timedelta(minutes=3),
+        lease_ttl: timedelta = LEASE_TTL,
+        renew_every: timedelta = RENEW_EVERY,
         deliver: bool = True,
+        limiter: SendLimiter | None = None,
     ) -> None:
         self.bot = bot
         self.session_factory = session_factory
@@ -149,7 +183,10 @@ class CareScheduler:
         self.segments_every = segments_every
         self.campaigns_every = campaigns_every
         self.lease_ttl = lease_ttl
+        self.renew_every = renew_every
         self.deliver = deliver
+        self.limiter = limiter
+        self._leading_until = -1.0  # monotonic deadline of the lease as last renewed
         self.worker: DeliveryWorker | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._stop = asyncio.Event()
@@ -164,7 +201,9 @@ class CareScheduler:
             return
         self._stop.clear()
         if self.deliver:
-            self.worker = DeliveryWorker(self.bot, self.session_factory, self.config, self.clock)
+            self.worker = DeliveryWorker(
+                self.bot, self.session_factory, self.config, self.clock, limiter=self.limiter
+            )
             self._worker_task = asyncio.create_task(self.worker.run(self._stop))
         scheduler = AsyncIOScheduler(
             timezone=UTC,
@@ -175,6 +214,12 @@ class CareScheduler:
             (RULES_JOB, self.run_rules, self.rules_every, now + timedelta(seconds=2)),
             (SEGMENTS_JOB, self.run_segments, self.segments_every, now + timedelta(seconds=1)),
             (CAMPAIGNS_JOB, self.run_campaigns, self.campaigns_every, now + timedelta(seconds=5)),
+            (
+                HOUSEKEEPING_JOB,
+                self.run_housekeeping,
+                timedelta(hours=1),
+                now + timedelta(minutes=1),
+            ),
         ]
         for name, job, every, first in jobs:
             scheduler.add_job(
@@ -186,6 +231,16 @@ class CareScheduler:
                 seconds=every.total_seconds(),
                 next_run_time=first,
             )
+        # Renewal is a job of its own: it goes on while a long job runs, and it is what makes
+        # a leader that lost its lease stop.
+        scheduler.add_job(
+            self.renew,
+            "interval",
+            id=RENEW_JOB,
+            name=RENEW_JOB,
+            seconds=self.renew_every.total_seconds(),
+            next_run_time=now,
+        )
         scheduler.start()
         self._scheduler = scheduler
         log.info("care scheduler started as %s", self.holder)
@@ -209,26 +264,88 @@ class CareScheduler:
         self._worker_task = None
         with contextlib.suppress(Exception):
             await release_lease(self.session_factory, self.holder)
+        self._set_leading(False)
         log.info("care scheduler stopped")
+
+    def kill(self) -> None:
+        """Stop at once as a crashed process would: no job finishes, the lease is not given up.
+
+        For failover drills and tests; ``stop`` is the clean way.
+        """
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for task in [*self._running, self._worker_task]:
+            if task is not None:
+                task.cancel()
+        self._worker_task = None
 
     async def _tracked(self, job: Callable[[], Awaitable[Any]]) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
+        name = getattr(job, "__name__", str(job))
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             await job()
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            log.warning("scheduled job %s was stopped: this replica no longer leads", name)
         except Exception:  # a failed tick is logged and retried at the next one
-            log.exception("scheduled job %s failed", getattr(job, "__name__", job))
+            outcome = "failed"
+            log.exception("scheduled job %s failed", name)
         finally:
             if task is not None:
                 self._running.discard(task)
+            SCHEDULER_RUNS.labels(name, outcome).inc()
+            SCHEDULER_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    # ---------------------------------------------------------------- leadership
+    async def renew(self) -> bool:
+        """Renew (or take) the lease; a leader that cannot stops its jobs before it expires."""
+        try:
+            leading = await self.is_leader()
+        except Exception:
+            log.warning("could not renew the leader lease", exc_info=True)
+            leading = False
+        if not leading and time.monotonic() >= self._leading_until:
+            self._step_down()
+        return leading
+
+    def _step_down(self) -> None:
+        was_leading = self._leading_until >= 0
+        self._leading_until = -1.0
+        self._set_leading(False)
+        jobs = [task for task in self._running if not task.done()]
+        for task in jobs:
+            task.cancel()
+        if was_leading:
+            log.warning("this replica no longer leads the schedule (%d jobs stopped)", len(jobs))
+
+    def _set_leading(self, leading: bool) -> None:
+        LEADER_GAUGE.labels(self.holder).set(1 if leading else 0)
 
     # ------------------------------------------------------------------ the jobs
     async def is_leader(self) -> bool:
         """Take or renew the leader lease; only the leader runs the jobs below."""
-        return await acquire_lease(
+        asked = time.monotonic()
+        held = await acquire_lease(
             self.session_factory, self.holder, self.clock.now(), self.lease_ttl
         )
+        if held:
+            if self._leading_until < 0:
+                log.info("this replica (%s) now leads the schedule", self.holder)
+            deadline = asked + self.lease_ttl.total_seconds() - STEP_DOWN_MARGIN
+            self._leading_until = max(deadline, asked)
+            self._set_leading(True)
+        elif self._leading_until >= 0:
+            self._step_down()
+        return held
+
+    async def _covered(self, name: str, until: datetime) -> None:
+        if not await mark_covered(self.session_factory, name, until, holder=self.holder):
+            log.warning("%s ran but this replica lost the lead meanwhile; not recorded", name)
 
     async def run_rules(self) -> list[RuleOutcome] | None:
         """One evaluation pass if this replica leads; None if another one does."""
@@ -242,7 +359,7 @@ class CareScheduler:
                 if gap > 3 * self.rules_every:
                     log.info("care rules catching up %s since the last pass", gap)
             outcomes = await evaluate(self.session_factory, self.config, self.clock)
-            await mark_covered(self.session_factory, RULES_JOB, now)
+            await self._covered(RULES_JOB, now)
             if self.worker is not None and any(o.sent for o in outcomes):
                 self.worker.notify()
             return outcomes
@@ -257,7 +374,7 @@ class CareScheduler:
         if last is not None and now - last < self.segments_every - timedelta(seconds=5):
             return False
         stats = await refresh_segments(self.session_factory, self.config, self.clock)
-        await mark_covered(self.session_factory, SEGMENTS_JOB, now)
+        await self._covered(SEGMENTS_JOB, now)
         log.info("segments refreshed: %s", stats)
         return True
 
@@ -266,7 +383,15 @@ class CareScheduler:
         if not await self.is_leader():
             return 0
         launched = await launch_due_campaigns(self.session_factory, self.config, self.clock)
-        await mark_covered(self.session_factory, CAMPAIGNS_JOB, self.clock.now())
+        await self._covered(CAMPAIGNS_JOB, self.clock.now())
         if launched and self.worker is not None:
             self.worker.notify()
         return int(launched)
+
+    async def run_housekeeping(self) -> int:
+        """Forget update ids too old for Telegram to send again, if this replica leads."""
+        if not await self.is_leader():
+            return 0
+        pruned = await prune_handled(self.session_factory, self.clock.now())
+        await self._covered(HOUSEKEEPING_JOB, self.clock.now())
+        return pruned

@@ -9,37 +9,72 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import TelegramObject, Update, User
 from redis.asyncio import Redis
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import normalize_locale, translator
+from care.core.metrics import DUPLICATE_UPDATES
+from care.core.updates import already_handled, record_handled
 from care.members.membership import load_interests, update_context
 from care.staff.directory import StaffDirectory
-from storage.db import unit_of_work
+from storage.db import unit_of_work, wrote
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 log = logging.getLogger(__name__)
 
 
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update and commits once, after the handler succeeded."""
+    """Opens one session per update and commits once, after the handler succeeded.
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    An update that wrote anything commits its id in the same transaction, so when Telegram
+    sends it again (on any replica) it is skipped (``MemberContextMiddleware`` asks, in the
+    query it makes anyway) or, if both deliveries run at once, the second commit fails on the
+    id: its effects never happen twice. A read-only update records nothing: handling it again
+    only answers again.
+    """
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self.session_factory = session_factory
+        self.clock = clock
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with unit_of_work(self.session_factory) as session:
-            data["session"] = session
-            return await handler(event, data)
+        update_id = event.update_id if isinstance(event, Update) else None
+        try:
+            async with unit_of_work(self.session_factory) as session:
+                data["session"] = session
+                result = await handler(event, data)
+                if update_id is not None and wrote(session):
+                    record_handled(session, update_id, self.clock.now())
+                return result
+        except IntegrityError:
+            # The same update committed on another replica while this one handled it.
+            if update_id is None or not await self._recorded(update_id):
+                raise
+            return duplicate_update(update_id)
+
+    async def _recorded(self, update_id: int) -> bool:
+        async with self.session_factory() as session:
+            return await already_handled(session, update_id)
+
+
+def duplicate_update(update_id: int) -> Any:
+    """Skip an update that was handled before, counted and logged."""
+    DUPLICATE_UPDATES.inc()
+    log.info("update %s was handled before; not handled again", update_id)
+    return UNHANDLED
 
 
 class MemberContextMiddleware(BaseMiddleware):
     """Loads the member behind the update, their staff role and the language to answer in.
 
     One SELECT for a member: the member row (without interests, which the handlers that show
-    them load) and the staff version, which keeps the in-process staff roles current.
+    them load), the staff version, which keeps the in-process staff roles current, and whether
+    this update was handled before (then it is skipped).
     """
 
     def __init__(self, config: CareConfig, staff: StaffDirectory | None = None) -> None:
@@ -48,14 +83,20 @@ class MemberContextMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
+        update_id = event.update_id if isinstance(event, Update) else None
+        session: AsyncSession = data["session"]
         member = None
         if user is not None:
-            session: AsyncSession = data["session"]
-            member, staff_version = await update_context(session, user.id)
+            context = await update_context(session, user.id, update_id)
+            if context.handled_before and update_id is not None:
+                return duplicate_update(update_id)
+            member = context.member
             data["staff_role"] = await self.staff.role_of(
-                session, self.config, user.id, staff_version
+                session, self.config, user.id, context.staff_version
             )
             data["staff_role_known"] = True
+        elif update_id is not None and await already_handled(session, update_id):
+            return duplicate_update(update_id)
         data["member"] = member
         if member is not None:
             locale = member.locale

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -58,8 +59,29 @@ def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+class TrackedSession(Session):
+    """A session that remembers whether it wrote anything (see ``wrote``)."""
+
+
+@event.listens_for(TrackedSession, "after_flush")
+def _flushed(session: Session, _flush: UOWTransaction) -> None:
+    session.info["wrote"] = True
+
+
+@event.listens_for(TrackedSession, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info["wrote"] = True
+
+
+def wrote(session: AsyncSession) -> bool:
+    """Whether this session has written, or is about to write, anything in its transaction:
+    a read-only update needs no record that it was handled."""
+    return bool(session.info.get("wrote") or session.new or session.dirty or session.deleted)
+
+
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=TrackedSession)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -489,6 +489,18 @@ class JobState(Base):
     lease_until: Mapped[datetime | None]
 
 
+class ProcessedUpdate(Base):
+    """A Telegram update whose unit of work committed: a re-sent update is not handled twice.
+
+    Written in the update's own transaction; rows older than Telegram keeps updates are pruned.
+    """
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    handled_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class FsmRecord(Base):
     """aiogram FSM state kept in the database, so a conversation survives a restart."""
 

@@ -49,9 +49,22 @@ async def find_member(session: AsyncSession, telegram_id: int) -> Member | None:
     return await MemberRepo(session).by_telegram_id(telegram_id)
 
 
-async def update_context(session: AsyncSession, telegram_id: int) -> tuple[Member | None, int]:
-    """The member behind an update and the staff version (see ``care.staff.directory``)."""
-    return await MemberRepo(session).for_update_context(telegram_id)
+@dataclass(frozen=True, slots=True)
+class UpdateContext:
+    """What one query tells about an update: who sent it, the staff version (see
+    ``care.staff.directory``) and whether an earlier delivery of it was handled already."""
+
+    member: Member | None
+    staff_version: int
+    handled_before: bool
+
+
+async def update_context(
+    session: AsyncSession, telegram_id: int, update_id: int | None
+) -> UpdateContext:
+    """The context of an update from ``telegram_id`` (``update_id`` None: no dedupe check)."""
+    member, version, handled = await MemberRepo(session).for_update_context(telegram_id, update_id)
+    return UpdateContext(member, version, handled)
 
 
 async def load_interests(session: AsyncSession, member: Member) -> list[MemberInterest]:

@@ -224,3 +224,8 @@ async def campaign_counts(session: AsyncSession, campaign_id: int) -> dict[str, 
 async def campaign_skip_reasons(session: AsyncSession, campaign_id: int) -> dict[str, int]:
     """Why a broadcast's skipped messages were skipped: reason → count."""
     return await OutboxRepo(session).skip_reason_counts(campaign_id)
+
+
+async def outbox_depth(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Messages queued, being sent or failed, by (status, kind): what ``/metrics`` reports."""
+    return await OutboxRepo(session).depth()

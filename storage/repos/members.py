@@ -8,7 +8,8 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Member, MemberInterest
-from storage.repos.staff import StaffRepo, staff_version_query
+from storage.repos.staff import staff_version_query
+from storage.repos.updates import handled_before
 
 
 class MemberRepo:
@@ -21,21 +22,26 @@ class MemberRepo:
     async def by_telegram_id(self, telegram_id: int) -> Member | None:
         return await self.session.scalar(select(Member).where(Member.telegram_id == telegram_id))
 
-    async def for_update_context(self, telegram_id: int) -> tuple[Member | None, int]:
-        """The member behind an update and the staff version, in one SELECT for a member.
+    async def for_update_context(
+        self, telegram_id: int, update_id: int | None
+    ) -> tuple[Member | None, int, bool]:
+        """The member behind an update, the staff version and whether the update was handled
+        before, in one SELECT for a member (two for a stranger).
 
         Interests stay unloaded (``load_interests`` where they are used); the staff version
         tells the caller whether its in-process copy of the staff roles is still current.
         """
         version = func.coalesce(staff_version_query(), 0)
+        handled = handled_before(update_id)
         row = (
             await self.session.execute(
-                select(Member, version).where(Member.telegram_id == telegram_id)
+                select(Member, version, handled).where(Member.telegram_id == telegram_id)
             )
         ).first()
         if row is not None:
-            return row[0], int(row[1])
-        return None, await StaffRepo(self.session).version()
+            return row[0], int(row[1]), bool(row[2])
+        stranger = (await self.session.execute(select(version, handled))).one()
+        return None, int(stranger[0]), bool(stranger[1])
 
     async def load_interests(self, member: Member) -> list[MemberInterest]:
         """The member's interests, read now unless this session has them already."""

@@ -228,6 +228,16 @@ class OutboxRepo:
             counts[status] = int(count)
         return counts
 
+    async def depth(self) -> dict[tuple[str, str], int]:
+        """Rows not yet resolved or given up on, by (status, kind): queued, sending, failed."""
+        waiting = (OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.FAILED)
+        stmt = (
+            select(OutboxMessage.status, OutboxMessage.kind, func.count())
+            .where(OutboxMessage.status.in_(waiting))
+            .group_by(OutboxMessage.status, OutboxMessage.kind)
+        )
+        return {(str(s), str(k)): int(n) for s, k, n in (await self.session.execute(stmt)).all()}
+
     async def skip_reason_counts(self, campaign_id: int) -> dict[str, int]:
         stmt = (
             select(OutboxMessage.skip_reason, func.count())
