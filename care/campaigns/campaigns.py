@@ -16,6 +16,7 @@ so a crashed launch resumes where it stopped and two launchers never share a bat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections import Counter
@@ -170,7 +171,10 @@ async def preview_message(
     sample = await sample_member(session, audience)
     if sample is None:
         raise CampaignError("empty_audience")
-    text = render_for_member(
+    # In a worker thread: a staff text may spend its whole time budget, and other people's
+    # updates must not wait for it.
+    text = await asyncio.to_thread(
+        render_for_member,
         template,
         sample,
         config,
