@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.fsm import SqlFsmStorage
-from bot.middlewares import UpdateLogMiddleware
+from bot.middlewares import UpdateLogMiddleware, update_type
 from bot.settings import Settings
 from care.core.clock import Clock
 from care.core.config import CareConfig
@@ -162,7 +162,7 @@ async def on_error(event: ErrorEvent, bot: Bot, config: CareConfig) -> None:
     log.error(
         "update %s (%s) from user %s failed: %r",
         update.update_id,
-        update.event_type,
+        update_type(update),
         user.id if user else "-",
         event.exception,
         exc_info=event.exception,

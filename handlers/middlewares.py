@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware
@@ -22,16 +23,45 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 log = logging.getLogger(__name__)
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+_after_commit: ContextVar[list[AfterCommit] | None] = ContextVar("after_commit", default=None)
+
+
+def after_commit(action: AfterCommit) -> None:
+    """Run ``action`` once this update's unit of work has committed (never if it rolls back).
+
+    For cosmetic Bot API calls (command menus, chat actions) that follow a business change:
+    they must not decide its fate, so they run after it, and their failure is only logged.
+    Outside an update's unit of work there is nothing to wait for: use a task instead.
+    """
+    pending = _after_commit.get()
+    if pending is None:
+        raise RuntimeError("after_commit() outside an update's unit of work")
+    pending.append(action)
+
+
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update and commits once, after the handler succeeded."""
+    """Opens one session per update and commits once, after the handler succeeded; then runs
+    what the handler left for after the commit (``after_commit``)."""
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self.session_factory = session_factory
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        async with unit_of_work(self.session_factory) as session:
-            data["session"] = session
-            return await handler(event, data)
+        pending: list[AfterCommit] = []
+        token = _after_commit.set(pending)
+        try:
+            async with unit_of_work(self.session_factory) as session:
+                data["session"] = session
+                result = await handler(event, data)
+        finally:
+            _after_commit.reset(token)
+        for action in pending:
+            try:
+                await action()
+            except Exception:  # cosmetic by contract: the change it follows is committed
+                log.warning("an after-commit action failed", exc_info=True)
+        return result
 
 
 class MemberContextMiddleware(BaseMiddleware):
