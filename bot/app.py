@@ -31,7 +31,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.fsm import SqlFsmStorage
-from bot.middlewares import UpdateLogMiddleware
+from bot.middlewares import UpdateLogMiddleware, update_type
 from bot.settings import Settings
 from bot.startup import StartupError, check_database
 from bot.web import UpdateMetricsMiddleware, WebFront
@@ -205,7 +205,7 @@ async def on_error(
     log.error(
         "update %s (%s) from user %s failed: %r",
         update.update_id,
-        update.event_type,
+        update_type(update),
         user.id if user else "-",
         event.exception,
         exc_info=event.exception,

@@ -9,8 +9,21 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
+from aiogram.types.update import UpdateTypeLookupError
 
 log = logging.getLogger("carebot.updates")
+
+
+def update_type(update: Update) -> str:
+    """The update's kind for a log line; ``unknown`` for a kind newer than our aiogram.
+
+    ``Update.event_type`` raises for such an update; a log line must not fail because of it
+    (the dispatcher itself skips the update with a warning).
+    """
+    try:
+        return update.event_type
+    except UpdateTypeLookupError:
+        return "unknown"
 
 
 class UpdateLogMiddleware(BaseMiddleware):
@@ -32,7 +45,7 @@ class UpdateLogMiddleware(BaseMiddleware):
             log.debug(
                 "update %s %s from %s",
                 event.update_id,
-                event.event_type,
+                update_type(event),
                 user.id if user else "-",
             )
         self.in_flight += 1

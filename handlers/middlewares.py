@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware
@@ -28,8 +29,26 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 log = logging.getLogger(__name__)
 
 
+AfterCommit = Callable[[], Awaitable[None]]
+_after_commit: ContextVar[list[AfterCommit] | None] = ContextVar("after_commit", default=None)
+
+
+def after_commit(action: AfterCommit) -> None:
+    """Run ``action`` once this update's unit of work has committed (never if it rolls back).
+
+    For cosmetic Bot API calls (command menus, chat actions) that follow a business change:
+    they must not decide its fate, so they run after it, and their failure is only logged.
+    Outside an update's unit of work there is nothing to wait for: use a task instead.
+    """
+    pending = _after_commit.get()
+    if pending is None:
+        raise RuntimeError("after_commit() outside an update's unit of work")
+    pending.append(action)
+
+
 class DbSessionMiddleware(BaseMiddleware):
-    """Opens one session per update and commits once, after the handler succeeded.
+    """Opens one session per update and commits once, after the handler succeeded; then runs
+    what the handler left for after the commit (``after_commit``).
 
     An update that wrote anything commits its id in the same transaction, so when Telegram
     sends it again (on any replica) it is skipped (``MemberContextMiddleware`` asks, in the
@@ -44,18 +63,27 @@ class DbSessionMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         update_id = event.update_id if isinstance(event, Update) else None
+        pending: list[AfterCommit] = []
+        token = _after_commit.set(pending)
         try:
             async with unit_of_work(self.session_factory) as session:
                 data["session"] = session
                 result = await handler(event, data)
                 if update_id is not None and wrote(session):
                     record_handled(session, update_id, self.clock.now())
-                return result
         except IntegrityError:
             # The same update committed on another replica while this one handled it.
             if update_id is None or not await self._recorded(update_id):
                 raise
             return duplicate_update(update_id)
+        finally:
+            _after_commit.reset(token)
+        for action in pending:
+            try:
+                await action()
+            except Exception:  # cosmetic by contract: the change it follows is committed
+                log.warning("an after-commit action failed", exc_info=True)
+        return result
 
     async def _recorded(self, update_id: int) -> bool:
         async with self.session_factory() as session:

@@ -416,11 +416,18 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_kind_not_before", "status", "kind", "not_before"),
         Index("ix_outbox_member_id_kind_created_at", "member_id", "kind", "created_at"),
         Index("ix_outbox_campaign_id_status", "campaign_id", "status"),
+        # Erasure finds every staff alert that quotes a member by this, not by its text.
+        Index("ix_outbox_about_member_id", "about_member_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
     member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    # The member a message to someone else quotes (a staff alert with their name and words):
+    # erasing that member deletes the message too.
+    about_member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE")
+    )
     chat_id: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(String(32))

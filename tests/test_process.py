@@ -40,6 +40,9 @@ async def test_the_bot_process_answers_start_and_stops_cleanly_on_sigterm(tmp_pa
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+        # Read the DEBUG log while the process runs: a full pipe would block its logging.
+        assert process.stderr is not None
+        reading = asyncio.create_task(process.stderr.read())
         try:
             user = sim.user(user_id=5001, first_name="Mei", language_code="en")
             await user.send("/start")
@@ -48,7 +51,8 @@ async def test_the_bot_process_answers_start_and_stops_cleanly_on_sigterm(tmp_pa
             assert sim.commands, "the command menu was set at start-up"
         finally:
             process.send_signal(signal.SIGTERM)
-            _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+            await asyncio.wait_for(process.wait(), timeout=30)
+            stderr = await reading
 
     log = stderr.decode()
     assert process.returncode == 0, log

@@ -448,10 +448,22 @@ async def test_alerts_reach_admins_in_their_language_and_the_staff_chat_once(
 
     values = {"name": "Li", "code": "ABCD2345", "score": 1, "number": 0}
     queued = await alert_staff(
-        session, clock, CONFIG, key="test", text_key="survey.alert.low_csat", **values
+        session,
+        clock,
+        CONFIG,
+        key="test",
+        text_key="survey.alert.low_csat",
+        about_member_id=None,
+        **values,
     )
     again = await alert_staff(
-        session, clock, CONFIG, key="test", text_key="survey.alert.low_csat", **values
+        session,
+        clock,
+        CONFIG,
+        key="test",
+        text_key="survey.alert.low_csat",
+        about_member_id=None,
+        **values,
     )
     assert (queued, again) == (3, 0)
     # add_staff tells new staff about their role; only this occasion's alerts count here.

@@ -4,6 +4,7 @@ staff see before sending, the notice of an issued coupon, and the names of audie
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -113,7 +114,10 @@ async def preview_message(
     sample = await sample_member(session, audience)
     if sample is None:
         raise CampaignError("empty_audience")
-    text = render_for_member(
+    # In a worker thread: a staff text may spend its whole time budget, and other people's
+    # updates must not wait for it.
+    text = await asyncio.to_thread(
+        render_for_member,
         template,
         sample,
         config,

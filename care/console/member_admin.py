@@ -26,9 +26,9 @@ async def change_birthday(
 
     ``member_query`` is a member code or phone number (never a guess by name). Raises
     ``care.loyalty.till.TillInputError`` for an unknown or ambiguous member and
-    ``care.members.registration.InputProblem`` for a date that cannot be a birthday. Audited, with
-    the
-    previous value, so a changed reward date can always be traced.
+    ``care.members.registration.InputProblem`` for a date that cannot be a birthday. Audited (who,
+    when, on whom, whether a date was replaced) so a changed reward date can always be traced;
+    the dates themselves stay out of the audit log, which outlives the member's erasure.
     """
     member = await till_member(session, member_query)
     born = parse_birthday(birthday_text, clock.now().date())
@@ -40,7 +40,8 @@ async def change_birthday(
         actor_telegram_id=staff_telegram_id,
         actor_role=staff_role,
         action="member.birthday",
-        target=member.member_code,
-        details={"previous": previous.isoformat() if previous else None},
+        target=f"member:{member.id}",
+        # Whether one was replaced, not the dates: the audit log must not keep a birthday.
+        details={"replaced": previous is not None},
     )
     return member, previous

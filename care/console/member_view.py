@@ -104,7 +104,8 @@ async def search_members(
     actor_telegram_id: int,
     actor_role: str,
 ) -> list[Member]:
-    """``find_members`` for staff; a list of several members (names, codes) is audited."""
+    """``find_members`` for staff; a list of several members (names, codes) is audited, by the
+    ids of the members listed (never the query text)."""
     found = await find_members(session, query, limit=limit)
     if len(found) > 1:
         await audit(
@@ -113,6 +114,8 @@ async def search_members(
             actor_telegram_id=actor_telegram_id,
             actor_role=actor_role,
             action="member.search",
-            details={"query": query, "matches": len(found)},
+            # Whom staff saw, not what they typed: a typed name is personal data erasure
+            # could never find again.
+            details={"matches": len(found), "member_ids": [member.id for member in found]},
         )
     return found

@@ -148,6 +148,7 @@ async def notify_staff(
         key=f"ticket:{ticket.id}:msg:{message.id}",
         text_key=f"feedback.alert.{'new' if first else 'more'}_{ticket.kind}",
         number=ticket.id,
+        about_member_id=member.id,
         name=member.name or member.member_code,
         code=member.member_code,
         text=excerpt,

@@ -6,12 +6,15 @@ the chat.
 Both render in an immutable sandbox (a staff text cannot reach Python internals or mutate the
 values it is given), with autoescape (a member called ``<b>`` stays a name under Telegram's HTML
 parse mode), and with strict undefined values (a misspelt ``{{ nmae }}`` is an error at preview
-time, not an empty gap in ten thousand messages). The result is checked the way Telegram will
+time, not an empty gap in ten thousand messages), within a budget of time, size and loop bounds
+that the sandbox enforces itself (``care.core.template_sandbox``; ``render_text_off_loop`` keeps
+an event loop free while a staff text renders). The result is checked the way Telegram will
 check it: only the tags Telegram knows, balanced, and at most 4096 visible characters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Mapping
@@ -31,7 +34,7 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
 )
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 from jinja2.utils import pass_context
 from markupsafe import Markup
 
@@ -39,6 +42,14 @@ from care.core.config import CareConfig
 from care.core.formatting import Count, format_count, format_day
 from care.core.i18n import LOCALES, translator
 from care.core.money import format_money
+from care.core.template_sandbox import (
+    MAX_OUTPUT_CHARS,
+    MAX_RANGE,
+    TIME_BUDGET_SECONDS,
+    BudgetedSandbox,
+    OverBudget,
+    render_within_budget,
+)
 from storage.models import DEFAULT_TIERS, Member
 
 TEMPLATES_DIR = Path(__file__).parent / "rule_templates"
@@ -63,7 +74,8 @@ class TemplateProblem(ValueError):
     """A template that cannot become a message, with a reason a shop owner can act on.
 
     ``reason`` is one of ``syntax``, ``undefined``, ``forbidden``, ``empty``, ``too_long``,
-    ``bad_tag``, ``unclosed_tag``, ``missing``; ``str(problem)`` is the English explanation
+    ``bad_tag``, ``unclosed_tag``, ``missing``, and for a template over its budget ``too_slow``,
+    ``too_big`` or ``range``; ``str(problem)`` is the English explanation
     and ``problem.localized(locale)`` the same in the reader's language.
     """
 
@@ -112,8 +124,8 @@ def _number(value: Any) -> str:
 
 
 @cache
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+def _environment() -> BudgetedSandbox:
+    env = BudgetedSandbox(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,
         undefined=StrictUndefined,
@@ -126,6 +138,7 @@ def _environment() -> ImmutableSandboxedEnvironment:
     env.filters["local_date"] = _local_date
     env.filters["day"] = _day
     env.filters["number"] = _number
+    env.guard_filters()
     return env
 
 
@@ -193,9 +206,11 @@ def _check_length(text: str) -> str:
     return text
 
 
-def _render(render: Any, context: Mapping[str, Any], *, check_html: bool = True) -> str:
+def _render(template: Template, context: Mapping[str, Any], *, check_html: bool = True) -> str:
     try:
-        result = render(dict(context))
+        result = render_within_budget(lambda: template.generate(dict(context)))
+    except OverBudget as over:
+        raise TemplateProblem(over.reason, **_BUDGET_VALUES) from None
     except UndefinedError as exc:
         name = _undefined_name(str(exc.message or exc))
         raise TemplateProblem("undefined", name=name, known=", ".join(PLACEHOLDERS)) from None
@@ -206,6 +221,13 @@ def _render(render: Any, context: Mapping[str, Any], *, check_html: bool = True)
     # Our own rule templates are checked for Telegram HTML by the tests, once; only what staff
     # write needs the parser on every render.
     return check_message(result.strip()) if check_html else _check_length(result.strip())
+
+
+_BUDGET_VALUES: dict[str, Any] = {
+    "seconds": TIME_BUDGET_SECONDS,
+    "limit": MAX_OUTPUT_CHARS,
+    "range": MAX_RANGE,
+}
 
 
 def _undefined_name(message: str) -> str:
@@ -223,7 +245,16 @@ def render_text(source: str, context: Mapping[str, Any]) -> str:
     """
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateProblem("too_long", length=len(source), limit=MAX_VISIBLE_CHARS)
-    return _render(_compiled(source).render, context)
+    return _render(_compiled(source), context)
+
+
+async def render_text_off_loop(source: str, context: Mapping[str, Any]) -> str:
+    """``render_text`` in a worker thread: the event loop keeps answering others meanwhile.
+
+    The budget ends the render within about ``TIME_BUDGET_SECONDS`` whatever the text, so the
+    thread is never left behind running (a thread cannot be killed; this one stops itself).
+    """
+    return await asyncio.to_thread(render_text, source, dict(context))
 
 
 @lru_cache(maxsize=64)
@@ -231,6 +262,9 @@ def _compiled(source: str) -> Template:
     """A broadcast renders one text for every member: compile it once, not once per member."""
     try:
         return _environment().from_string(source)
+    except OverBudget as over:
+        # Constant parts are computed while compiling, under the same size checks.
+        raise TemplateProblem(over.reason, **_BUDGET_VALUES) from None
     except TemplateSyntaxError as exc:
         raise TemplateProblem("syntax", line=exc.lineno, detail=exc.message or "") from None
     except SecurityError:
@@ -249,7 +283,7 @@ def render_rule(rule: str, locale: str, context: Mapping[str, Any]) -> str:
         raise TemplateProblem("missing", name=f"{locale}/{rule}.html.j2") from None
     except TemplateSyntaxError as exc:
         raise TemplateProblem("syntax", line=exc.lineno, detail=exc.message or "") from None
-    return _render(template.render, context, check_html=False)
+    return _render(template, context, check_html=False)
 
 
 def tier_name(code: str, locale: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +14,7 @@ from storage.enums import MemberStatus
 from storage.models import Member
 
 CODE_RE = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LENGTH}}}$")
-PHONE_RE = re.compile(r"^\+?[\d\s\-().]{5,24}$")
+PHONE_RE = re.compile(r"^\+?[\d\s\-().]{5,24}$", re.ASCII)
 USERNAME_RE = re.compile(r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$")
 # Enough digits that a suffix match ("13800138000" for "+8613800138000") is not a guess.
 PHONE_SUFFIX_MIN_DIGITS = 7
@@ -21,7 +22,23 @@ QUERY_MAX = 64
 
 
 def phone_digits(text: str) -> str:
-    return "".join(ch for ch in text if ch.isdigit())
+    """The ASCII digits of ``text`` (a phone number is stored with ASCII digits only)."""
+    return "".join(ch for ch in text if ch.isascii() and ch.isdigit())
+
+
+def _clean_query(query: str) -> str | None:
+    """The query with its whitespace collapsed; None when it cannot name anybody.
+
+    A control or format character (NUL above all) never belongs to a name, code or phone, and
+    it is dangerous in a pattern: SQLite ends a LIKE pattern at NUL (``%\x00%`` matched every
+    member) and PostgreSQL refuses NUL in text outright.
+    """
+    text = " ".join(query.split())
+    if not text or len(text) > QUERY_MAX:
+        return None
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in text):
+        return None
+    return text
 
 
 def _escape_like(text: str) -> str:
@@ -37,10 +54,11 @@ async def find_members(session: AsyncSession, query: str, limit: int = 10) -> li
 
     A member code (forgiving about case, spaces and a dash) or a phone number (with or
     without the country code) finds that member; ``@name`` finds a Telegram username;
-    anything else is a case-insensitive search in names. An empty or overlong query finds nobody.
+    anything else is a case-insensitive search in names. An empty or overlong query, or one with
+    a control character, finds nobody.
     """
-    text = " ".join(query.split())
-    if not text or len(text) > QUERY_MAX:
+    text = _clean_query(query)
+    if text is None:
         return []
 
     code = normalize_code(text)
@@ -113,9 +131,10 @@ async def find_one_member(session: AsyncSession, query: str) -> Member | None:
 async def find_by_code_or_phone(session: AsyncSession, text: str, limit: int = 2) -> list[Member]:
     """Members an exact identity names (member code, else phone number): for the till and
     imports, where a fuzzy name match must never pick whom a purchase is booked to."""
-    text = text.strip()
-    if not text or len(text) > QUERY_MAX:
+    cleaned = _clean_query(text)
+    if cleaned is None:
         return []
+    text = cleaned
     code = normalize_code(text)
     if CODE_RE.match(code):
         by_code = await session.scalar(_known().where(Member.member_code == code))

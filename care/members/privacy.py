@@ -5,6 +5,21 @@ anonymous shell (status ``deleted``, every personal field NULL) so that survey s
 results and counts still add up; purchases stay as anonymous aggregates with ``member_id`` NULL;
 everything personal or free-form is removed. The Telegram user becomes a stranger again and can
 register later as a new member with a new code.
+
+Where copies of a person hide, and how erasure finds each one (new copies must be findable the
+same way, never by searching text):
+
+- their own rows (consent, interests, coupons, points, unanswered invitations): ``member_id``;
+- messages to them: outbox ``member_id`` or their chat id; messages *about* them to someone else
+  (staff alerts quoting their name and words): outbox ``about_member_id``;
+- what they wrote: ticket messages of their tickets (staff answers in those threads quote them,
+  so both go), survey comments: by ticket / ``member_id``;
+- conversation state (FSM rows) keyed by their Telegram id;
+- the audit log: entries about them are targeted ``member:<id>``; their details are dropped, and
+  entries never quote personal values in the first place (a staff search records whom it found,
+  not what was typed);
+- the member code printed on their card: replaced by a fresh random one, so the anonymous row
+  cannot be joined back to the card, a receipt or an old export.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.audit import audit
 from care.core.clock import Clock
+from care.members.membership import unique_member_code
 from care.members.registration import count_referrals
 from storage.enums import MemberStatus
 from storage.models import (
@@ -147,17 +163,24 @@ async def delete_member_data(session: AsyncSession, clock: Clock, member: Member
             SurveyInvitation.member_id == member_id, SurveyInvitation.answered_at.is_(None)
         )
     )
-    outbox_filter = [OutboxMessage.member_id == member_id]
+    outbox_filter = [
+        OutboxMessage.member_id == member_id,
+        OutboxMessage.about_member_id == member_id,
+    ]
     if telegram_id is not None:
         outbox_filter.append(OutboxMessage.chat_id == telegram_id)
     await session.execute(delete(OutboxMessage).where(or_(*outbox_filter)))
-    # Staff actions on this member stay on record; what they saw of the person does not.
+    # Staff actions on this member stay on record; what they saw of the person does not. Older
+    # entries named the member by card code: they now point at the anonymous row instead.
     await session.execute(
-        update(AuditEntry).where(AuditEntry.target == f"member:{member_id}").values(details=None)
+        update(AuditEntry)
+        .where(AuditEntry.target.in_((f"member:{member_id}", member.member_code)))
+        .values(target=f"member:{member_id}", details=None)
     )
     if telegram_id is not None:
         await FsmRepo(session).delete_for_user(telegram_id)
 
+    member.member_code = await unique_member_code(MemberRepo(session))
     member.telegram_id = None
     member.chat_id = None
     member.username = None

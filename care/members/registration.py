@@ -65,7 +65,8 @@ _PHONE_JUNK = re.compile(r"[\s().-]")
 def normalize_phone(raw: str) -> str:
     """A shared contact's number in one shape, ``+<digits>`` (Telegram sometimes drops the +)."""
     digits = _PHONE_JUNK.sub("", raw).lstrip("+")
-    if not digits.isdigit() or not 5 <= len(digits) <= 15:
+    # ASCII only: str.isdigit() also accepts "١٢٣" or "①②③", which no till or SMS gateway dials.
+    if not (digits.isascii() and digits.isdigit()) or not 5 <= len(digits) <= 15:
         raise InputProblem("phone")
     return f"+{digits}"
 

@@ -46,6 +46,7 @@ class OutboxItem:
     text: str
     kind: MessageKind
     member_id: int | None = None
+    about_member_id: int | None = None
     timezone: str | None = None
     rule: str | None = None
     campaign_id: int | None = None
@@ -95,6 +96,7 @@ def _row(item: OutboxItem, due: datetime, now: datetime) -> dict[str, Any]:
     return {
         "idempotency_key": item.key,
         "member_id": item.member_id,
+        "about_member_id": item.about_member_id,
         "chat_id": item.chat_id,
         "kind": str(item.kind),
         "rule": item.rule,
@@ -119,6 +121,7 @@ async def enqueue(
     text: str,
     kind: MessageKind,
     member: Member | None = None,
+    about_member_id: int | None = None,
     rule: str | None = None,
     campaign_id: int | None = None,
     photo: str | None = None,
@@ -132,7 +135,8 @@ async def enqueue(
     messages to a member are deferred out of the member's local quiet hours when
     ``respect_quiet_hours``; alerts never are. Raises ValueError for a text Telegram would
     refuse (over 4096 visible characters, 1024 for a caption, or nothing visible). Flushes,
-    does not commit: the caller's unit of work decides.
+    does not commit: the caller's unit of work decides. ``about_member_id`` names the member a
+    message to someone else quotes (a staff alert), so that erasing them deletes it too.
     """
     _check(key, text, photo)
     if member is not None and member.id is None:
@@ -144,6 +148,7 @@ async def enqueue(
         text=text,
         kind=kind,
         member_id=member.id if member is not None else None,
+        about_member_id=about_member_id,
         timezone=member.timezone if member is not None else None,
         rule=rule,
         campaign_id=campaign_id,

@@ -32,6 +32,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     func,
     insert,
     literal,
@@ -432,7 +433,8 @@ async def _quintile_cuts(
 
 def _score(value: ColumnElement[Any], cuts: list[Any], active: ColumnElement[bool]) -> Any:
     if not cuts:
-        return null()
+        # A typed NULL: PostgreSQL refuses ``NULL + NULL`` (two unknowns) in the RFM total.
+        return cast(null(), SmallInteger)
     points = [case((value > cut, 1), else_=0) for cut in cuts]
     return case((active, 1 + points[0] + points[1] + points[2] + points[3]), else_=null())
 

@@ -23,6 +23,7 @@ async def alert_staff(
     *,
     key: str,
     text_key: str,
+    about_member_id: int | None,
     **values: Any,
 ) -> int:
     """Queue an ALERT to every owner and admin, and to the staff chat if one is configured.
@@ -30,6 +31,9 @@ async def alert_staff(
     Each person reads it in their own language when they are also a member, else in the shop's
     default one. ``key`` names the occasion: alerting twice with the same key queues nothing
     new. Alerts ignore quiet hours — a detractor waits for nobody. Returns how many were queued.
+
+    ``about_member_id`` is the member the alert quotes (their name, their words), or None when it
+    quotes nobody: erasing that member deletes these alerts, whoever they were sent to.
     """
     recipients = await staff_recipients(session, config)
     locales = await _member_locales(session, recipients)
@@ -46,6 +50,7 @@ async def alert_staff(
             chat_id=chat_id,
             text=translator(locale)(text_key, **values),
             kind=MessageKind.ALERT,
+            about_member_id=about_member_id,
             respect_quiet_hours=False,
         )
         queued += message is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
@@ -34,6 +35,7 @@ from care.staff.roles import (
     list_staff,
     remove_staff,
 )
+from handlers.middlewares import after_commit
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
 from handlers.staff.formatting import local_date, short_time
@@ -198,7 +200,7 @@ async def _remove_by_id(message: Message, args: list[str], staff: StaffContext) 
         return
     await message.answer(t("roles.removed", user_id=user_id, role=role_name(t, previous)))
     if message.bot is not None:
-        await set_staff_menu(message.bot, user_id, None)
+        after_commit(partial(set_staff_menu, message.bot, user_id, None))
 
 
 async def _offer_roles(
@@ -238,7 +240,8 @@ async def _apply_role(
     except StaffError as exc:
         return t(f"roles.err_{exc.reason}", user_id=user_id)
     if change.changed and bot is not None:
-        await set_staff_menu(bot, user_id, change.role)
+        # Cosmetic: after the commit, so a failing menu call cannot undo the role.
+        after_commit(partial(set_staff_menu, bot, user_id, change.role))
     return describe_change(t, change, await _display_name(staff.session, t, user_id, name))
 
 
