@@ -47,6 +47,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.sqltime import SECONDS_PER_DAY, EpochDays
 from storage.enums import LifecycleStage, ValueTier
 from storage.models import Member, Purchase, Tier
 from storage.types import UTCDateTime
@@ -54,7 +55,6 @@ from storage.types import UTCDateTime
 # Nobody is "drifting" two days after buying three times in one afternoon: a usual gap is at
 # least a week, whatever the arithmetic says.
 MIN_USUAL_GAP_DAYS = 7.0
-SECONDS_PER_DAY = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,14 +225,6 @@ class SegmentStats:
     seconds: float
 
 
-class _EpochDays(FunctionElement[float]):
-    """Days since 1970-01-01 of a stored timestamp, as a float, on either backend."""
-
-    type = Float()
-    inherit_cache = True
-    name = "epoch_days"
-
-
 class _Hundredths(FunctionElement[float]):
     """A float rounded to two decimals, half away from zero, on either backend."""
 
@@ -250,17 +242,6 @@ def _hundredths_sqlite(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -
 def _hundredths_default(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
     argument = compiler.process(element.clauses, **kw)
     return f"CAST(ROUND(CAST({argument} AS NUMERIC), 2) AS DOUBLE PRECISION)"
-
-
-@compiles(_EpochDays, "sqlite")
-def _epoch_days_sqlite(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(julianday({compiler.process(element.clauses, **kw)}) - 2440587.5)"
-
-
-@compiles(_EpochDays)
-def _epoch_days_default(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
-    argument = compiler.process(element.clauses, **kw)
-    return f"(CAST(EXTRACT(EPOCH FROM {argument}) AS DOUBLE PRECISION) / 86400.0)"
 
 
 # One row per live member: the facts the rules read, frozen at the start of the refresh.
@@ -378,7 +359,7 @@ def _snapshot(now: datetime) -> Executable:
             Member.tier_code,
             func.coalesce(recent.c.purchases, 0),
             func.coalesce(recent.c.amount, 0),
-            now_days - _EpochDays(Member.last_purchase_at),
+            now_days - EpochDays(Member.last_purchase_at),
         )
         .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
         .where(Member.deleted_at.is_(None))
