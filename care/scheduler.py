@@ -8,7 +8,8 @@ truth about what was done, so a restart or a missed run never repeats or loses w
   up once, and the unique (rule, member, occasion) touch keeps a second pass from deciding
   anything twice.
 * **segments** (hourly) — ``care.segments.lifecycle.refresh_segments``; lifecycle stages feed
-  the rules.
+  the rules. The same job refits the customer-value model (``care.value.refresh``) once its
+  last fit is ``value_every`` old (daily: P(alive) and expected purchases move by the day).
 * **campaigns** (every 30 s) — due staff broadcasts
   (``care.campaigns.campaigns.launch_due_campaigns``).
 * **delivery** — the outbox drain (``care.messaging.delivery.DeliveryWorker.run``) as a
@@ -45,6 +46,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker
 from care.segments.lifecycle import refresh_segments
+from care.value.refresh import refresh_value
 from storage.models import JobState
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 LEADER = "care.leader"
 RULES_JOB = "care.rules"
 SEGMENTS_JOB = "care.segments"
+VALUE_JOB = "care.value"
 CAMPAIGNS_JOB = "care.campaigns"
 STOP_TIMEOUT = 30.0
 
@@ -152,6 +155,7 @@ class CareScheduler:
         holder: str | None = None,
         rules_every: timedelta = timedelta(minutes=1),
         segments_every: timedelta = timedelta(hours=1),
+        value_every: timedelta = timedelta(days=1),
         campaigns_every: timedelta = timedelta(seconds=30),
         lease_ttl: timedelta = timedelta(minutes=3),
         deliver: bool = True,
@@ -163,6 +167,7 @@ class CareScheduler:
         self.holder = holder or default_holder()
         self.rules_every = rules_every
         self.segments_every = segments_every
+        self.value_every = value_every
         self.campaigns_every = campaigns_every
         self.lease_ttl = lease_ttl
         self.deliver = deliver
@@ -275,6 +280,18 @@ class CareScheduler:
         stats = await refresh_segments(self.session_factory, self.config, self.clock)
         await mark_covered(self.session_factory, SEGMENTS_JOB, now)
         log.info("segments refreshed: %s", stats)
+        await self.run_value(now)
+        return True
+
+    async def run_value(self, now: datetime) -> bool:
+        """Refit the customer-value model if its last fit is ``value_every`` old."""
+        state = await job_state(self.session_factory, VALUE_JOB)
+        last = state.covered_until if state is not None else None
+        if last is not None and now - last < self.value_every - timedelta(seconds=5):
+            return False
+        value = await refresh_value(self.session_factory, self.clock)
+        await mark_covered(self.session_factory, VALUE_JOB, now)
+        log.info("customer value refreshed: %s", value)
         return True
 
     async def run_campaigns(self) -> int:
