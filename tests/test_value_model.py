@@ -113,3 +113,15 @@ def test_fit_recovers_simulated_parameters() -> None:
     assert fitted.alpha == pytest.approx(alpha, rel=0.15)
     assert fitted.a == pytest.approx(a, rel=0.25)
     assert fitted.b == pytest.approx(b, rel=0.3)
+
+
+def test_a_shop_where_everyone_buys_like_clockwork_still_gets_finite_numbers() -> None:
+    """Identical rhythms and no drop-outs push the fit to the edge of the parameter space."""
+    x = [k % 4 for k in range(60)]
+    T = [10.0 + 20 * (k % 4) for k in range(60)]
+    t_x = [20.0 * (k % 4) for k in range(60)]
+    params = fit_bgnbd(x, t_x, T)
+    expected = expected_purchases(params, 365, x, t_x, T)
+    assert np.isfinite(expected).all() and (expected >= 0).all()
+    # About one purchase every 20 days for those who showed a rhythm.
+    assert expected[3] == pytest.approx(365 / 20, rel=0.3)

@@ -215,13 +215,23 @@ def probability_alive(params: BGNBDParams, x: object, t_x: object, T: object) ->
 def expected_purchases(
     params: BGNBDParams, horizon: float, x: object, t_x: object, T: object
 ) -> Array:
-    """Expected purchases in the next ``horizon`` time units given the history (equation 10)."""
+    """Expected purchases in the next ``horizon`` time units given the history (equation 10).
+
+    Where the closed form cannot be evaluated (parameters at the edge of their range, which a
+    shop whose customers all buy at one rhythm and never leave produces: the Gauss
+    hypergeometric function then over- or underflows), the expectation without future drop-out
+    is used: P(alive) × the customer's posterior mean rate ``(r + x) / (alpha + T)`` × horizon.
+    """
     x_, t_, T_ = _as_array(x), _as_array(t_x), _as_array(T)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
-    z = horizon / (alpha + T_ + horizon)
-    tail = np.exp((r + x_) * (np.log(alpha + T_) - np.log(alpha + T_ + horizon)))
-    body = (a + b + x_ - 1) / (a - 1) * (1.0 - tail * hyp2f1(r + x_, b + x_, a + b + x_ - 1, z))
-    return np.maximum(body * probability_alive(params, x_, t_, T_), 0.0)
+    with np.errstate(all="ignore"):
+        z = horizon / (alpha + T_ + horizon)
+        tail = np.exp((r + x_) * (np.log(alpha + T_) - np.log(alpha + T_ + horizon)))
+        series = hyp2f1(r + x_, b + x_, a + b + x_ - 1, z)
+        body = (a + b + x_ - 1) / (a - 1) * (1.0 - tail * series)
+    fallback = ~np.isfinite(body) | (body < 0)
+    body[fallback] = (r + x_[fallback]) / (alpha + T_[fallback]) * horizon
+    return body * probability_alive(params, x_, t_, T_)
 
 
 def expected_spend(params: GammaGammaParams, x: object, m: object) -> Array:
