@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.automation.report import RuleResult
 from care.campaigns.campaigns import CampaignReport
 from care.console.charts import stats_chart_png
-from care.console.stats import ShopStats, WeekStats, shop_stats
+from care.console.stats import MemberStats, ShopStats, WeekStats, shop_stats
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
+from care.core.money import format_money
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
 from storage.enums import LifecycleStage, StaffRole, ValueTier
@@ -82,7 +83,26 @@ def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
     )
 
 
-def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
+def _predicted(t: Translator, members: MemberStats, separator: str, currency: str) -> list[str]:
+    """The value model's outlook: 12-month value per value tier, purchases expected next month."""
+    if members.expected_purchases_30d is None:
+        return []
+    parts = [
+        t.plain(
+            "stats.count",
+            label=t.plain(f"stats.value.{tier}"),
+            n=format_money(value, currency),
+        )
+        for tier in [*(v.value for v in ValueTier), "unscored"]
+        if (value := members.predicted_value_by_tier.get(tier))
+    ]
+    return [
+        t("stats.predicted_value", parts=separator.join(parts) or "–"),
+        t("stats.expected_purchases", n=f"{members.expected_purchases_30d:,.0f}"),
+    ]
+
+
+def render_stats(t: Translator, stats: ShopStats, tz_name: str, currency: str) -> str:
     """The /stats text: short lines a shop owner reads at a glance."""
     members = stats.members
     stage_parts = [
@@ -101,6 +121,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
         t("stats.members", total=members.total, new_7d=members.new_7d, new_30d=members.new_30d),
         t("stats.by_stage", parts=separator.join(stage_parts) or "–"),
         t("stats.by_value", parts=separator.join(value_parts) or "–"),
+        *_predicted(t, members, separator, currency),
         "",
         t("stats.satisfaction_title"),
         _satisfaction(t, stats.period, stats.weeks[-1]),
@@ -154,7 +175,7 @@ async def cmd_stats(
         actor_role=staff_role,
         action="stats.view",
     )
-    await message.answer(render_stats(t, stats, config.default_timezone))
+    await message.answer(render_stats(t, stats, config.default_timezone, config.currency))
     # Drawing takes a few hundred milliseconds of CPU: keep the event loop free meanwhile.
     png = await asyncio.to_thread(stats_chart_png, stats, t.locale)
     await message.answer_photo(
