@@ -16,7 +16,7 @@ from care.conversations.tickets import open_ticket
 from care.core.audit import recent_audit
 from care.loyalty.ledger import record_purchase
 from storage.enums import MemberStatus, StaffRole, TicketKind
-from storage.models import SurveyInvitation, SurveyResponse
+from storage.models import MemberValue, SurveyInvitation, SurveyResponse
 from tests.conftest import RunningBot
 from tests.staff_helpers import OWNER_ID, make_member, make_staff, session_factory
 
@@ -53,6 +53,12 @@ async def _shop(session: AsyncSession, app: RunningBot) -> None:
             comment="+1 great", created_at=clock.now(),
         )
     )  # fmt: skip
+    session.add(
+        MemberValue(
+            member_id=wang.id, p_alive=0.8123, purchases_30d=0.5, purchases_90d=1.4,
+            spend_per_purchase_minor=95_050, value_12m_minor=532_280, refreshed_at=clock.now(),
+        )
+    )  # fmt: skip
     await make_staff(session, config, clock, ADMIN_ID, StaffRole.ADMIN)
     await session.commit()
 
@@ -85,6 +91,14 @@ async def test_members_as_csv(app: RunningBot) -> None:
     assert by_code["H4ND8W3R"]["tier"] == "silver"
     assert by_code["H4ND8W3R"]["registered_at (Asia/Shanghai)"] == "2026-03-02 11:00:00"
     assert by_code["H4ND8W3R"]["marketing_opt_in"] == "no"
+    # The value model's predictions; blank where it has none (no fit covered that member).
+    wang = by_code["H4ND8W3R"]
+    assert (wang["p_alive"], wang["expected_purchases_90d"]) == ("0.8123", "1.4")
+    assert wang["expected_spend_per_purchase"] == "950.50"
+    assert wang["predicted_value_12m"] == "5322.80"
+    assert (
+        by_code["K7QX2M9P"]["p_alive"] == "" and by_code["K7QX2M9P"]["predicted_value_12m"] == ""
+    )
 
     await app.settle()
     async with app.session() as session:
