@@ -261,6 +261,8 @@ _work = Table(
     Column("purchases_12m", Integer),
     Column("spend_12m", BigInteger),
     Column("gap_days", Float),
+    # False until a member's stage was first decided (by a refresh or a live purchase).
+    Column("classified", Boolean),
     # The decisions, computed once from the facts above.
     Column("tier_new", String(16)),
     Column("stage_new", String(16)),
@@ -360,6 +362,7 @@ def _snapshot(now: datetime) -> Executable:
             func.coalesce(recent.c.purchases, 0),
             func.coalesce(recent.c.amount, 0),
             now_days - EpochDays(Member.last_purchase_at),
+            or_(Member.stage_changed_at.is_not(None), Member.segments_refreshed_at.is_not(None)),
         )
         .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
         .where(Member.deleted_at.is_(None))
@@ -537,7 +540,7 @@ async def _collect_stats(
 ) -> dict[str, Any]:
     """Counts of the decisions, in one pass over the work table."""
     w = _work.c
-    columns = (w.stage_old, decide.stage, w.tier_old, decide.tier, decide.value_tier)
+    columns = (w.stage_old, decide.stage, w.tier_old, decide.tier, decide.value_tier, w.classified)
     labelled = [column.label(f"c{index}") for index, column in enumerate(columns)]
     groups = (
         await connection.execute(
@@ -554,14 +557,14 @@ async def _collect_stats(
         "tier_upgrades": 0,
         "tier_downgrades": 0,
     }
-    for stage_old, stage, tier_old, tier, value, count in groups:
+    for stage_old, stage, tier_old, tier, value, classified, count in groups:
         n = int(count)
         stats["members"] += n
         stats["stages"][stage] = stats["stages"].get(stage, 0) + n
         if value is not None:
             stats["active_members"] += n
             stats["value_tiers"][value] = stats["value_tiers"].get(value, 0) + n
-        if stage != stage_old:
+        if stage != stage_old and classified:
             stats["stage_changes"] += n
         if tier != tier_old:
             up = rank.get(tier, 0) > rank.get(tier_old, 0)
@@ -611,6 +614,8 @@ async def _write_back(
                 m.rfm_f.is_distinct_from(decide.rfm_f),
                 m.rfm_m.is_distinct_from(decide.rfm_m),
                 m.churn_risk.is_distinct_from(decide.churn_risk),
+                # The first refresh marks everyone as classified, so the next change counts.
+                m.segments_refreshed_at.is_(None),
                 segments_move,
             ),
         )
@@ -631,7 +636,12 @@ async def _write_back(
             tier_changed_at=case((decide.tier != w.tier_old, now), else_=m.tier_changed_at),
             value_tier=decide.value_tier,
             lifecycle_stage=decide.stage,
-            stage_changed_at=case((decide.stage != w.stage_old, now), else_=m.stage_changed_at),
+            # A first classification is where the member stands, not a change: stamping it
+            # would let every stage rule fire for a whole imported customer list at once.
+            stage_changed_at=case(
+                (and_(decide.stage != w.stage_old, w.classified.is_(True)), now),
+                else_=m.stage_changed_at,
+            ),
         )
     )
     changed = 0
