@@ -115,7 +115,7 @@ def _fit(negative_ll: Callable[[Array], tuple[float, Array]], start: Array) -> A
         jac=True,
         method="L-BFGS-B",
         bounds=[(-12.0, 12.0)] * start.size,
-        options={"ftol": 1e-13, "gtol": 1e-9, "maxiter": 1000},
+        options={"ftol": 1e-10, "gtol": 1e-7, "maxiter": 300},
     )
     return np.exp(result.x)
 
