@@ -33,7 +33,7 @@ async def _measure(db: Path, what: str) -> dict[str, object]:
     """One refresh in this process: seconds, what it found, and this process's peak memory."""
     from care.core.clock import FrozenClock
     from care.core.config import CareConfig
-    from care.segments.lifecycle import refresh_segments
+    from care.segments.refresh import refresh_segments
     from care.value.refresh import refresh_value
     from storage.db import create_engine, create_session_factory
     from storage.models import MemberValue

@@ -186,7 +186,7 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.app import StartupError, check_database
     from care.core.clock import Clock
-    from care.segments.lifecycle import refresh_segments
+    from care.segments.refresh import refresh_segments
     from care.value.refresh import refresh_value
     from storage.db import create_engine, create_session_factory
 

@@ -7,7 +7,7 @@ truth about what was done, so a restart or a missed run never repeats or loses w
   Every rule asks "due at or before now and not yet decided", so a pass after downtime catches
   up once, and the unique (rule, member, occasion) touch keeps a second pass from deciding
   anything twice.
-* **segments** (hourly) — ``care.segments.lifecycle.refresh_segments``; lifecycle stages feed
+* **segments** (hourly) — ``care.segments.refresh.refresh_segments``; lifecycle stages feed
   the rules. The same job refits the customer-value model (``care.value.refresh``) once its
   last fit is ``value_every`` old (daily: P(alive) and expected purchases move by the day).
 * **campaigns** (every 30 s) — due staff broadcasts
@@ -45,7 +45,7 @@ from care.campaigns.campaigns import launch_due_campaigns
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker
-from care.segments.lifecycle import refresh_segments
+from care.segments.refresh import refresh_segments
 from care.value.refresh import refresh_value
 from storage.models import JobState
 

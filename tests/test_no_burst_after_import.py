@@ -17,7 +17,7 @@ from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.imports.purchases import import_purchases
 from care.loyalty.ledger import record_purchase
-from care.segments.lifecycle import refresh_segments
+from care.segments.refresh import refresh_segments
 from storage.enums import LifecycleStage as Stage
 from storage.models import Member
 from tests.staff_helpers import OWNER_ID, make_member, session_factory

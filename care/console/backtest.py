@@ -10,7 +10,7 @@ coin toss, 1.0 ranks every leaver above every stayer):
 * ``p_alive`` — the model's probability the member is still a customer (low = leaving);
 * ``expected_purchases`` — the model's expected purchases in the holdout period;
 * ``gap_rule`` — the segments' churn risk: the gap since the last purchase against the
-  member's usual gap (``care.segments.lifecycle.churn_risk``), as the product computes it.
+  member's usual gap (``care.segments.rules.churn_risk``), as the product computes it.
 
 Purchases are counted per shop-local day, as in the paper: two receipts on one day are one
 purchase day. Lives in console (rank 6) because it reads both value (rank 3) and segments.
@@ -31,7 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.config import CareConfig
 from care.core.sqltime import EpochDays
-from care.segments.lifecycle import MIN_MEMBERS_FOR_SHOP_GAP, churn_risk, usual_gap_days
+from care.segments.refresh import MIN_MEMBERS_FOR_SHOP_GAP
+from care.segments.rules import churn_risk, usual_gap_days
 from care.value.model import BGNBDParams, expected_purchases, fit_bgnbd, probability_alive
 from storage.models import Member, Purchase
 

@@ -1,4 +1,4 @@
-"""Time arithmetic inside SQL that reads the same on SQLite and PostgreSQL.
+"""Time arithmetic and rounding inside SQL that read the same on SQLite and PostgreSQL.
 
 ``EpochDays(column)`` is a stored UTC timestamp as float days since 1970-01-01, so that
 set-based code (the segment refresh, the value model's read of a million members) can do gap
@@ -34,3 +34,22 @@ def _epoch_days_sqlite(element: EpochDays, compiler: SQLCompiler, **kw: Any) -> 
 def _epoch_days_default(element: EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
     argument = compiler.process(element.clauses, **kw)
     return f"(CAST(EXTRACT(EPOCH FROM {argument}) AS DOUBLE PRECISION) / 86400.0)"
+
+
+class Hundredths(FunctionElement[float]):
+    """A float rounded to two decimals, half away from zero, on either backend."""
+
+    type = Float()
+    inherit_cache = True
+    name = "hundredths"
+
+
+@compiles(Hundredths, "sqlite")
+def _hundredths_sqlite(element: Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"ROUND({compiler.process(element.clauses, **kw)}, 2)"
+
+
+@compiles(Hundredths)
+def _hundredths_default(element: Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
+    argument = compiler.process(element.clauses, **kw)
+    return f"CAST(ROUND(CAST({argument} AS NUMERIC), 2) AS DOUBLE PRECISION)"

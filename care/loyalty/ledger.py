@@ -23,7 +23,7 @@ from care.core.codes import display_code, normalize_code, random_code
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money, minor_digits
-from care.segments.lifecycle import StageFacts, lifecycle_stage
+from care.segments.rules import StageFacts, lifecycle_stage
 from storage.enums import MemberStatus, OfferKind, PointsReason
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
 from storage.repos.loyalty import CouponRepo, OfferRepo, PointsRepo, TierRepo
