@@ -3,14 +3,17 @@ every export is audited; the batches keep memory flat."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.cli import main
 from care.console.exports import iter_rows, write_export
 from care.conversations.tickets import open_ticket
 from care.core.audit import recent_audit
@@ -178,3 +181,31 @@ async def test_batches_page_through_a_table_without_loading_it(
         )
         sheet = load_workbook(io.BytesIO(buffer.getvalue()), read_only=True)["members"]
         assert len(list(sheet.iter_rows(values_only=True))) == 26
+
+
+async def test_the_cli_writes_the_same_exports_for_scheduled_jobs(
+    app: RunningBot,
+    sqlite_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with app.session() as session:
+        await _shop(session, app)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "members.csv"
+    assert await asyncio.to_thread(main, ["export", "members", "--output", str(target)]) == 0
+    assert "2 row(s) of members written to" in capsys.readouterr().out
+    rows = _csv(target.read_bytes())
+    assert sorted(row[1] for row in rows[1:]) == ["H4ND8W3R", "K7QX2M9P"]
+    assert "predicted_value_12m" in rows[0]
+
+    assert await asyncio.to_thread(main, ["export", "purchases", "--format", "xlsx"]) == 0
+    [made] = await asyncio.to_thread(lambda: list(tmp_path.glob("carebot-purchases-*.xlsx")))
+    sheet = load_workbook(made, read_only=True)["purchases"]
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["R-1", "R-2"]
+
+    unwritable = ["export", "surveys", "--output", str(tmp_path / "missing" / "x.csv")]
+    assert await asyncio.to_thread(main, unwritable) == 2
+    assert "cannot write" in capsys.readouterr().err
