@@ -22,6 +22,9 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
+
+from sqlalchemy import Table
 
 from benchmarks import datagen
 
@@ -44,7 +47,8 @@ async def _measure(db: Path, what: str) -> dict[str, object]:
     try:
         # A database generated before the value model existed lacks its table.
         async with engine.begin() as connection:
-            await connection.run_sync(MemberValue.__table__.create, checkfirst=True)
+            table = cast(Table, MemberValue.__table__)
+            await connection.run_sync(table.create, checkfirst=True)
         factory = create_session_factory(engine)
         clock = FrozenClock(now + timedelta(days=1))
         if what == "value":

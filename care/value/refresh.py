@@ -19,11 +19,11 @@ import itertools
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -208,7 +208,7 @@ async def _write(connection: AsyncConnection, scores: Scores, now: datetime) -> 
     database (the per-row parameter processing of an ORM-level executemany would cost more
     than everything else in the refresh); ``refreshed_at`` is converted once.
     """
-    table = MemberValue.__table__
+    table = cast(Table, MemberValue.__table__)
     columns = [column.name for column in table.columns]
     compiled = insert(table).compile(dialect=connection.dialect)
     order = list(compiled.positiontup or [])
@@ -262,7 +262,7 @@ async def _write(connection: AsyncConnection, scores: Scores, now: datetime) -> 
 
 async def _insert(
     connection: AsyncConnection,
-    table: Any,
+    table: Table,
     compiled: Any,
     order: list[str],
     columns: list[str],
