@@ -42,7 +42,7 @@ from care.automation.rules import scheduled_rules
 from care.automation.triggers.anniversary import add_years
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
-from care.segments.lifecycle import refresh_segments
+from care.segments.refresh import refresh_segments
 from storage.db import create_engine, create_session_factory
 from storage.models import Base, CareTouch, JobState, Member, Purchase
 

@@ -30,14 +30,13 @@ from benchmarks.memory import peak_rss_mb
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.loyalty.tiers import tier_for_spend
-from care.segments.lifecycle import (
-    SPEND_WINDOW,
+from care.segments.refresh import SPEND_WINDOW, refresh_segments
+from care.segments.rules import (
     StageFacts,
     churn_risk,
     days_since,
     lifecycle_stage,
     quintile_score,
-    refresh_segments,
     usual_gap_days,
     value_tier,
 )

@@ -12,7 +12,7 @@ Every member's aggregates (first/last purchase, count, total, 12-month spend, av
 tier, points balance) agree with their purchases; each points balance is backed by one
 "opening balance" ledger entry, so the ledger still sums to the balance. By default the
 segments (RFM, value tier, lifecycle stage, churn risk) are then computed by the real
-``care.segments.lifecycle.refresh_segments``. The data's "now" is stored in the ``job_state`` row
+``care.segments.refresh.refresh_segments``. The data's "now" is stored in the ``job_state`` row
 ``benchmark.datagen`` so that benchmarks can freeze their clock at the same moment.
 """
 
@@ -305,7 +305,7 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 
 async def refresh(path: Path, now: datetime) -> str:
     """Compute the segments with the real refresh, as the scheduler would."""
-    from care.segments.lifecycle import refresh_segments
+    from care.segments.refresh import refresh_segments
     from storage.db import create_engine as create_async_engine
     from storage.db import create_session_factory
 

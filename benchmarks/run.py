@@ -20,6 +20,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("benchmarks.bench_updates", "updates: carebot run beside a plain aiogram + SQLAlchemy bot"),
     ("benchmarks.bench_delivery", "delivery: outbox → Telegram within its limits"),
     ("benchmarks.bench_segments", "segments: refresh over 1,000,000 members"),
+    ("benchmarks.bench_value", "customer value: BG/NBD + Gamma-Gamma over 1,000,000 members"),
     ("benchmarks.bench_evaluation", "care rules: one evaluation pass over 1,000,000 members"),
 )
 

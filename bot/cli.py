@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -106,6 +106,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_care(settings: Settings, args: argparse.Namespace) -> int:
+    if args.what == "backtest":
+        return cmd_backtest(settings, args)
+    if args.what == "refresh":
+        return cmd_refresh(settings, args)
     from bot.startup import StartupError, check_database
     from care.automation.engine import plan
     from care.automation.report import render_plan, render_report, rule_report
@@ -200,6 +204,122 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from bot.startup import StartupError, check_database
+    from care.console.backtest import BacktestError, render_backtest, run_backtest
+    from care.core.clock import Clock
+    from storage.db import create_engine, create_session_factory
+
+    config = settings.care_config()
+    holdout_until = args.holdout_until or Clock().now().astimezone(
+        ZoneInfo(config.default_timezone)
+    ).date() - timedelta(days=1)
+
+    async def _backtest() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_database(engine)
+            report = await run_backtest(
+                create_session_factory(engine),
+                config,
+                until=args.until,
+                holdout_until=holdout_until,
+            )
+        finally:
+            await engine.dispose()
+        return json.dumps(report.to_json()) if args.json else render_backtest(report)
+
+    try:
+        print(asyncio.run(_backtest()))
+    except (StartupError, BacktestError) as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, BacktestError) else EXIT_STARTUP
+    return 0
+
+
+def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
+    from bot.startup import StartupError, check_database
+    from care.core.clock import Clock
+    from care.segments.refresh import refresh_segments
+    from care.value.refresh import refresh_value
+    from storage.db import create_engine, create_session_factory
+
+    async def _refresh() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_database(engine)
+            factory = create_session_factory(engine)
+            segments = await refresh_segments(factory, settings.care_config(), Clock())
+            value = await refresh_value(factory, Clock())
+        finally:
+            await engine.dispose()
+        lines = [
+            f"segments: {segments.members:,} members, {segments.stage_changes:,} stage "
+            f"change(s), {segments.members_changed:,} updated in {segments.seconds:.1f} s",
+        ]
+        if value.fitted and value.bgnbd is not None:
+            lines.append(
+                f"customer value: {value.customers:,} members with purchases scored in "
+                f"{value.seconds:.1f} s; {value.expected_purchases_30d:,.0f} purchases expected "
+                "in the next 30 days"
+            )
+        else:
+            lines.append(
+                f"customer value: not fitted ({value.customers:,} members with purchases; "
+                "the model needs at least 50)"
+            )
+        return "\n".join(lines)
+
+    try:
+        print(asyncio.run(_refresh()))
+    except StartupError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.startup import StartupError, check_database
+    from care.console.exports import export_filename, write_export
+    from care.core.clock import Clock
+    from storage.db import create_engine, create_session_factory
+
+    config = settings.care_config()
+    output: Path = args.output or Path(
+        export_filename(args.table, args.format, config, Clock().now())
+    )
+
+    async def _export() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_database(engine)
+            async with create_session_factory(engine)() as session:
+                with output.open("wb") as handle:
+                    return await write_export(session, config, args.table, args.format, handle)
+        finally:
+            await engine.dispose()
+
+    try:
+        rows = asyncio.run(_export())
+    except StartupError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    except OSError as exc:
+        print(f"carebot: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"carebot: {rows:,} row(s) of {args.table} written to {output}")
+    return 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-03-02") from None
+
+
 def _moment(text: str) -> datetime:
     """``2026-03-02 10:00``; without an offset it is read in the shop's time zone later."""
     try:
@@ -250,6 +370,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         "report", help="per rule: sent, held out, conversions and uplift against the holdout"
     )
     report.add_argument("--days", type=int, default=90, help="period in days (default 90)")
+    care_sub.add_parser(
+        "refresh", help="refresh segments and the customer-value model now (the hourly job)"
+    )
+    backtest = care_sub.add_parser(
+        "backtest",
+        help="fit the value model on the history up to a date and check it on what came after",
+    )
+    backtest.add_argument(
+        "--until", type=_day, required=True, help="last day of the fitting period (YYYY-MM-DD)"
+    )
+    backtest.add_argument(
+        "--holdout-until", type=_day, help="last day of the holdout period (default: yesterday)"
+    )
+    backtest.add_argument("--json", action="store_true", help="print one JSON object")
     commands["care"] = cmd_care
 
     deliver = sub.add_parser(
@@ -259,6 +393,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     deliver.add_argument("--batch-size", type=int, help="rows claimed at once (default: by rate)")
     deliver.add_argument("--lease-seconds", type=float, help="how long a claim is held")
     commands["deliver"] = cmd_deliver
+
+    export_parser = sub.add_parser(
+        "export", help="export members, purchases, feedback or surveys (as /export does)"
+    )
+    export_parser.add_argument("table", choices=["members", "purchases", "feedback", "surveys"])
+    export_parser.add_argument("--format", choices=["csv", "xlsx"], default="csv")
+    export_parser.add_argument(
+        "--output", type=Path, help="the file to write (default: carebot-TABLE-STAMP.FORMAT)"
+    )
+    commands["export"] = cmd_export
 
     return parser, commands
 

@@ -7,8 +7,9 @@ truth about what was done, so a restart or a missed run never repeats or loses w
   Every rule asks "due at or before now and not yet decided", so a pass after downtime catches
   up once, and the unique (rule, member, occasion) touch keeps a second pass from deciding
   anything twice.
-* **segments** (hourly) — ``care.segments.lifecycle.refresh_segments``; lifecycle stages feed
-  the rules.
+* **segments** (hourly) — ``care.segments.refresh.refresh_segments``; lifecycle stages feed
+  the rules. The same job refits the customer-value model (``care.value.refresh``) once its
+  last fit is ``value_every`` old (daily: P(alive) and expected purchases move by the day).
 * **campaigns** (every 30 s) — due staff broadcasts
   (``care.campaigns.launch.launch_due_campaigns``).
 * **delivery** — the outbox drain (``care.messaging.delivery.DeliveryWorker.run``) as a
@@ -60,7 +61,8 @@ from care.core.metrics import SCHEDULER_RUNS, SCHEDULER_SECONDS
 from care.core.updates import prune_handled
 from care.messaging.delivery import DeliveryWorker
 from care.messaging.ratelimit import SendLimiter
-from care.segments.lifecycle import refresh_segments
+from care.segments.refresh import refresh_segments
+from care.value.refresh import refresh_value
 from storage.models import JobState
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ log = logging.getLogger(__name__)
 LEADER = "care.leader"
 RULES_JOB = "care.rules"
 SEGMENTS_JOB = "care.segments"
+VALUE_JOB = "care.value"
 CAMPAIGNS_JOB = "care.campaigns"
 HOUSEKEEPING_JOB = "care.housekeeping"
 RENEW_JOB = "care.leader.renew"
@@ -168,6 +171,7 @@ class CareScheduler:
         holder: str | None = None,
         rules_every: timedelta = timedelta(minutes=1),
         segments_every: timedelta = timedelta(hours=1),
+        value_every: timedelta = timedelta(days=1),
         campaigns_every: timedelta = timedelta(seconds=30),
         lease_ttl: timedelta = LEASE_TTL,
         renew_every: timedelta = RENEW_EVERY,
@@ -181,6 +185,7 @@ class CareScheduler:
         self.holder = holder or default_holder()
         self.rules_every = rules_every
         self.segments_every = segments_every
+        self.value_every = value_every
         self.campaigns_every = campaigns_every
         self.lease_ttl = lease_ttl
         self.renew_every = renew_every
@@ -376,6 +381,18 @@ class CareScheduler:
         stats = await refresh_segments(self.session_factory, self.config, self.clock)
         await self._covered(SEGMENTS_JOB, now)
         log.info("segments refreshed: %s", stats)
+        await self.run_value(now)
+        return True
+
+    async def run_value(self, now: datetime) -> bool:
+        """Refit the customer-value model if its last fit is ``value_every`` old."""
+        state = await job_state(self.session_factory, VALUE_JOB)
+        last = state.covered_until if state is not None else None
+        if last is not None and now - last < self.value_every - timedelta(seconds=5):
+            return False
+        value = await refresh_value(self.session_factory, self.clock)
+        await mark_covered(self.session_factory, VALUE_JOB, now)
+        log.info("customer value refreshed: %s", value)
         return True
 
     async def run_campaigns(self) -> int:

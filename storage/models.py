@@ -130,6 +130,26 @@ class Member(Base):
     )
 
 
+class MemberValue(Base):
+    """What the customer-value model (BG/NBD + Gamma-Gamma) predicts for one member with
+    purchases, rewritten by each segment refresh. Expected counts are fractional on purpose:
+    summed over members they are the shop's expected purchases.
+    """
+
+    __tablename__ = "member_value"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    # P(still a customer); the churn-risk audience is a range scan on it.
+    p_alive: Mapped[float] = mapped_column(Float, index=True)
+    purchases_30d: Mapped[float] = mapped_column(Float)
+    purchases_90d: Mapped[float] = mapped_column(Float)
+    spend_per_purchase_minor: Mapped[int] = mapped_column(BigInteger)
+    value_12m_minor: Mapped[int] = mapped_column(BigInteger)
+    refreshed_at: Mapped[datetime]
+
+
 class MemberInterest(Base):
     __tablename__ = "member_interests"
 

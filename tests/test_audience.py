@@ -16,6 +16,7 @@ from care.segments.audience import (
     sample_member,
 )
 from storage.enums import LifecycleStage, MemberStatus
+from storage.models import MemberValue
 from tests.console_helpers import schema_session_factory, seed_member
 
 
@@ -45,6 +46,15 @@ async def _seed(session, now):  # type: ignore[no-untyped-def]
             rfm_r=5, rfm_f=1, rfm_m=2,
         ),
     }  # fmt: skip
+    # The value model thinks the sleeper has likely left, the champion not; no_consent is at
+    # risk too but cannot be written to; the newcomer was not scored.
+    for name, p_alive in (("sleeper", 0.2), ("champion", 0.9), ("no_consent", 0.1)):
+        session.add(
+            MemberValue(
+                member_id=members[name].id, p_alive=p_alive, purchases_30d=0.1, purchases_90d=0.3,
+                spend_per_purchase_minor=1000, value_12m_minor=1000, refreshed_at=now,
+            )
+        )  # fmt: skip
     await session.commit()
     return members
 
@@ -62,6 +72,8 @@ CASES: list[tuple[dict, bool, set[str]]] = [
     ({"kind": "segment", "value": "champions"}, True, {"champion"}),
     ({"kind": "segment", "value": "hibernating"}, True, {"sleeper"}),
     ({"kind": "segment", "value": "promising"}, True, {"newcomer"}),
+    ({"kind": "segment", "value": "churn_risk"}, True, {"sleeper"}),
+    ({"kind": "segment", "value": "churn_risk"}, False, {"sleeper", "no_consent"}),
     ({"kind": "interest", "value": "beauty"}, True, {"champion"}),
     ({"kind": "interest", "value": "beauty"}, False, {"champion", "no_consent"}),
     ({"kind": "interest", "value": "grocery"}, True, {"sleeper"}),
@@ -115,6 +127,7 @@ async def test_choices_show_the_reachable_members_behind_each_button(
     segments = dict(choices.segments)
     assert segments["high"] == 1 and segments["champions"] == 1 and segments["loyal"] == 1
     assert segments["cant_lose"] == 0
+    assert segments["churn_risk"] == 1
     assert dict(choices.interests) == {"beauty": 1, "grocery": 1, "home": 0}
 
 

@@ -3,20 +3,23 @@ every export is audited; the batches keep memory flat."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.cli import main
 from care.console.exports import iter_rows, write_export
 from care.conversations.tickets import open_ticket
 from care.core.audit import recent_audit
 from care.loyalty.purchases import record_purchase
 from storage.enums import MemberStatus, StaffRole, TicketKind
-from storage.models import SurveyInvitation, SurveyResponse
+from storage.models import MemberValue, SurveyInvitation, SurveyResponse
 from tests.conftest import RunningBot
 from tests.staff_helpers import OWNER_ID, make_member, make_staff, session_factory
 
@@ -53,6 +56,12 @@ async def _shop(session: AsyncSession, app: RunningBot) -> None:
             comment="+1 great", created_at=clock.now(),
         )
     )  # fmt: skip
+    session.add(
+        MemberValue(
+            member_id=wang.id, p_alive=0.8123, purchases_30d=0.5, purchases_90d=1.4,
+            spend_per_purchase_minor=95_050, value_12m_minor=532_280, refreshed_at=clock.now(),
+        )
+    )  # fmt: skip
     await make_staff(session, config, clock, ADMIN_ID, StaffRole.ADMIN)
     await session.commit()
 
@@ -85,6 +94,14 @@ async def test_members_as_csv(app: RunningBot) -> None:
     assert by_code["H4ND8W3R"]["tier"] == "silver"
     assert by_code["H4ND8W3R"]["registered_at (Asia/Shanghai)"] == "2026-03-02 11:00:00"
     assert by_code["H4ND8W3R"]["marketing_opt_in"] == "no"
+    # The value model's predictions; blank where it has none (no fit covered that member).
+    wang = by_code["H4ND8W3R"]
+    assert (wang["p_alive"], wang["expected_purchases_90d"]) == ("0.8123", "1.4")
+    assert wang["expected_spend_per_purchase"] == "950.50"
+    assert wang["predicted_value_12m"] == "5322.80"
+    assert (
+        by_code["K7QX2M9P"]["p_alive"] == "" and by_code["K7QX2M9P"]["predicted_value_12m"] == ""
+    )
 
     await app.settle()
     async with app.session() as session:
@@ -164,3 +181,31 @@ async def test_batches_page_through_a_table_without_loading_it(
         )
         sheet = load_workbook(io.BytesIO(buffer.getvalue()), read_only=True)["members"]
         assert len(list(sheet.iter_rows(values_only=True))) == 26
+
+
+async def test_the_cli_writes_the_same_exports_for_scheduled_jobs(
+    app: RunningBot,
+    sqlite_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with app.session() as session:
+        await _shop(session, app)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "members.csv"
+    assert await asyncio.to_thread(main, ["export", "members", "--output", str(target)]) == 0
+    assert "2 row(s) of members written to" in capsys.readouterr().out
+    rows = _csv(target.read_bytes())
+    assert sorted(row[1] for row in rows[1:]) == ["H4ND8W3R", "K7QX2M9P"]
+    assert "predicted_value_12m" in rows[0]
+
+    assert await asyncio.to_thread(main, ["export", "purchases", "--format", "xlsx"]) == 0
+    [made] = await asyncio.to_thread(lambda: list(tmp_path.glob("carebot-purchases-*.xlsx")))
+    sheet = load_workbook(made, read_only=True)["purchases"]
+    assert [row[1] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["R-1", "R-2"]
+
+    unwritable = ["export", "surveys", "--output", str(tmp_path / "missing" / "x.csv")]
+    assert await asyncio.to_thread(main, unwritable) == 2
+    assert "cannot write" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from care.conversations.tickets import open_ticket
@@ -12,7 +13,13 @@ from care.loyalty.purchases import record_purchase
 from care.members.registration import set_consent
 from care.messaging.outbox import enqueue
 from storage.enums import ConsentKind, MessageKind, StaffRole, TicketKind
-from storage.models import Member, MemberInterest, SurveyInvitation, SurveyResponse
+from storage.models import (
+    Member,
+    MemberInterest,
+    MemberValue,
+    SurveyInvitation,
+    SurveyResponse,
+)
 from tests.conftest import RunningBot
 from tests.staff_helpers import make_member, make_staff
 
@@ -108,6 +115,35 @@ async def test_the_360_view_shows_everything_the_shop_knows(app: RunningBot) -> 
     assert [(e.actor_telegram_id, e.actor_role, e.target) for e in entries] == [
         (CASHIER_ID, "cashier", f"member:{member_id}")
     ]
+    assert not any(line.startswith("🔮") for line in lines)  # no value model fitted yet
+
+
+PREDICTED = {
+    "en": "🔮 Chance they still shop here: 73% · expect about 1.2 purchase(s) in the next "
+    "90 days, about ¥104.50 each · likely to spend ¥482.30 in the next 12 months",
+    "zh": "🔮 仍在本店购物的可能性：73% · 预计未来 90 天购买约 1.2 次，每次约 ¥104.50 · "
+    "预计未来 12 个月消费 ¥482.30",
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+async def test_the_view_says_what_the_value_model_predicts_in_plain_words(
+    app: RunningBot, language: str
+) -> None:
+    member_id = await _rich_member(app)
+    async with app.session() as session:
+        session.add(
+            MemberValue(
+                member_id=member_id, p_alive=0.734, purchases_30d=0.41, purchases_90d=1.18,
+                spend_per_purchase_minor=10450, value_12m_minor=48230,
+                refreshed_at=app.clock.now(),
+            )
+        )  # fmt: skip
+        await session.commit()
+    cashier = app.user(CASHIER_ID, language_code=language)
+    await cashier.send(f"/member {CODE}")
+    view = await cashier.next_message()
+    assert PREDICTED[language] in view.text.splitlines()
 
 
 async def test_found_by_phone_username_and_name_in_chinese(app: RunningBot) -> None:

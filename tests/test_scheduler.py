@@ -18,12 +18,13 @@ from care.core.config import CareConfig
 from care.scheduler import (
     LEADER,
     RULES_JOB,
+    VALUE_JOB,
     CareScheduler,
     job_state,
     release_lease,
 )
 from storage.db import create_engine, create_session_factory
-from storage.models import Base, Coupon, OutboxMessage
+from storage.models import Base, Coupon, MemberValue, OutboxMessage
 from tests.conftest import RunningBot
 from tests.journey_helpers import member_of, register, without_throttling
 from tests.rules_helpers import add_member, add_purchase
@@ -120,6 +121,34 @@ async def test_segments_refresh_once_per_interval_however_often_asked(
     assert await care.run_segments()
     assert await care.run_campaigns() == 0
     assert await scheduler(db, clock, "b").run_segments() is False  # not the leader
+
+
+async def test_the_segments_job_refits_customer_value_once_a_day(
+    db: Factory, clock: FrozenClock
+) -> None:
+    async with db() as session:
+        for number in range(60):
+            member = await add_member(session, clock.now() - timedelta(days=200))
+            for days_ago in reversed(range(number % 4 + 1)):
+                await add_purchase(
+                    session, member, clock.now() - timedelta(days=10 + 20 * days_ago)
+                )
+        await session.commit()
+    care = scheduler(db, clock, "a")
+    assert await care.run_segments()
+    state = await job_state(db, VALUE_JOB)
+    assert state is not None and state.covered_until == clock.now()
+    async with db() as session:
+        rows = list(await session.scalars(select(MemberValue)))
+    assert len(rows) == 60
+    clock.advance(hours=1)
+    assert await care.run_segments()  # segments hourly …
+    state = await job_state(db, VALUE_JOB)
+    assert state is not None and state.covered_until == clock.now() - timedelta(hours=1)
+    clock.advance(hours=23)
+    assert await care.run_segments()  # … the value model daily
+    state = await job_state(db, VALUE_JOB)
+    assert state is not None and state.covered_until == clock.now()
 
 
 @pytest.mark.slow

@@ -13,20 +13,21 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import care.segments.lifecycle as segments
+import care.segments.refresh as segments
 from benchmarks import datagen
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.loyalty.purchases import record_purchase
 from care.loyalty.tiers import tier_for_spend
-from care.segments.lifecycle import (
+from care.segments.refresh import refresh_segments
+from care.segments.rules import (
     MIN_USUAL_GAP_DAYS,
     StageFacts,
     churn_risk,
     days_since,
     lifecycle_stage,
+    quintile_positions,
     quintile_score,
-    refresh_segments,
     usual_gap_days,
     value_tier,
 )
@@ -426,7 +427,7 @@ def test_quintile_cuts_give_the_same_scores_as_ranks() -> None:
     for population in (1, 2, 3, 4, 5, 7, 10, 23, 100):
         values = [rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13]) for _ in range(population)]
         ordered = sorted(values)
-        cuts = [ordered[p - 1] for p in segments.quintile_positions(population)]
+        cuts = [ordered[p - 1] for p in quintile_positions(population)]
         for value in values:
             rank = 1 + sum(1 for other in values if other < value)
             assert 1 + sum(value > cut for cut in cuts) == quintile_score(rank, population)

@@ -18,6 +18,7 @@ from storage.models import (
     Campaign,
     CareTouch,
     Member,
+    MemberValue,
     OutboxMessage,
     SurveyInvitation,
     SurveyResponse,
@@ -169,6 +170,7 @@ async def test_owner_gets_text_and_chart_in_both_languages(app: RunningBot) -> N
     assert "Open tickets: 3" in text.text and "oldest waiting 10 d" in text.text
     assert "sent 2 · failed 1" in text.text
     assert "Win-back: 1 · 100% · +100.0 pp" in text.text
+    assert "Likely spend" not in text.text  # no value model fitted yet: no outlook line
     chart = await owner.wait_until(lambda m: m.photo is not None)
     assert chart.photo is not None and chart.photo.startswith(PNG_MAGIC)
     async with app.session() as session:
@@ -217,3 +219,49 @@ async def test_a_cashier_is_refused_and_a_shopper_learns_nothing(app: RunningBot
     assert all(m.photo is None for m in [*shopper.messages, *cashier.messages])
     async with app.session() as session:
         assert list(await session.scalars(select(AuditEntry.action))).count("stats.view") == 0
+
+
+async def test_the_value_model_outlook_by_value_tier_in_both_languages(app: RunningBot) -> None:
+    now = app.clock.now()
+    async with app.session() as session:
+        predictions = [("high", 120_000, 1.5), ("high", 80_000, 0.75), ("low", 5_050, 0.25)]
+        for tier, value, month in predictions:
+            member = await seed_member(session, now, lifecycle_stage="active", value_tier=tier)
+            session.add(
+                MemberValue(
+                    member_id=member.id, p_alive=0.8, purchases_30d=month, purchases_90d=3 * month,
+                    spend_per_purchase_minor=10_000, value_12m_minor=value, refreshed_at=now,
+                )
+            )  # fmt: skip
+        gone = await seed_member(session, now, status=MemberStatus.DELETED, deleted_at=now)
+        session.add(
+            MemberValue(
+                member_id=gone.id, p_alive=0.9, purchases_30d=9.0, purchases_90d=9.0,
+                spend_per_purchase_minor=1, value_12m_minor=9_999_999, refreshed_at=now,
+            )
+        )  # fmt: skip
+        await session.commit()
+    async with app.session() as session:
+        stats = await shop_stats(session, app.config, app.clock)
+    assert stats.members.predicted_value_by_tier == {"high": 200_000, "low": 5_050}
+    assert stats.members.expected_purchases_30d == 2.5
+
+    owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
+    await owner.send("/stats")
+    text = (await owner.expect("Shop numbers")).text.splitlines()
+    assert "🔮 Likely spend in the next 12 months: high ¥2,000.00, low ¥50.50" in text
+    assert "🛒 Purchases expected from members in the next 30 days: 2" in text
+
+    admin = app.user(4242, first_name="王", language_code="zh")
+    async with app.session() as session:
+        await add_staff(
+            session, app.config, app.clock, actor_telegram_id=OWNER_ID, telegram_id=4242,
+            role=StaffRole.ADMIN,
+        )  # fmt: skip
+        await session.commit()
+    await admin.send("/stats")
+    zh_text = (await admin.expect("店铺数据")).text.splitlines()
+    assert any(
+        line.startswith("🔮 预计未来 12 个月消费：") and "¥2,000.00" in line for line in zh_text
+    )
+    assert "🛒 预计未来 30 天会员购买次数：2" in zh_text

@@ -26,7 +26,14 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.money import minor_digits
 from storage.enums import MemberStatus
-from storage.models import Member, Purchase, SurveyResponse, Ticket, TicketMessage
+from storage.models import (
+    Member,
+    MemberValue,
+    Purchase,
+    SurveyResponse,
+    Ticket,
+    TicketMessage,
+)
 
 Table = Literal["members", "purchases", "feedback", "surveys"]
 Format = Literal["csv", "xlsx"]
@@ -67,8 +74,12 @@ def _members() -> Select[*tuple[Any, ...]]:
         Member.blocked_at, Member.tier_code, Member.points_balance, Member.purchase_count,
         Member.total_spent_minor, Member.spend_12m_minor, Member.first_purchase_at,
         Member.last_purchase_at, Member.rfm_r, Member.rfm_f, Member.rfm_m, Member.value_tier,
-        Member.lifecycle_stage, Member.churn_risk,
-    ).where(Member.status != MemberStatus.DELETED)  # fmt: skip
+        Member.lifecycle_stage, Member.churn_risk, MemberValue.p_alive,
+        MemberValue.purchases_90d, MemberValue.spend_per_purchase_minor,
+        MemberValue.value_12m_minor,
+    ).outerjoin(MemberValue, MemberValue.member_id == Member.id).where(
+        Member.status != MemberStatus.DELETED
+    )  # fmt: skip
 
 
 def _purchases() -> Select[*tuple[Any, ...]]:
@@ -128,6 +139,8 @@ SPECS: dict[Table, _Spec] = {
             marketing_changed_at:time surveys_opt_in surveys_changed_at:time blocked_at:time
             tier points purchases total_spent:money spend_12m:money first_purchase_at:time
             last_purchase_at:time rfm_r rfm_f rfm_m value_tier lifecycle_stage churn_risk
+            p_alive expected_purchases_90d expected_spend_per_purchase:money
+            predicted_value_12m:money
             """
         ),
         _members,

@@ -15,7 +15,15 @@ from care.core.clock import Clock
 from care.loyalty.tiers import list_tiers
 from care.members.lookup import find_members
 from storage.enums import MemberStatus, OutboxStatus
-from storage.models import Member, OutboxMessage, Purchase, SurveyResponse, Ticket, Tier
+from storage.models import (
+    Member,
+    MemberValue,
+    OutboxMessage,
+    Purchase,
+    SurveyResponse,
+    Ticket,
+    Tier,
+)
 from storage.repos.history import MemberHistoryRepo
 from storage.repos.members import MemberRepo
 from storage.repos.purchases import PurchaseRepo
@@ -36,6 +44,8 @@ class MemberView:
     open_tickets: int = 0
     messages: list[OutboxMessage] = field(default_factory=list)
     message_counts: dict[str, int] = field(default_factory=dict)
+    # The customer-value model's latest prediction; None before its first fit.
+    value: MemberValue | None = None
 
     @property
     def interests(self) -> list[str]:
@@ -70,6 +80,7 @@ async def build_member_view(
         open_tickets=await history.unclosed_ticket_count(member.id),
         messages=await history.outbox_messages(member.id, recent),
         message_counts=await history.outbox_counts(member.id),
+        value=await session.get(MemberValue, member.id),
     )
 
 

@@ -31,7 +31,7 @@ from storage.enums import (
     TicketStatus,
     ValueTier,
 )
-from storage.models import Member, SurveyResponse, Ticket
+from storage.models import Member, MemberValue, SurveyResponse, Ticket
 from storage.repos.campaigns import CampaignRepo
 
 _Key = TypeVar("_Key")
@@ -48,6 +48,10 @@ class MemberStats:
     new_30d: int
     by_stage: dict[str, int]
     by_value_tier: dict[str, int]
+    # From the customer-value model (empty / None before its first fit): predicted 12-month
+    # value per value tier, and the purchases expected from members in the next 30 days.
+    predicted_value_by_tier: dict[str, int] = field(default_factory=dict)
+    expected_purchases_30d: float | None = None
 
 
 @dataclass(slots=True)
@@ -151,7 +155,30 @@ async def member_stats(session: AsyncSession, clock: Clock) -> MemberStats:
     by_stage.update({str(k): int(v) for k, v in stages.items()})
     by_value = {tier.value: int(tiers.pop(tier.value, 0)) for tier in ValueTier}
     by_value[UNSCORED] = int(sum(tiers.values()))
-    return MemberStats(int(row[0]), int(row[1]), int(row[2]), by_stage, by_value)
+    predicted = (
+        await session.execute(
+            select(
+                Member.value_tier,
+                func.sum(MemberValue.value_12m_minor),
+                func.sum(MemberValue.purchases_30d),
+            )
+            .join(MemberValue, MemberValue.member_id == Member.id)
+            .where(*registered)
+            .group_by(Member.value_tier)
+        )
+    ).all()
+    value_by_tier = {str(tier or UNSCORED): int(value or 0) for tier, value, _ in predicted}
+    return MemberStats(
+        int(row[0]),
+        int(row[1]),
+        int(row[2]),
+        by_stage,
+        by_value,
+        predicted_value_by_tier=value_by_tier,
+        expected_purchases_30d=(
+            float(sum(float(month or 0) for *_, month in predicted)) if predicted else None
+        ),
+    )
 
 
 def _week_index(starts: list[datetime]) -> ColumnElement[int]:

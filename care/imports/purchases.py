@@ -39,6 +39,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.loyalty.purchases import PurchaseError, PurchaseResult, record_purchase
 from care.loyalty.till import TillInputError, match_category, parse_till_amount, till_member
+from storage.models import Member
 
 REQUIRED_COLUMNS = ("receipt_id", "member", "amount", "purchased_at")
 OPTIONAL_COLUMNS = ("currency", "category")
@@ -301,7 +302,18 @@ async def _import_batch(
 
 
 async def _book(session: AsyncSession, config: CareConfig, clock: Clock, line: _Line) -> bool:
-    """True for a new purchase, False for a receipt recorded before."""
+    """True for a new purchase, False for a receipt recorded before.
+
+    History is not news: for a member whose stage was never decided before, the stage the
+    imported purchases give them is their first classification, left unstamped so that no
+    stage rule (win-back, last chance) fires for a whole imported customer list at once.
+    """
+    member = await session.get(Member, line.member_id)
+    first_classification = (
+        member is not None
+        and member.stage_changed_at is None
+        and member.segments_refreshed_at is None
+    )
     try:
         result: PurchaseResult = await record_purchase(
             session,
@@ -320,6 +332,8 @@ async def _book(session: AsyncSession, config: CareConfig, clock: Clock, line: _
             "unknown_member": "no such member",
         }
         raise LineProblem(reasons.get(exc.reason, "amount out of range")) from None
+    if first_classification and member is not None:
+        member.stage_changed_at = None
     return not result.duplicate
 
 

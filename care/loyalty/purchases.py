@@ -22,7 +22,7 @@ from care.core.config import CareConfig
 from care.core.money import minor_digits
 from care.loyalty.points import add_points
 from care.loyalty.tiers import tier_for_spend
-from care.segments.lifecycle import StageFacts, lifecycle_stage
+from care.segments.rules import StageFacts, lifecycle_stage
 from storage.enums import MemberStatus, PointsReason
 from storage.models import Member
 from storage.repos.loyalty import TierRepo

@@ -6,8 +6,10 @@ campaign:
 - ``all``: every reachable registered member (``value`` is ``None``);
 - ``tier``: members of one loyalty tier (``value`` is the tier code, e.g. ``gold``);
 - ``stage``: members in one lifecycle stage (``value`` from ``LifecycleStage``);
-- ``segment``: a value tier (``high`` / ``medium`` / ``low``) or one of the RFM segments in
-  ``RFM_SEGMENTS`` below;
+- ``segment``: a value tier (``high`` / ``medium`` / ``low``), one of the RFM segments in
+  ``RFM_SEGMENTS`` below, or ``churn_risk``: members the customer-value model (``member_value``,
+  written by ``care.value``) gives less than ``CHURN_RISK_P_ALIVE`` chance of still being a
+  customer;
 - ``interest``: members who chose a shop category as an interest.
 
 Every audience starts from the same base: registered (status active), not deleted, with a chat
@@ -30,7 +32,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import LifecycleStage, MemberStatus, ValueTier
-from storage.models import Member, MemberInterest, Tier
+from storage.models import Member, MemberInterest, MemberValue, Tier
 
 _Key = TypeVar("_Key")
 
@@ -50,8 +52,17 @@ RFM_SEGMENTS: dict[str, ColumnElement[bool]] = {
     # Long ago, rarely, little: a light, cheap touch.
     "hibernating": and_(Member.rfm_r <= 2, Member.rfm_f <= 2, Member.rfm_m <= 2),
 }
+# Below this P(alive) the value model thinks a member has more likely left than not.
+CHURN_RISK_P_ALIVE = 0.5
+# Segments from the customer-value model's predictions (a member it has not scored is in none).
+MODEL_SEGMENTS: dict[str, ColumnElement[bool]] = {
+    "churn_risk": exists().where(
+        MemberValue.member_id == Member.id, MemberValue.p_alive < CHURN_RISK_P_ALIVE
+    ),
+}
+CONDITION_SEGMENTS: dict[str, ColumnElement[bool]] = {**RFM_SEGMENTS, **MODEL_SEGMENTS}
 VALUE_SEGMENTS: tuple[str, ...] = tuple(tier.value for tier in ValueTier)
-SEGMENTS: tuple[str, ...] = VALUE_SEGMENTS + tuple(RFM_SEGMENTS)
+SEGMENTS: tuple[str, ...] = VALUE_SEGMENTS + tuple(CONDITION_SEGMENTS)
 # Stages a broadcast can never reach (no consent, or no chat): not offered as a choice.
 UNREACHABLE_STAGES = frozenset({LifecycleStage.UNSUBSCRIBED, LifecycleStage.UNREACHABLE})
 
@@ -114,7 +125,7 @@ def audience_conditions(
         case "segment" if audience.value in VALUE_SEGMENTS:
             conditions.append(Member.value_tier == audience.value)
         case "segment":
-            conditions.append(RFM_SEGMENTS[str(audience.value)])
+            conditions.append(CONDITION_SEGMENTS[str(audience.value)])
         case "interest":
             conditions.append(
                 exists().where(
@@ -228,13 +239,13 @@ async def audience_choices(
         session,
         select(Member.value_tier, func.count()).where(*base).group_by(Member.value_tier),
     )
-    rfm_columns = [
+    condition_columns = [
         func.coalesce(func.sum(case((condition, 1), else_=0)), 0).label(name)
-        for name, condition in RFM_SEGMENTS.items()
+        for name, condition in CONDITION_SEGMENTS.items()
     ]
-    rfm_row = (await session.execute(select(*rfm_columns).where(*base))).one()
+    condition_row = (await session.execute(select(*condition_columns).where(*base))).one()
     segments = [(name, int(value_counts.get(name, 0))) for name in VALUE_SEGMENTS]
-    segments += [(name, int(rfm_row[i] or 0)) for i, name in enumerate(RFM_SEGMENTS)]
+    segments += [(name, int(condition_row[i] or 0)) for i, name in enumerate(CONDITION_SEGMENTS)]
 
     interest_counts = await _grouped(
         session,

@@ -218,6 +218,16 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
         )
     else:
         lines.append(t("m360.segments_none", stage=stage))
+    if view.value is not None:
+        lines.append(
+            t(
+                "m360.predicted",
+                alive=f"{view.value.p_alive:.0%}",
+                purchases=f"{view.value.purchases_90d:.1f}",
+                spend=format_money(view.value.spend_per_purchase_minor, currency),
+                value=format_money(view.value.value_12m_minor, currency),
+            )
+        )
     if view.interests:
         lines.append(t("m360.interests", interests=category_list(t, view.interests)))
 

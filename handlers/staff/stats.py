@@ -13,9 +13,10 @@ from aiogram.types import BufferedInputFile, Message
 from care.automation.report import RuleResult
 from care.campaigns.report import CampaignReport
 from care.console.charts import stats_chart_png
-from care.console.stats import ShopStats, WeekStats, shop_stats
+from care.console.stats import MemberStats, ShopStats, WeekStats, shop_stats
 from care.core.formatting import format_count, format_day, join_list
 from care.core.i18n import Translator
+from care.core.money import format_money
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
@@ -84,7 +85,26 @@ def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
     )
 
 
-def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
+def _predicted(t: Translator, members: MemberStats, currency: str) -> list[str]:
+    """The value model's outlook: 12-month value per value tier, purchases expected next month."""
+    if members.expected_purchases_30d is None:
+        return []
+    parts = [
+        t.plain(
+            "stats.count",
+            label=t.plain(f"stats.value.{tier}"),
+            n=format_money(value, currency),
+        )
+        for tier in [*(v.value for v in ValueTier), "unscored"]
+        if (value := members.predicted_value_by_tier.get(tier))
+    ]
+    return [
+        t("stats.predicted_value", parts=join_list(parts, t.locale) or "–"),
+        t("stats.expected_purchases", n=format_count(round(members.expected_purchases_30d))),
+    ]
+
+
+def render_stats(t: Translator, stats: ShopStats, tz_name: str, currency: str) -> str:
     """The /stats text: short lines a shop owner reads at a glance."""
     members = stats.members
     stage_parts = [
@@ -107,6 +127,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
         ),
         t("stats.by_stage", parts=join_list(stage_parts, t.locale) or "–"),
         t("stats.by_value", parts=join_list(value_parts, t.locale) or "–"),
+        *_predicted(t, members, currency),
         "",
         t("stats.satisfaction_title"),
         _satisfaction(t, stats.period, stats.weeks[-1]),
@@ -147,7 +168,7 @@ async def cmd_stats(message: Message, staff: StaffContext) -> None:
     t, config = staff.t, staff.config
     stats = await shop_stats(staff.session, config, staff.clock)
     await staff.audit("stats.view")
-    await message.answer(render_stats(t, stats, config.default_timezone))
+    await message.answer(render_stats(t, stats, config.default_timezone, config.currency))
     # Drawing takes a few hundred milliseconds of CPU: keep the event loop free meanwhile.
     png = await asyncio.to_thread(stats_chart_png, stats, t.locale)
     await message.answer_photo(

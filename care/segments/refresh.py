@@ -1,17 +1,14 @@
-"""Segments: lifecycle stages, churn risk, RFM scores and value tiers, kept current.
+"""The set-based segment refresh: every member's 12-month spend, loyalty tier, RFM scores,
+value tier, lifecycle stage and churn risk, recomputed in a handful of SQL statements that apply
+the pure rules of ``care.segments.rules`` (a test checks they agree).
 
-The stage rules are written twice on purpose: once as pure functions (the reference, easy to
-read and test) and once as set-based SQL that applies the same rules to every member in a few
-statements. A test runs both over a varied population and checks they agree.
-
-RFM, scored 1–5 as quintiles over active members (at least one purchase, not deleted):
-recency from ``last_purchase_at``, frequency = purchases in the last 12 months, monetary =
-spend in the last 12 months. Value tier from the total: high ≥ 12, medium ≥ 8, else low.
+A member's first classification (their stage never decided before, by a refresh or a live
+purchase) is where they stand, not a change: it is not stamped, so the stage rules do not fire
+for a whole imported customer list at once.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,168 +39,23 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.sqltime import SECONDS_PER_DAY, EpochDays, Hundredths
+from care.segments.rules import (
+    HIGH_VALUE_MIN_RFM,
+    MEDIUM_VALUE_MIN_RFM,
+    MIN_USUAL_GAP_DAYS,
+    quintile_positions,
+)
 from storage.enums import LifecycleStage, ValueTier
 from storage.models import Member, Purchase, Tier
 from storage.types import UTCDateTime
 
-# Nobody is "drifting" two days after buying three times in one afternoon: a usual gap is at
-# least a week, whatever the arithmetic says.
-MIN_USUAL_GAP_DAYS = 7.0
-SECONDS_PER_DAY = 86_400.0
-
-
-@dataclass(frozen=True, slots=True)
-class StageFacts:
-    """What the stage rules read about one member."""
-
-    blocked: bool
-    marketing_opt_in: bool
-    purchase_count: int
-    first_purchase_at: datetime | None
-    last_purchase_at: datetime | None
-    avg_gap_days: float | None
-    stage: str
-    stage_changed_at: datetime | None
-
-    @classmethod
-    def of(cls, member: Member) -> StageFacts:
-        return cls(
-            blocked=member.blocked_at is not None,
-            marketing_opt_in=bool(member.marketing_opt_in),
-            purchase_count=member.purchase_count or 0,
-            first_purchase_at=member.first_purchase_at,
-            last_purchase_at=member.last_purchase_at,
-            avg_gap_days=member.avg_gap_days,
-            stage=member.lifecycle_stage,
-            stage_changed_at=member.stage_changed_at,
-        )
-
-
-def usual_gap_days(
-    purchase_count: int, avg_gap_days: float | None, config: CareConfig, shop_gap_days: float
-) -> float:
-    """The gap between purchases that is normal for this member.
-
-    Their own average once they have ``config.min_purchases_for_own_gap`` purchases, else the
-    shop-wide typical gap; never below ``MIN_USUAL_GAP_DAYS``.
-    """
-    if purchase_count >= config.min_purchases_for_own_gap and avg_gap_days is not None:
-        gap = avg_gap_days
-    else:
-        gap = shop_gap_days
-    return max(gap, MIN_USUAL_GAP_DAYS)
-
-
-def days_since(then: datetime, now: datetime) -> float:
-    return (now - then).total_seconds() / SECONDS_PER_DAY
-
-
-def churn_risk(gap_days: float, usual_gap: float, config: CareConfig) -> float:
-    """0 right after a purchase, rising linearly to 1 when the member counts as lapsed.
-
-    Half-way (0.5 with the default factors) is where the at-risk stage begins. Rounded to
-    hundredths (half up), so that an hourly refresh rewrites only the members whose risk moved.
-    """
-    ratio = min(1.0, max(0.0, gap_days / (config.lapsed_gap_factor * usual_gap)))
-    return math.floor(ratio * 100 + 0.5) / 100
-
-
-def base_stage(
-    facts: StageFacts, now: datetime, config: CareConfig, shop_gap_days: float
-) -> LifecycleStage:
-    """The stage from purchases alone (prospect, new, active, at risk, lapsed)."""
-    if facts.purchase_count <= 0 or facts.last_purchase_at is None:
-        return LifecycleStage.PROSPECT
-    usual = usual_gap_days(facts.purchase_count, facts.avg_gap_days, config, shop_gap_days)
-    gap = days_since(facts.last_purchase_at, now)
-    if gap > config.lapsed_gap_factor * usual:
-        return LifecycleStage.LAPSED
-    if gap > config.at_risk_gap_factor * usual:
-        return LifecycleStage.AT_RISK
-    new_since = now - timedelta(days=config.new_member_days)
-    if (
-        facts.purchase_count <= 1
-        and facts.first_purchase_at is not None
-        and facts.first_purchase_at >= new_since
-    ):
-        return LifecycleStage.NEW
-    return LifecycleStage.ACTIVE
-
-
-def lifecycle_stage(
-    facts: StageFacts, now: datetime, config: CareConfig, shop_gap_days: float
-) -> LifecycleStage:
-    """The member's lifecycle stage. The rules, first match wins:
-
-    1. unreachable — the member blocked the bot;
-    2. unsubscribed — no marketing consent;
-    3. prospect — no purchase yet;
-    4. lapsed — days since the last purchase > ``lapsed_gap_factor`` × the usual gap;
-    5. at_risk — days since the last purchase > ``at_risk_gap_factor`` × the usual gap;
-    6. won_back — buying normally again (new or active below) after being at risk or lapsed,
-       for ``won_back_days`` from the moment they came back;
-    7. new — one purchase, made within ``new_member_days``;
-    8. active — everyone else who buys.
-    """
-    if facts.blocked:
-        return LifecycleStage.UNREACHABLE
-    if not facts.marketing_opt_in:
-        return LifecycleStage.UNSUBSCRIBED
-    stage = base_stage(facts, now, config, shop_gap_days)
-    if stage in (LifecycleStage.NEW, LifecycleStage.ACTIVE):
-        if facts.stage in (LifecycleStage.AT_RISK, LifecycleStage.LAPSED):
-            return LifecycleStage.WON_BACK
-        won_back_since = now - timedelta(days=config.won_back_days)
-        if (
-            facts.stage == LifecycleStage.WON_BACK
-            and facts.stage_changed_at is not None
-            and facts.stage_changed_at > won_back_since
-        ):
-            return LifecycleStage.WON_BACK
-    return stage
-
-
-# ---------------------------------------------------------------------------------------------
-# The set-based refresh
-
 MIN_MEMBERS_FOR_SHOP_GAP = 20
 SPEND_WINDOW = timedelta(days=365)
 UPDATE_BATCH_IDS = 25_000
-HIGH_VALUE_MIN_RFM = 12
-MEDIUM_VALUE_MIN_RFM = 8
-
-
-def value_tier(rfm_total: int) -> ValueTier:
-    """High / medium / low value from the RFM total (3–15)."""
-    if rfm_total >= HIGH_VALUE_MIN_RFM:
-        return ValueTier.HIGH
-    if rfm_total >= MEDIUM_VALUE_MIN_RFM:
-        return ValueTier.MEDIUM
-    return ValueTier.LOW
-
-
-def quintile_score(rank: int, population: int) -> int:
-    """1–5 from a 1-based rank among ``population`` (ties share the lowest rank).
-
-    Equivalently, with ``below`` = how many members have a strictly smaller value:
-    ``1 + below * 5 // population``. The SQL uses that form through four cut values.
-    """
-    return (rank - 1) * 5 // population + 1
-
-
-def quintile_positions(population: int) -> list[int]:
-    """1-based positions in the sorted values whose value a member must exceed per extra point.
-
-    ``score = 1 + #{k : value > sorted[p_k]}`` with ``p_k = ceil(k * population / 5)``:
-    exceeding the p-th smallest value means at least p members are strictly below.
-    """
-    return [-(-k * population // 5) for k in range(1, 5)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,44 +78,6 @@ class SegmentStats:
     seconds: float
 
 
-class _EpochDays(FunctionElement[float]):
-    """Days since 1970-01-01 of a stored timestamp, as a float, on either backend."""
-
-    type = Float()
-    inherit_cache = True
-    name = "epoch_days"
-
-
-class _Hundredths(FunctionElement[float]):
-    """A float rounded to two decimals, half away from zero, on either backend."""
-
-    type = Float()
-    inherit_cache = True
-    name = "hundredths"
-
-
-@compiles(_Hundredths, "sqlite")
-def _hundredths_sqlite(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"ROUND({compiler.process(element.clauses, **kw)}, 2)"
-
-
-@compiles(_Hundredths)
-def _hundredths_default(element: _Hundredths, compiler: SQLCompiler, **kw: Any) -> str:
-    argument = compiler.process(element.clauses, **kw)
-    return f"CAST(ROUND(CAST({argument} AS NUMERIC), 2) AS DOUBLE PRECISION)"
-
-
-@compiles(_EpochDays, "sqlite")
-def _epoch_days_sqlite(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(julianday({compiler.process(element.clauses, **kw)}) - 2440587.5)"
-
-
-@compiles(_EpochDays)
-def _epoch_days_default(element: _EpochDays, compiler: SQLCompiler, **kw: Any) -> str:
-    argument = compiler.process(element.clauses, **kw)
-    return f"(CAST(EXTRACT(EPOCH FROM {argument}) AS DOUBLE PRECISION) / 86400.0)"
-
-
 # One row per live member: the facts the rules read, frozen at the start of the refresh.
 _work = Table(
     "segment_work",
@@ -281,6 +95,8 @@ _work = Table(
     Column("purchases_12m", Integer),
     Column("spend_12m", BigInteger),
     Column("gap_days", Float),
+    # False until a member's stage was first decided (by a refresh or a live purchase).
+    Column("classified", Boolean),
     # The decisions, computed once from the facts above.
     Column("tier_new", String(16)),
     Column("stage_new", String(16)),
@@ -379,7 +195,8 @@ def _snapshot(now: datetime) -> Executable:
             Member.tier_code,
             func.coalesce(recent.c.purchases, 0),
             func.coalesce(recent.c.amount, 0),
-            now_days - _EpochDays(Member.last_purchase_at),
+            now_days - EpochDays(Member.last_purchase_at),
+            or_(Member.stage_changed_at.is_not(None), Member.segments_refreshed_at.is_not(None)),
         )
         .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
         .where(Member.deleted_at.is_(None))
@@ -515,7 +332,7 @@ async def _decisions(
             (~active, null()),
             (ratio > 1.0, 1.0),
             (ratio < 0.0, 0.0),
-            else_=_Hundredths(ratio),
+            else_=Hundredths(ratio),
         ),
     )
 
@@ -565,6 +382,7 @@ async def _collect_stats(
         w.tier_old.label("c2"),
         decide.tier.label("c3"),
         decide.value_tier.label("c4"),
+        w.classified.label("c5"),
     )
     groups = (
         await connection.execute(select(*keys, func.count()).group_by(*(k.name for k in keys)))
@@ -579,14 +397,14 @@ async def _collect_stats(
         "tier_upgrades": 0,
         "tier_downgrades": 0,
     }
-    for stage_old, stage, tier_old, tier, value, count in groups:
+    for stage_old, stage, tier_old, tier, value, classified, count in groups:
         n = int(count)
         stats["members"] += n
         stats["stages"][stage] = stats["stages"].get(stage, 0) + n
         if value is not None:
             stats["active_members"] += n
             stats["value_tiers"][value] = stats["value_tiers"].get(value, 0) + n
-        if stage != stage_old:
+        if stage != stage_old and classified:
             stats["stage_changes"] += n
         if tier != tier_old:
             up = rank.get(tier, 0) > rank.get(tier_old, 0)
@@ -636,6 +454,8 @@ async def _write_back(
                 m.rfm_f.is_distinct_from(decide.rfm_f),
                 m.rfm_m.is_distinct_from(decide.rfm_m),
                 m.churn_risk.is_distinct_from(decide.churn_risk),
+                # The first refresh marks everyone as classified, so the next change counts.
+                m.segments_refreshed_at.is_(None),
                 segments_move,
             ),
         )
@@ -656,7 +476,12 @@ async def _write_back(
             tier_changed_at=case((decide.tier != w.tier_old, now), else_=m.tier_changed_at),
             value_tier=decide.value_tier,
             lifecycle_stage=decide.stage,
-            stage_changed_at=case((decide.stage != w.stage_old, now), else_=m.stage_changed_at),
+            # A first classification is where the member stands, not a change: stamping it
+            # would let every stage rule fire for a whole imported customer list at once.
+            stage_changed_at=case(
+                (and_(decide.stage != w.stage_old, w.classified.is_(True)), now),
+                else_=m.stage_changed_at,
+            ),
         )
     )
     changed = 0

@@ -1,0 +1,125 @@
+"""The value refresh: every live member with purchases gets P(alive), expected purchases,
+expected spend and a 12-month value, computed from the same model functions the CDNOW tests
+check; deleted members and members without purchases get none; a rerun replaces the table."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from care.core.clock import FrozenClock
+from care.value.model import expected_purchases, probability_alive
+from care.value.refresh import MIN_CUSTOMERS_TO_FIT, refresh_value, value_totals
+from storage.db import create_engine, create_session_factory
+from storage.enums import MemberStatus
+from storage.models import DEFAULT_TIERS, Base, Member, MemberValue, Tier
+
+Factory = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+async def any_db(any_db_url: str) -> AsyncIterator[Factory]:
+    engine = create_engine(any_db_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+        await connection.execute(insert(Tier), [dict(tier) for tier in DEFAULT_TIERS])
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+async def add_members(session: AsyncSession, clock: FrozenClock, count: int) -> list[Member]:
+    """Members with varied histories: the aggregates are all the refresh reads."""
+    rng = random.Random(11)
+    now = clock.now()
+    members = []
+    for number in range(count):
+        purchases = rng.choice([0, 1, 1, 2, 3, 5, 8, 13])
+        first = now - timedelta(days=rng.uniform(20, 700))
+        last = first + (now - first) * rng.random() if purchases > 1 else first
+        member = Member(
+            telegram_id=800_000 + number,
+            member_code=f"V{number:07d}",
+            status=MemberStatus.ACTIVE,
+            created_at=first - timedelta(days=1),
+            purchase_count=purchases,
+            total_spent_minor=purchases * rng.randint(2_000, 30_000),
+            first_purchase_at=first if purchases else None,
+            last_purchase_at=last if purchases else None,
+        )
+        session.add(member)
+        members.append(member)
+    await session.flush()
+    return members
+
+
+async def test_refresh_scores_every_member_with_purchases(
+    any_db: Factory, clock: FrozenClock
+) -> None:
+    async with any_db() as session:
+        members = await add_members(session, clock, 400)
+        gone = next(m for m in members if m.purchase_count > 2)
+        gone.deleted_at = clock.now()
+        await session.commit()
+    buyers = {m.id: m for m in members if m.purchase_count and m.deleted_at is None}
+
+    stats = await refresh_value(any_db, clock)
+
+    assert stats.fitted and stats.customers == len(buyers)
+    assert stats.bgnbd is not None and stats.gamma_gamma is not None
+    async with any_db() as session:
+        rows = {row.member_id: row for row in await session.scalars(select(MemberValue))}
+        assert set(rows) == set(buyers)  # nobody without purchases, not the deleted member
+        for member_id, row in rows.items():
+            member = buyers[member_id]
+            x = member.purchase_count - 1
+            assert member.first_purchase_at is not None and member.last_purchase_at is not None
+            T = (clock.now() - member.first_purchase_at).total_seconds() / 86_400
+            t_x = (member.last_purchase_at - member.first_purchase_at).total_seconds() / 86_400
+            assert row.p_alive == pytest.approx(
+                probability_alive(stats.bgnbd, [x], [t_x], [T])[0], abs=1e-3
+            )
+            assert row.purchases_90d == pytest.approx(
+                expected_purchases(stats.bgnbd, 90, [x], [t_x], [T])[0], abs=1e-3
+            )
+            assert 0 <= row.purchases_30d <= row.purchases_90d
+            assert row.spend_per_purchase_minor > 0
+            assert row.refreshed_at == clock.now()
+        scored, month, year = await value_totals(session)
+    assert scored == len(buyers)
+    assert month == pytest.approx(stats.expected_purchases_30d, abs=0.1)
+    assert year == stats.predicted_value_12m_minor
+    # Someone who bought often and long ago is less likely alive than someone who just did.
+    alive = np.array([rows[m].p_alive for m in rows])
+    assert alive.min() < 0.9 and alive.max() == pytest.approx(1.0)
+
+    # A month later, with one member deleted meanwhile, a rerun replaces every row.
+    clock.advance(timedelta(days=30))
+    async with any_db() as session:
+        leaving = await session.get(Member, next(iter(buyers)))
+        assert leaving is not None
+        leaving.deleted_at = clock.now()
+        await session.commit()
+    again = await refresh_value(any_db, clock)
+    async with any_db() as session:
+        after = {row.member_id: row for row in await session.scalars(select(MemberValue))}
+    assert set(after) == set(buyers) - {next(iter(buyers))}
+    assert {row.refreshed_at for row in after.values()} == {clock.now()}
+    assert again.customers == len(buyers) - 1
+
+
+async def test_too_few_customers_leave_the_table_alone(
+    any_db: Factory, clock: FrozenClock
+) -> None:
+    async with any_db() as session:
+        await add_members(session, clock, 10)
+        await session.commit()
+    stats = await refresh_value(any_db, clock)
+    assert not stats.fitted and stats.customers < MIN_CUSTOMERS_TO_FIT
+    async with any_db() as session:
+        assert list(await session.scalars(select(MemberValue))) == []
