@@ -38,7 +38,8 @@ from bot.web import UpdateMetricsMiddleware, WebFront
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, normalize_locale, translator
-from care.messaging.ratelimit import RateLimiter, RedisRateLimiter, SendLimiter
+from care.messaging.ratelimit import SendLimiter
+from care.messaging.ratelimit import create_limiter as create_send_limiter
 from care.scheduler import CareScheduler
 from handlers import build_routers
 from handlers.middlewares import (
@@ -278,13 +279,7 @@ async def wait_for_signal() -> None:
 
 def create_limiter(settings: Settings, config: CareConfig) -> SendLimiter:
     """The send limiter: shared by every replica through Redis when there is one."""
-    if settings.redis_url:
-        from redis.asyncio import Redis
-
-        return RedisRateLimiter(
-            Redis.from_url(settings.redis_url), config.send_rate, config.per_chat_interval
-        )
-    return RateLimiter(config.send_rate, config.per_chat_interval)
+    return create_send_limiter(config.send_rate, config.per_chat_interval, settings.redis_url)
 
 
 def create_web_front(services: Services) -> WebFront:

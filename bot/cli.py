@@ -158,40 +158,34 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
     if settings.bot_token is None:
         print(NO_TOKEN_HINT, file=sys.stderr)
         return EXIT_CONFIG
-    import gc
-    import signal
     from datetime import timedelta
 
-    from bot.app import create_bot, create_services
+    from bot.app import create_bot, create_limiter, create_services
     from bot.startup import StartupError, check_database
     from care.messaging.delivery import DeliveryWorker
+    from care.messaging.delivery.standalone import serve
+    from care.messaging.ratelimit import close_limiter
 
     async def _deliver() -> str:
         services = create_services(settings)
         try:
             await check_database(services.engine)
             bot = create_bot(settings)
+            limiter = create_limiter(settings, services.config)
             worker = DeliveryWorker(
                 bot,
                 services.session_factory,
                 services.config,
                 services.clock,
+                limiter=limiter,
                 batch_size=args.batch_size,
                 lease=timedelta(seconds=args.lease_seconds) if args.lease_seconds else None,
             )
-            gc.freeze()  # as in the bot process: start-up's objects stay out of full collections
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
             try:
-                if args.forever:
-                    await worker.run(stop)
-                else:
-                    while await worker.drain_once(stop):
-                        pass
+                await serve(worker, forever=args.forever)
             finally:
                 await bot.session.close()
+                await close_limiter(limiter)
             return str(worker.stats)
         finally:
             await services.engine.dispose()

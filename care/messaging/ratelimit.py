@@ -365,3 +365,22 @@ class RedisRateLimiter:
             keys=[self._key("window"), self._key(f"sent:{chat_id}")],
             args=[self.window, self.per_chat_interval, str(ticket)],
         )
+
+
+def create_limiter(
+    send_rate: float, per_chat_interval: float, redis_url: str | None
+) -> SendLimiter:
+    """The send limiter: shared by every replica and worker through Redis when there is one,
+    this process's own otherwise."""
+    if redis_url:
+        from redis.asyncio import Redis
+
+        return RedisRateLimiter(Redis.from_url(redis_url), send_rate, per_chat_interval)
+    return RateLimiter(send_rate, per_chat_interval)
+
+
+async def close_limiter(limiter: SendLimiter) -> None:
+    """Close the Redis connection a shared limiter holds (nothing for an in-process one)."""
+    redis = getattr(limiter, "redis", None)
+    if redis is not None:
+        await redis.aclose()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
-import signal
 from datetime import timedelta
 
 from aiogram import Bot
@@ -21,8 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.messaging.delivery.standalone import serve
 from care.messaging.delivery.worker import DeliveryWorker
-from care.messaging.ratelimit import RateLimiter, RedisRateLimiter, SendLimiter
+from care.messaging.ratelimit import close_limiter, create_limiter
 from storage.db import create_engine, create_session_factory
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/carebot.db"
@@ -67,22 +66,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _limiter(args: argparse.Namespace, config: CareConfig) -> SendLimiter:
-    if args.redis_url:
-        from redis.asyncio import Redis
-
-        return RedisRateLimiter(
-            Redis.from_url(args.redis_url), config.send_rate, config.per_chat_interval
-        )
-    return RateLimiter(config.send_rate, config.per_chat_interval)
-
-
 async def _standalone(args: argparse.Namespace) -> None:
     engine = create_engine(args.database_url)
     session = AiohttpSession(api=TelegramAPIServer.from_base(args.api_url))
     bot = Bot(args.token, session=session)
     config = CareConfig(send_rate=args.rate)
-    limiter = _limiter(args, config)
+    limiter = create_limiter(config.send_rate, config.per_chat_interval, args.redis_url)
     worker = DeliveryWorker(
         bot,
         create_session_factory(engine),
@@ -92,24 +81,12 @@ async def _standalone(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         lease=timedelta(seconds=args.lease_seconds) if args.lease_seconds else None,
     )
-    # As in the bot process: keep start-up's long-lived objects out of full collections.
-    gc.freeze()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        if args.forever:
-            await worker.run(stop)
-        else:
-            while await worker.drain_once(stop):
-                pass
+        await serve(worker, forever=args.forever)
     finally:
         await bot.session.close()
         await engine.dispose()
-        redis = getattr(limiter, "redis", None)
-        if redis is not None:
-            await redis.aclose()
+        await close_limiter(limiter)
     print(worker.stats, flush=True)
 
 
