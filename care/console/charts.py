@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from care.console.stats import ShopStats
 from care.core.i18n import Translator, translator
-from storage.enums import LifecycleStage
+from storage.enums import CURRENT_STAGES
 
 CJK_FAMILIES: tuple[str, ...] = (
     "Noto Sans CJK SC",
@@ -111,8 +111,8 @@ def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
             fontfamily=families,
         )
 
-    names = [t.plain(f"chart.stage.{stage.value}") for stage in LifecycleStage]
-    counts = [stats.members.by_stage.get(stage.value, 0) for stage in LifecycleStage]
+    names = [t.plain(f"chart.stage.{stage.value}") for stage in CURRENT_STAGES]
+    counts = [stats.members.by_stage.get(stage.value, 0) for stage in CURRENT_STAGES]
     bars = stages.bar(range(len(names)), counts, color=BAR_COLOR)
     stages.bar_label(bars, fontsize=8)
     stages.set_xticks(range(len(names)), names, fontsize=8, fontfamily=families)

@@ -18,7 +18,7 @@ from care.core.i18n import Translator
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from storage.enums import LifecycleStage, StaffRole, ValueTier
+from storage.enums import CURRENT_STAGES, StaffRole, ValueTier
 
 
 def _percent(part: int, whole: int) -> str:
@@ -84,7 +84,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
     members = stats.members
     stage_parts = [
         t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=count)
-        for stage in LifecycleStage
+        for stage in CURRENT_STAGES
         if (count := members.by_stage.get(stage.value, 0))
     ]
     value_parts = [
@@ -97,6 +97,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
         t("stats.title"),
         t("stats.members", total=members.total, new_7d=members.new_7d, new_30d=members.new_30d),
         t("stats.by_stage", parts=separator.join(stage_parts) or "–"),
+        t("content.stats_offers_off", n=members.offers_off),
         t("stats.by_value", parts=separator.join(value_parts) or "–"),
         "",
         t("stats.satisfaction_title"),
