@@ -138,16 +138,45 @@ async def count_audience(
 
 
 async def sample_member(
-    session: AsyncSession, audience: Audience, *, marketing: bool = True
+    session: AsyncSession,
+    audience: Audience,
+    *,
+    marketing: bool = True,
+    locale: str | None = None,
 ) -> Member | None:
-    """A real member of ``audience`` to preview a message for (the earliest to join)."""
+    """A real member of ``audience`` to preview a message for (the earliest to join), one
+    who reads ``locale`` when given and there is one."""
+    conditions = audience_conditions(audience, marketing=marketing)
+    query = select(Member).order_by(Member.id).limit(1)
+    if locale is not None:
+        found = await session.scalar(query.where(*conditions, Member.locale == locale))
+        if found is not None:
+            return found
+    return await session.scalar(query.where(*conditions))
+
+
+async def count_by_locale(
+    session: AsyncSession, audience: Audience, *, marketing: bool = True
+) -> dict[str, int]:
+    """How many members of ``audience`` read each language: ``{"zh": 120, "en": 8}``."""
     query = (
-        select(Member)
+        select(Member.locale, func.count())
         .where(*audience_conditions(audience, marketing=marketing))
-        .order_by(Member.id)
-        .limit(1)
+        .group_by(Member.locale)
     )
-    return await session.scalar(query)
+    return await _grouped(session, query)
+
+
+async def count_by_timezone(
+    session: AsyncSession, audience: Audience, *, marketing: bool = True
+) -> dict[str | None, int]:
+    """How many members of ``audience`` live in each time zone (None: not set)."""
+    query = (
+        select(Member.timezone, func.count())
+        .where(*audience_conditions(audience, marketing=marketing))
+        .group_by(Member.timezone)
+    )
+    return await _grouped(session, query)
 
 
 async def member_batch(
