@@ -55,12 +55,12 @@ class BroadcastFlow(StatesGroup):
 
 
 class OfferFlow(StatesGroup):
-    """Creating: title → name_zh → name_en → kind → value → min_spend → days → confirm.
-    Issuing: pick_offer → audience → issue (then its confirmation)."""
+    """Creating: title (the name in the staff's language) → name_other (in the other
+    language, or skipped) → kind → value → min_spend → days → confirm. Issuing: pick_offer →
+    audience → issue (then its confirmation)."""
 
     title = State()
-    name_zh = State()
-    name_en = State()
+    name_other = State()
     kind = State()
     value = State()
     min_spend = State()
