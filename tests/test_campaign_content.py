@@ -342,3 +342,5 @@ async def test_issue_and_notify_counts_coupons_even_when_no_notice_can_go(
     assert progress.edited
     async with app.session() as session:
         assert await session.scalar(select(func.count()).select_from(Coupon)) == 2
+    await owner.send("/stats")
+    await owner.expect(shown(locale, "content.stats_coupons", coupons=2).strip(" ·"))

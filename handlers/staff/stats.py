@@ -67,7 +67,7 @@ def _satisfaction(t: Translator, period: WeekStats, last: WeekStats) -> str:
 
 def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
     started = report.started_at.astimezone(member_zone(tz_name)) if report.started_at else None
-    return t(
+    line = t(
         "stats.campaign_line",
         id=report.campaign_id,
         date=started.strftime("%m-%d") if started else "–",
@@ -77,6 +77,10 @@ def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
         blocked=report.blocked + report.held_back,
         pending=report.pending,
     )
+    if report.coupons:
+        # A coupon issue whose notices could not go still gave members something.
+        line += t("content.stats_coupons", coupons=report.coupons)
+    return line
 
 
 def render_stats(t: Translator, stats: ShopStats, tz_name: str) -> str:
