@@ -253,6 +253,29 @@ async def test_a_bilingual_broadcast_reaches_each_member_in_their_language_with_
     )  # fmt: skip
     await owner.send("/broadcast")
     await wait_button(owner, label(locale, "broadcast.kind_all", n=2))
+    await fresh_flow(owner)
+
+    # One tap under /stop's answer turns offers back on, recorded as well.
+    await tap(users["zh"], label("zh", "content.button_offers_back_on"))
+    await users["zh"].expect(label("zh", "settings.offers_now_on"))
+    async with app.session() as session:
+        member = await session.get_one(Member, members["zh"].id)
+        sources = list(
+            await session.scalars(
+                select(ConsentEvent.source)
+                .where(ConsentEvent.member_id == member.id)
+                .order_by(ConsentEvent.id)
+            )
+        )
+    assert member.marketing_opt_in and sources[-2:] == ["stop_command", "stop_undo"]
+    await owner.send("/broadcast")
+    await wait_button(owner, label(locale, "broadcast.kind_all", n=3))
+
+
+async def fresh_flow(owner: SimUser) -> None:
+    """Leave the half-started /broadcast."""
+    await owner.send("/cancel")
+    await owner.next_message()
 
 
 def describe(locale: str) -> str:

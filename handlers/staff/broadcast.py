@@ -332,8 +332,8 @@ async def _show_preview(message: Message, state: FSMContext, staff: StaffContext
         )
     except TemplateProblem as problem:
         await state.update_data(editing=True)
-        await _ask_text(message, state, staff, audience, LOCALES[0])
         await message.answer(_problem_text(t, problem))
+        await _ask_text(message, state, staff, audience, LOCALES[0])
         return
     except CampaignError:
         await state.set_state(BroadcastFlow.audience)
