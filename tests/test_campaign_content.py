@@ -15,6 +15,8 @@ from sqlalchemy import func, insert, select
 
 from care.automation import engine
 from care.campaigns.launch import launch_due_campaigns
+from care.campaigns.render import Texts
+from care.loyalty.offers import offer_name
 from care.loyalty.purchases import record_purchase
 from care.messaging.delivery import DeliveryWorker
 from care.segments.lifecycle import refresh_segments
@@ -24,7 +26,7 @@ from storage.enums import ConsentKind, LifecycleStage
 from storage.models import Campaign, ConsentEvent, Coupon, Member, Offer, OutboxMessage
 from tests.conftest import RunningBot
 from tests.console_helpers import seed_member, seed_offer
-from tests.journey_helpers import label, member_of, register, wait_button
+from tests.journey_helpers import label, member_of, register, settled, wait_button
 from tests.simulator import SimUser
 from tests.test_broadcast import eventually, watchers
 
@@ -367,3 +369,43 @@ async def test_issue_and_notify_counts_coupons_even_when_no_notice_can_go(
         assert await session.scalar(select(func.count()).select_from(Coupon)) == 2
     await owner.send("/stats")
     await owner.expect(shown(locale, "content.stats_coupons", coupons=2).strip(" ·"))
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_a_marketing_care_message_ends_with_the_way_out(
+    app: RunningBot, locale: str
+) -> None:
+    shopper = app.user(5201, first_name="Lin", language_code=locale)
+    await register(shopper, locale, marketing=True)
+    await settled(app)
+    factory, config = app.services.session_factory, app.config
+    outcome = {o.rule: o for o in await engine.evaluate(factory, config, app.clock)}
+    assert outcome["welcome"].sent == 1
+    await drain(app)
+    welcome = await shopper.wait_until(lambda m: "/stop" in m.content)
+    assert welcome.content.endswith(shown(locale, "content.opt_out"))
+    async with app.session() as session:
+        kinds = {
+            row.rule: row.kind
+            for row in await session.scalars(select(OutboxMessage))
+            if row.rule is not None
+        }
+    assert kinds["welcome"] == "marketing"
+
+
+def test_each_language_falls_back_to_the_other_and_rule_offers_show_no_working_title() -> None:
+    texts = Texts(zh="你好", en="")
+    assert (texts.for_locale("zh"), texts.for_locale("en")) == ("你好", "你好")
+    assert Texts(zh="", en="Hi").for_locale("zh") == "Hi"
+    assert Texts(zh="你好", en="Hi").for_locale("en") == "Hi"
+
+    def offer(**values: object) -> Offer:
+        return Offer(title="internal-q1", kind="percent_off", value=10, currency="CNY", **values)
+
+    assert offer_name(offer(title_zh="春季特惠", title_en="Spring deal"), "en") == "Spring deal"
+    assert offer_name(offer(title_zh="春季特惠"), "en") == "春季特惠"
+    assert offer_name(offer(title_en="Spring deal"), "zh") == "Spring deal"
+    # An offer staff made before names had languages keeps the name staff gave it …
+    assert offer_name(offer(), "zh") == "internal-q1"
+    # … a care rule's built-in offer never shows its English working title.
+    assert offer_name(offer(key="winback"), "zh") is None
