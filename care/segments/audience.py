@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import LifecycleStage, MemberStatus, ValueTier
+from storage.enums import RETIRED_STAGES, LifecycleStage, MemberStatus, ValueTier
 from storage.models import Member, MemberInterest, Tier
 
 _Key = TypeVar("_Key")
@@ -52,8 +52,8 @@ RFM_SEGMENTS: dict[str, ColumnElement[bool]] = {
 }
 VALUE_SEGMENTS: tuple[str, ...] = tuple(tier.value for tier in ValueTier)
 SEGMENTS: tuple[str, ...] = VALUE_SEGMENTS + tuple(RFM_SEGMENTS)
-# Stages a broadcast can never reach (no consent, or no chat): not offered as a choice.
-UNREACHABLE_STAGES = frozenset({LifecycleStage.UNSUBSCRIBED, LifecycleStage.UNREACHABLE})
+# Stages not offered as a choice: no chat to write to, or retired (consent is a flag now).
+UNREACHABLE_STAGES = frozenset({LifecycleStage.UNREACHABLE}) | RETIRED_STAGES
 
 
 class AudienceError(ValueError):
