@@ -215,6 +215,10 @@ async def test_a_bilingual_broadcast_reaches_each_member_in_their_language_with_
     assert shown(locale, "content.spread_others_one", n=1) in question.content
     async with app.session() as session:
         assert await session.scalar(select(func.count()).select_from(Campaign)) == 0
+    # Back shows the previews again; the question comes again before anything goes.
+    await tap(owner, label(locale, "content.button_back"))
+    await tap(owner, label(locale, "broadcast.send_now"))
+    await owner.expect(shown(locale, "content.confirm_send_other", n=3))
     await tap(owner, label(locale, "content.button_send_yes"))
     await eventually(lambda: launched(app))
     async with app.session() as session:
