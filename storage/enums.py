@@ -18,8 +18,16 @@ class LifecycleStage(StrEnum):
     AT_RISK = "at_risk"
     LAPSED = "lapsed"
     WON_BACK = "won_back"
+    # Retired: consent is the member's marketing flag, not a stage. Migration 0006 moved the
+    # rows; the value stays readable for a database not yet migrated (see RETIRED_STAGES).
     UNSUBSCRIBED = "unsubscribed"
     UNREACHABLE = "unreachable"
+
+
+# Stages no member is put in any more: not counted, charted or offered as an audience.
+RETIRED_STAGES = frozenset({LifecycleStage.UNSUBSCRIBED})
+# The stages members can be in, in the order staff read them.
+CURRENT_STAGES = tuple(stage for stage in LifecycleStage if stage not in RETIRED_STAGES)
 
 
 class ValueTier(StrEnum):

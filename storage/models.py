@@ -241,7 +241,11 @@ class Offer(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     key: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # ``title`` is the staff's working name; members read ``title_<their locale>`` (or the
+    # other language's when one is empty) and, with neither, only what the offer gives.
     title: Mapped[str] = mapped_column(String(120))
+    title_zh: Mapped[str | None] = mapped_column(String(120))
+    title_en: Mapped[str | None] = mapped_column(String(120))
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str] = mapped_column(String(3))
@@ -395,7 +399,11 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
     audience: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The text in the staff's language when created; each member reads ``template_<locale>``,
+    # the other language's when theirs is empty, and ``template`` for older campaigns.
     template: Mapped[str] = mapped_column(Text)
+    template_zh: Mapped[str | None] = mapped_column(Text)
+    template_en: Mapped[str | None] = mapped_column(Text)
     photo_file_id: Mapped[str | None] = mapped_column(String(255))
     offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(12), default="draft", index=True)

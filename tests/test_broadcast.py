@@ -97,7 +97,15 @@ async def press_to_text_step(owner: SimUser, audience_button: str) -> None:
     await owner.send("/broadcast")
     await owner.expect("New broadcast")
     await owner.press(audience_button)
-    await owner.expect("Now send the message text")
+    await owner.expect("Send the text for members who read Chinese")
+
+
+async def one_text_for_all(owner: SimUser, text: str) -> None:
+    """The Chinese text step gets ``text``; the English step is skipped (English readers get
+    the same text)."""
+    await owner.send(text)
+    await owner.expect("Send the text for members who read English")
+    await owner.press("Skip")
 
 
 async def test_full_flow_queues_each_reachable_consenting_member_exactly_once(
@@ -118,18 +126,20 @@ async def test_full_flow_queues_each_reachable_consenting_member_exactly_once(
     owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
 
     await press_to_text_step(owner, "All members (3)")
-    await owner.send("Hello {{ name }}, spring is here!")
+    await one_text_for_all(owner, "Hello {{ name }}, spring is here!")
     await owner.expect("Send a photo")
     await owner.press("Skip — no photo")
     await owner.expect("Attach a coupon?")
     await owner.press("Spring sale — 10% off")
     summary = await owner.expect("Preview for")
-    preview = owner.messages[-2]
+    preview = owner.messages[-2]  # the English reader's preview
     assert preview.text is not None and preview.text.startswith("Hello Anna, spring is here!")
     assert "Spring sale" in preview.text and "ABCD-2345" in preview.text
     assert "Anna" in summary.text and "Recipients right now: 3" in (summary.text or "")
 
     await owner.press("Send now")
+    await owner.expect("Send this broadcast to 3 members now?")
+    await owner.press("✅ Yes, send now")
     await owner.expect("Starting")
 
     async def launched() -> bool:
@@ -197,7 +207,7 @@ async def test_unknown_placeholder_is_caught_at_preview_and_the_step_is_kept(
     assert "nmae" in problem.text and "{{ name }}" in problem.text
     await owner.send("Hi {{ name }")
     await owner.expect("syntax")
-    await owner.send("Hi {{ name }}!")
+    await one_text_for_all(owner, "Hi {{ name }}!")
     await owner.expect("Send a photo")
     assert await outbox_rows(app) == []
 
@@ -213,7 +223,7 @@ async def test_an_empty_audience_is_refused_politely_in_chinese(app: RunningBot)
     await owner.expect("没有人可以接收群发")
     # Still on the audience step: another tier works.
     await owner.press("金卡会员（1）")
-    await owner.expect("1 位会员")
+    await owner.expect("请发送中文版文案")
     async with app.session() as session:
         assert await session.scalar(select(func.count()).select_from(Campaign)) == 0
 
@@ -225,7 +235,7 @@ async def test_photo_is_kept_and_a_scheduled_send_launches_when_its_time_comes(
     member_users(app)
     owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
     await press_to_text_step(owner, "All members (3)")
-    await owner.send("New arrivals for {{ name }}")
+    await one_text_for_all(owner, "New arrivals for {{ name }}")
     await owner.expect("Send a photo")
     await owner.send("not a photo")
     await owner.expect("Send a photo")
@@ -233,7 +243,8 @@ async def test_photo_is_kept_and_a_scheduled_send_launches_when_its_time_comes(
     await owner.expect("Attach a coupon?")
     await owner.press("No coupon")
     await owner.expect("Preview for")
-    assert owner.messages[-2].caption == "New arrivals for Anna"
+    # The member's text, then the line that lets them opt out of marketing.
+    assert owner.messages[-2].caption == "New arrivals for Anna\n\nNo more offers? Send /stop"
 
     await owner.press("Send at a time…")
     await owner.expect("in shop time, China Time (UTC+8):")
@@ -242,6 +253,8 @@ async def test_photo_is_kept_and_a_scheduled_send_launches_when_its_time_comes(
     await owner.send("2026-03-02 09:00")  # 11:00 in Shanghai now
     await owner.expect("already passed")
     await owner.send("2026-03-02 15:30")
+    await owner.expect("Send this broadcast to 3 members at Mar 2, 15:30 shop time?")
+    await owner.press("✅ Yes, schedule it")
     await owner.expect("scheduled for 2026-03-02 15:30")
 
     factory, config, clock = app.services.session_factory, app.config, app.clock

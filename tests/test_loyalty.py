@@ -339,7 +339,9 @@ async def test_buying_again_after_drifting_away_is_a_win_back(
         await record_purchase(session, CONFIG, clock, member_id=quiet.id, amount_minor=1_000)
         assert member.lifecycle_stage == LifecycleStage.WON_BACK
         assert member.stage_changed_at == clock.now()
-        assert quiet.lifecycle_stage == LifecycleStage.UNSUBSCRIBED
+        # Without marketing consent the first purchase still makes a new customer.
+        assert quiet.lifecycle_stage == LifecycleStage.NEW
+        assert not quiet.marketing_opt_in
 
 
 # --- points ledger ----------------------------------------------------------------------------

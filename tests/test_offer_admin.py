@@ -51,6 +51,8 @@ async def test_create_an_offer_then_issue_it_to_a_tier_with_a_notice(app: Runnin
     await owner.send("x" * 121)
     await owner.expect("Please send a title")
     await owner.send("Spring sale")
+    await owner.expect("Its name for members who read Chinese")
+    await owner.press("Skip")
     await owner.expect("What does it give?")
     await owner.press("Percent off")
     await owner.expect("How many percent off?")
@@ -87,6 +89,8 @@ async def test_create_an_offer_then_issue_it_to_a_tier_with_a_notice(app: Runnin
     issue = await owner.expect("Members who will get a coupon: 2")
     assert "can be notified): 1" in issue.text
     await owner.press("Issue and notify members")
+    await owner.expect("Issue a coupon to each of 2 members?")
+    await owner.press("✅ Yes, issue")
 
     async def issued() -> bool:
         async with app.session() as session:
@@ -135,6 +139,8 @@ async def test_a_gift_offer_in_chinese_skips_the_value(app: RunningBot) -> None:
     await owner.press("➕ 新建优惠")
     await owner.expect("优惠叫什么名字")
     await owner.send("周年礼品")
+    await owner.expect("英文版名称")
+    await owner.press("跳过")
     await owner.expect("优惠内容是什么")
     await owner.press("赠品")
     await owner.expect("最低消费")

@@ -32,8 +32,8 @@ from care.segments.rules import (
     value_tier,
 )
 from storage.db import create_engine, create_session_factory
+from storage.enums import CURRENT_STAGES, MemberStatus
 from storage.enums import LifecycleStage as Stage
-from storage.enums import MemberStatus
 from storage.models import DEFAULT_TIERS, Base, Member, Purchase, Tier
 
 CONFIG = CareConfig()
@@ -85,7 +85,9 @@ def test_stage_rules_first_match_wins(clock: FrozenClock) -> None:
 
     assert stage() == Stage.ACTIVE
     assert stage(blocked=True, marketing_opt_in=False) == Stage.UNREACHABLE
-    assert stage(marketing_opt_in=False) == Stage.UNSUBSCRIBED
+    # Consent is a flag, not a stage: a member who declined offers still buys and is active.
+    assert stage(marketing_opt_in=False) == Stage.ACTIVE
+    assert stage(marketing_opt_in=False, last_purchase_at=now - 41 * day) == Stage.LAPSED
     assert stage(purchase_count=0, last_purchase_at=None, first_purchase_at=None) == (
         Stage.PROSPECT
     )
@@ -219,6 +221,8 @@ async def test_the_sql_refresh_agrees_with_the_pure_rules(
                     blocked_at=now - timedelta(days=2) if rng.random() < 0.07 else None,
                     lifecycle_stage=rng.choice(stages),
                     stage_changed_at=now - timedelta(days=rng.uniform(1, 120)),
+                    # A stale spend no receipt sums to: the first refresh writes every member.
+                    spend_12m_minor=1,
                     tier_code=rng.choice(["member", "silver", "gold"]),
                     deleted_at=now if index % 50 == 49 else None,
                 )
@@ -279,7 +283,8 @@ async def test_the_sql_refresh_agrees_with_the_pure_rules(
         else:
             assert (got.rfm_r, got.value_tier, got.churn_risk) == (None, None, None)
         assert got.segments_refreshed_at == now
-    assert seen_stages == set(Stage)  # the population really covers every rule
+    # The population really covers every rule (consent is no stage any more).
+    assert seen_stages == set(CURRENT_STAGES)
     for m in members:
         if m.deleted_at is not None:
             assert after[m.id].segments_refreshed_at is None
@@ -384,7 +389,10 @@ async def test_a_member_who_buys_during_the_refresh_keeps_that_purchase(
 ) -> None:
     async with db() as session:
         buyer = await add_member(session, clock.now(), [])
-        bystander = await add_member(session, clock.now(), [], marketing_opt_in=False)
+        # Still in the retired "unsubscribed" stage from before consent left the stages.
+        bystander = await add_member(
+            session, clock.now(), [], marketing_opt_in=False, lifecycle_stage=Stage.UNSUBSCRIBED
+        )
         await session.commit()
     collect = segments._collect_stats
 
@@ -406,7 +414,8 @@ async def test_a_member_who_buys_during_the_refresh_keeps_that_purchase(
             Stage.NEW,
         )
         other = await session.get(Member, bystander.id)
-        assert other is not None and other.lifecycle_stage == Stage.UNSUBSCRIBED
+        # Declining offers is no stage: a member who never bought is a prospect.
+        assert other is not None and other.lifecycle_stage == Stage.PROSPECT
     assert stats.members_changed == 1
 
 

@@ -28,8 +28,9 @@ from care.core.templates import member_context, render_rule
 from care.loyalty.coupons import coupon_facts, issue_coupons
 from care.loyalty.offers import offer_usable, rule_offer
 from care.loyalty.points import add_points
+from care.messaging.opt_out import with_opt_out
 from care.messaging.outbox import OutboxItem
-from storage.enums import OfferKind, PointsReason
+from storage.enums import MessageKind, OfferKind, PointsReason
 from storage.models import Coupon, Offer
 
 
@@ -124,10 +125,13 @@ class Actor:
             reply_markup = invitation_markup(facts.pop("invitation"), locale)
         context = member_context(member, self.config, **_template_facts(facts))
         assert member.chat_id is not None  # the trigger's query asks for reachable members
+        text = render_rule(self.rule.template or self.rule.name, locale, context)
+        if self.rule.kind == MessageKind.MARKETING:
+            text = with_opt_out(text, locale)
         return OutboxItem(
             key=touch_key(self.rule.name, member.id, candidate.occasion),
             chat_id=member.chat_id,
-            text=render_rule(self.rule.template or self.rule.name, locale, context),
+            text=text,
             kind=self.rule.kind,
             member_id=member.id,
             timezone=tz,

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.campaigns.render import offer_notice, render_for_member
+from care.campaigns.render import Texts, offer_notice, render_for_member
 from care.campaigns.report import finish_if_delivered
 from care.campaigns.schedule import BROADCAST, COUPONS
 from care.core.clock import Clock
@@ -174,6 +174,7 @@ async def _broadcast_batch(
         campaign.id, (member.id for member in members)
     )
     with_photo = campaign.photo_file_id is not None
+    texts = Texts.of(campaign)
     preview_expiry = coupon_expiry(offer, clock.now()) if offer is not None else None
     ready: list[tuple[Member, str]] = []
     for member in members:
@@ -187,7 +188,7 @@ async def _broadcast_batch(
             # Rendered before any coupon exists, so a text that cannot be sent costs no
             # coupon (the preview code and expiry have the real ones' length).
             text = render_for_member(
-                campaign.template,
+                texts.for_locale(member.locale),
                 member,
                 config,
                 offer=offer,
@@ -212,7 +213,7 @@ async def _broadcast_batch(
             (
                 member,
                 render_for_member(
-                    campaign.template,
+                    texts.for_locale(member.locale),
                     member,
                     config,
                     offer=offer,

@@ -1,5 +1,10 @@
-"""What a campaign says: the message rendered for one member, its coupon line, the preview
-staff see before sending, the notice of an issued coupon, and the names of audiences.
+"""What a campaign says: the message rendered for one member in their language, its coupon
+line and opt-out line, the previews staff see before sending (one per language), the notice of
+an issued coupon, and the names of audiences.
+
+A campaign has a Chinese and an English text (``Texts``); either may be empty, and its readers
+then get the other. Offers are named per language the same way (``offer_name``); a care rule's
+built-in offer shows only what it gives, never its working title.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from care.campaigns.schedule import CampaignError
 from care.core.clock import Clock
 from care.core.codes import display_code
 from care.core.config import CareConfig
-from care.core.i18n import Translator, translator
+from care.core.i18n import LOCALES, Translator, translator
 from care.core.quiet_hours import member_zone
 from care.core.templates import (
     MAX_VISIBLE_CHARS,
@@ -27,9 +32,10 @@ from care.core.templates import (
     visible_length,
 )
 from care.loyalty.coupons import IssuedCoupon
-from care.loyalty.offers import coupon_expiry, describe_offer
-from care.segments.audience import Audience, count_audience, sample_member
-from storage.models import Coupon, Member, Offer
+from care.loyalty.offers import coupon_expiry, describe_offer, offer_name
+from care.messaging.opt_out import with_opt_out
+from care.segments.audience import Audience, count_audience, count_by_locale, sample_member
+from storage.models import Campaign, Coupon, Member, Offer
 
 CAPTION_LIMIT = 1024
 # Shown in previews where each member's own coupon code will be.
@@ -45,14 +51,46 @@ def coupon_line(
 ) -> str:
     """The lines a coupon adds under a message, in the reader's language."""
     values: dict[str, Any] = {
-        "title": offer.title,
         "offer": Markup(describe_offer(offer, t)),
         "code": display_code(code),
     }
+    name = offer_name(offer, t.locale)
+    if name is None:
+        key = "content.coupon_line_unnamed"
+    else:
+        key, values["title"] = "campaign.coupon_line", name
     expires = _local_day(expires_at, tz_name)
     if expires is None:
-        return t("campaign.coupon_line", **values)
-    return t("campaign.coupon_line_expires", date=expires, **values)
+        return t(key, **values)
+    return t(f"{key}_expires", date=expires, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class Texts:
+    """A campaign's text per language; an empty one falls back to the other."""
+
+    zh: str = ""
+    en: str = ""
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> Texts:
+        """The texts of a stored campaign (older ones have only ``template``)."""
+        zh, en = campaign.template_zh or "", campaign.template_en or ""
+        if not zh and not en:
+            return cls(zh=campaign.template)
+        return cls(zh=zh, en=en)
+
+    def own(self, locale: str) -> str:
+        """The text written for ``locale`` (possibly empty)."""
+        return self.en if locale == "en" else self.zh
+
+    def for_locale(self, locale: str) -> str:
+        """What a member reading ``locale`` gets: their text, else the other one."""
+        return self.own(locale) or self.zh or self.en
+
+    @property
+    def primary(self) -> str:
+        return self.zh or self.en
 
 
 def _check_length(text: str, *, with_photo: bool) -> str:
@@ -72,19 +110,22 @@ def render_for_member(
     coupon_code: str | None = None,
     coupon_expires_at: datetime | None = None,
     with_photo: bool = False,
+    locale: str | None = None,
 ) -> str:
-    """The message ``member`` receives: the staff text rendered for them, plus the coupon line.
+    """The message ``member`` receives: the staff text rendered for them, the coupon line and
+    the opt-out line, in ``locale`` (the member's own when None).
 
     Raises ``TemplateProblem`` when the text cannot be sent (unknown placeholder, syntax, too
     long — a photo caption allows 1024 characters).
     """
+    reader = locale or member.locale
     text = render_text(campaign_template, member_context(member, config))
     if offer is not None:
-        t = translator(member.locale)
+        t = translator(reader)
         code = coupon_code or PREVIEW_COUPON_CODE
         line = coupon_line(t, offer, code, coupon_expires_at, member.timezone)
         text = f"{text}\n\n{line}"
-    return _check_length(text, with_photo=with_photo)
+    return _check_length(with_opt_out(text, reader), with_photo=with_photo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +135,8 @@ class Preview:
     text: str
     sample: Member
     recipients: int
+    locale: str = LOCALES[0]
+    readers: int = 0
 
 
 async def preview_message(
@@ -105,15 +148,20 @@ async def preview_message(
     template: str,
     offer: Offer | None = None,
     with_photo: bool = False,
+    locale: str | None = None,
 ) -> Preview:
     """Render ``template`` for a real member of ``audience`` and count the audience.
+
+    With ``locale``, the sample reads that language (a member who does, when there is one)
+    and ``readers`` counts the members who do.
 
     Raises ``CampaignError("empty_audience")`` when nobody would receive it, and
     ``TemplateProblem`` when the text cannot be sent.
     """
-    sample = await sample_member(session, audience)
+    sample = await sample_member(session, audience, locale=locale)
     if sample is None:
         raise CampaignError("empty_audience")
+    reader = locale or sample.locale
     # In a worker thread: a staff text may spend its whole time budget, and other people's
     # updates must not wait for it.
     text = await asyncio.to_thread(
@@ -124,17 +172,63 @@ async def preview_message(
         offer=offer,
         coupon_expires_at=coupon_expiry(offer, clock.now()) if offer else None,
         with_photo=with_photo,
+        locale=reader,
     )
-    return Preview(text=text, sample=sample, recipients=await count_audience(session, audience))
+    recipients = await count_audience(session, audience)
+    readers = recipients
+    if locale is not None:
+        readers = await readers_of(session, audience, locale)
+    return Preview(text, sample, recipients, locale=reader, readers=readers)
+
+
+async def readers_of(
+    session: AsyncSession, audience: Audience, locale: str, *, marketing: bool = True
+) -> int:
+    """How many members of ``audience`` read ``locale`` (an unknown language counts as the
+    first, which is what they are sent)."""
+    counts = await count_by_locale(session, audience, marketing=marketing)
+    if locale == LOCALES[0]:
+        return sum(n for code, n in counts.items() if code not in LOCALES[1:])
+    return counts.get(locale, 0)
+
+
+async def previews(
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    *,
+    audience: Audience,
+    texts: Texts,
+    offer: Offer | None = None,
+    with_photo: bool = False,
+) -> list[Preview]:
+    """One preview per language, each as its readers will get it (their text or the other).
+
+    Raises like ``preview_message``.
+    """
+    return [
+        await preview_message(
+            session,
+            config,
+            clock,
+            audience=audience,
+            template=texts.for_locale(locale),
+            offer=offer,
+            with_photo=with_photo,
+            locale=locale,
+        )
+        for locale in LOCALES
+    ]
 
 
 def offer_notice(
     t: Translator, member: Member, offer: Offer, coupon: Coupon | IssuedCoupon
 ) -> str:
-    """The message that tells a member about a coupon issued to them from an offer."""
+    """The message that tells a member about a coupon issued to them from an offer, in ``t``'s
+    language, ending with the opt-out line (it is marketing)."""
     line = coupon_line(t, offer, coupon.code, coupon.expires_at, member.timezone)
     name = member.name or t.plain("rules.friend")
-    return t("campaign.offer_notice", name=name, line=Markup(line))
+    return with_opt_out(t("campaign.offer_notice", name=name, line=Markup(line)), t.locale)
 
 
 def value_label(t: Translator, kind: str, value: str) -> str:

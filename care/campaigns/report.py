@@ -83,22 +83,31 @@ def reason_list(t: Translator, reasons: dict[str, int]) -> str:
 
 
 def progress_text(t: Translator, report: CampaignReport) -> str:
-    """The live progress message: sent / failed / blocked of what is queued."""
+    """The live progress message: sent / failed / blocked of what is queued, and the coupons
+    issued (a coupon issue whose notices all wait or are held back still shows its coupons)."""
+    values = {
+        "id": report.campaign_id,
+        "queued": report.queued,
+        "sent": report.sent,
+        "failed": report.failed,
+        "blocked": report.blocked,
+        "pending": report.pending,
+        "coupons": report.coupons,
+    }
+    if report.kind == COUPONS:
+        if report.done:
+            return t("content.progress_coupons_done", **values)
+        return t("content.progress_coupons", **values)
     if report.done:
         key = "campaign.progress_done"
     elif report.launched:
         key = "campaign.progress"
     else:
         key = "campaign.progress_queueing"
-    return t(
-        key,
-        id=report.campaign_id,
-        queued=report.queued,
-        sent=report.sent,
-        failed=report.failed,
-        blocked=report.blocked,
-        pending=report.pending,
-    )
+    text = t(key, **values)
+    if report.coupons:
+        text += "\n" + t("content.progress_coupons_line", coupons=report.coupons)
+    return text
 
 
 def final_report_text(t: Translator, report: CampaignReport, skip_reasons: dict[str, int]) -> str:

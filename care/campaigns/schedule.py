@@ -7,13 +7,16 @@ number of its recipients; ``launch.launch_campaign`` takes it from there.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
-from care.core.quiet_hours import member_zone
-from care.segments.audience import Audience, count_audience
+from care.core.config import CareConfig
+from care.core.quiet_hours import member_zone, next_allowed_time
+from care.segments.audience import Audience, count_audience, count_by_timezone
 from storage.enums import CampaignStatus
 from storage.models import Campaign
 from storage.repos.campaigns import CampaignRepo
@@ -83,6 +86,8 @@ async def create_campaign(
     template: str,
     created_by: int | None,
     locale: str,
+    template_zh: str | None = None,
+    template_en: str | None = None,
     kind: str = BROADCAST,
     notify: bool = True,
     name: str | None = None,
@@ -93,6 +98,9 @@ async def create_campaign(
     progress_message_id: int | None = None,
 ) -> Campaign:
     """Store a campaign, scheduled for ``scheduled_at`` (now when None).
+
+    ``template`` is the text in the staff's language; ``template_zh`` / ``template_en`` what
+    members of each language read (one may be empty: its readers get the other).
 
     Raises ``CampaignError("empty_audience")`` when nobody would receive it. Flushes; the
     launch happens in ``launch_campaign`` once this unit of work is committed.
@@ -107,6 +115,8 @@ async def create_campaign(
         notify=notify,
         audience=audience.to_spec(),
         template=template,
+        template_zh=template_zh or None,
+        template_en=template_en or None,
         photo_file_id=photo_file_id,
         offer_id=offer_id,
         status=CampaignStatus.SCHEDULED,
@@ -140,3 +150,48 @@ async def cancel_campaign(session: AsyncSession, campaign_id: int) -> bool:
 async def scheduled_campaigns(session: AsyncSession, limit: int = 10) -> list[Campaign]:
     """Campaigns waiting for their time, soonest first."""
     return await CampaignRepo(session).scheduled(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySpread:
+    """When members will actually receive a campaign sent at one instant.
+
+    Quiet hours hold marketing until they end in each member's own time zone, so one send time
+    arrives at different local times. ``local`` is the most common local arrival (wall clock,
+    naive) and ``members`` how many get it then; ``held`` says quiet hours moved it; ``others``
+    members arrive at other local times.
+    """
+
+    total: int
+    local: datetime | None
+    members: int
+    held: bool
+    others: int
+
+
+async def delivery_spread(
+    session: AsyncSession,
+    config: CareConfig,
+    audience: Audience,
+    at: datetime,
+    *,
+    marketing: bool = True,
+) -> DeliverySpread:
+    """The local arrival times of a campaign sent at ``at`` (one grouped query over zones).
+
+    The same rule as the outbox: a member without a zone counts in the shop's.
+    """
+    arrivals: Counter[tuple[datetime, bool]] = Counter()
+    for tz_name, members in (
+        await count_by_timezone(session, audience, marketing=marketing)
+    ).items():
+        zone = tz_name or config.default_timezone
+        due = next_allowed_time(at, zone, config.quiet_start, config.quiet_end)
+        local = due.astimezone(member_zone(zone)).replace(tzinfo=None)
+        arrivals[(local, due > at)] += members
+    total = sum(arrivals.values())
+    if not arrivals:
+        return DeliverySpread(0, None, 0, False, 0)
+    # The most members first; on a tie, the earlier arrival.
+    (local, held), members = min(arrivals.items(), key=lambda item: (-item[1], item[0][0]))
+    return DeliverySpread(total, local, members, held, total - members)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from care.console.stats import ShopStats
 from care.core.formatting import format_day
 from care.core.i18n import translator
-from storage.enums import LifecycleStage
+from storage.enums import CURRENT_STAGES
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -104,8 +104,8 @@ def stats_chart_figure(stats: ShopStats, locale: str) -> Figure:
             fontfamily=families,
         )
 
-    names = [t.plain(f"chart.stage.{stage.value}") for stage in LifecycleStage]
-    counts = [stats.members.by_stage.get(stage.value, 0) for stage in LifecycleStage]
+    names = [t.plain(f"chart.stage.{stage.value}") for stage in CURRENT_STAGES]
+    counts = [stats.members.by_stage.get(stage.value, 0) for stage in CURRENT_STAGES]
     bars = stages.bar(range(len(names)), counts, color=BAR_COLOR)
     stages.bar_label(bars, fontsize=8)
     stages.set_xticks(range(len(names)), names, fontsize=8, fontfamily=families)

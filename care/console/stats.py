@@ -24,8 +24,9 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.quiet_hours import member_zone
 from storage.enums import (
+    CURRENT_STAGES,
+    RETIRED_STAGES,
     Expectation,
-    LifecycleStage,
     MemberStatus,
     SurveyKind,
     TicketStatus,
@@ -52,6 +53,8 @@ class MemberStats:
     # value per value tier, and the purchases expected from members in the next 30 days.
     predicted_value_by_tier: dict[str, int] = field(default_factory=dict)
     expected_purchases_30d: float | None = None
+    # Members who turned marketing off: a consent flag, shown beside the stages, not among them.
+    offers_off: int = 0
 
 
 @dataclass(slots=True)
@@ -138,6 +141,9 @@ async def member_stats(session: AsyncSession, clock: Clock) -> MemberStats:
                     func.sum(case((Member.registered_at >= now - timedelta(days=30), 1), else_=0)),
                     0,
                 ),
+                func.coalesce(
+                    func.sum(case((Member.marketing_opt_in.is_not(True), 1), else_=0)), 0
+                ),
             ).where(*registered)
         )
     ).one()
@@ -151,7 +157,10 @@ async def member_stats(session: AsyncSession, clock: Clock) -> MemberStats:
         session,
         select(Member.value_tier, func.count()).where(*registered).group_by(Member.value_tier),
     )
-    by_stage = {stage.value: int(stages.pop(stage.value, 0)) for stage in LifecycleStage}
+    by_stage = {stage.value: int(stages.pop(stage.value, 0)) for stage in CURRENT_STAGES}
+    # A retired stage still on a row (before the hourly refresh) is not shown as a stage.
+    for stage in RETIRED_STAGES:
+        stages.pop(stage.value, None)
     by_stage.update({str(k): int(v) for k, v in stages.items()})
     by_value = {tier.value: int(tiers.pop(tier.value, 0)) for tier in ValueTier}
     by_value[UNSCORED] = int(sum(tiers.values()))
@@ -174,6 +183,7 @@ async def member_stats(session: AsyncSession, clock: Clock) -> MemberStats:
         int(row[2]),
         by_stage,
         by_value,
+        offers_off=int(row[3]),
         predicted_value_by_tier=value_by_tier,
         expected_purchases_30d=(
             float(sum(float(month or 0) for *_, month in predicted)) if predicted else None

@@ -98,12 +98,17 @@ async def create_offer(
     title: str,
     kind: OfferKind,
     value: int,
+    title_zh: str | None = None,
+    title_en: str | None = None,
     min_spend_minor: int = 0,
     valid_until: datetime | None = None,
     coupon_valid_days: int | None = 30,
     created_by: int | None = None,
 ) -> Offer:
     """A staff-made offer. ``value`` is a percentage, minor units, or points by ``kind``.
+
+    ``title`` is the staff's name for it; ``title_zh`` / ``title_en`` what members read (one
+    may be empty: its readers see the other).
 
     Raises ``ValueError`` for an empty title, an impossible value or an end in the past.
     """
@@ -120,6 +125,8 @@ async def create_offer(
     return await OfferRepo(session).add(
         Offer(
             title=title,
+            title_zh=(title_zh or "").strip()[:120] or None,
+            title_en=(title_en or "").strip()[:120] or None,
             kind=str(kind),
             value=value,
             currency=config.currency,
@@ -140,6 +147,21 @@ def coupon_expiry(offer: Offer, issued_at: datetime) -> datetime | None:
     if offer.coupon_valid_days is not None:
         ends.append(issued_at + timedelta(days=offer.coupon_valid_days))
     return min(ends) if ends else None
+
+
+def offer_name(offer: Offer, locale: str) -> str | None:
+    """The offer's name as a member reading ``locale`` sees it, or None to show no name.
+
+    The name in their language, else the other language's; an offer staff made before names
+    had languages shows the title staff gave it. A care rule's built-in offer has only an
+    English working title, which members never read: it shows what it gives instead.
+    """
+    own, other = (
+        (offer.title_en, offer.title_zh) if locale == "en" else (offer.title_zh, offer.title_en)
+    )
+    if own or other:
+        return own or other
+    return offer.title if offer.key is None else None
 
 
 def describe_offer(offer: Offer, t: Translator) -> str:

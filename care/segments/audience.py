@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import LifecycleStage, MemberStatus, ValueTier
+from storage.enums import RETIRED_STAGES, LifecycleStage, MemberStatus, ValueTier
 from storage.models import Member, MemberInterest, MemberValue, Tier
 
 _Key = TypeVar("_Key")
@@ -63,8 +63,8 @@ MODEL_SEGMENTS: dict[str, ColumnElement[bool]] = {
 CONDITION_SEGMENTS: dict[str, ColumnElement[bool]] = {**RFM_SEGMENTS, **MODEL_SEGMENTS}
 VALUE_SEGMENTS: tuple[str, ...] = tuple(tier.value for tier in ValueTier)
 SEGMENTS: tuple[str, ...] = VALUE_SEGMENTS + tuple(CONDITION_SEGMENTS)
-# Stages a broadcast can never reach (no consent, or no chat): not offered as a choice.
-UNREACHABLE_STAGES = frozenset({LifecycleStage.UNSUBSCRIBED, LifecycleStage.UNREACHABLE})
+# Stages not offered as a choice: no chat to write to, or retired (consent is a flag now).
+UNREACHABLE_STAGES = frozenset({LifecycleStage.UNREACHABLE}) | RETIRED_STAGES
 
 
 class AudienceError(ValueError):
@@ -149,16 +149,45 @@ async def count_audience(
 
 
 async def sample_member(
-    session: AsyncSession, audience: Audience, *, marketing: bool = True
+    session: AsyncSession,
+    audience: Audience,
+    *,
+    marketing: bool = True,
+    locale: str | None = None,
 ) -> Member | None:
-    """A real member of ``audience`` to preview a message for (the earliest to join)."""
+    """A real member of ``audience`` to preview a message for (the earliest to join), one
+    who reads ``locale`` when given and there is one."""
+    conditions = audience_conditions(audience, marketing=marketing)
+    query = select(Member).order_by(Member.id).limit(1)
+    if locale is not None:
+        found = await session.scalar(query.where(*conditions, Member.locale == locale))
+        if found is not None:
+            return found
+    return await session.scalar(query.where(*conditions))
+
+
+async def count_by_locale(
+    session: AsyncSession, audience: Audience, *, marketing: bool = True
+) -> dict[str, int]:
+    """How many members of ``audience`` read each language: ``{"zh": 120, "en": 8}``."""
     query = (
-        select(Member)
+        select(Member.locale, func.count())
         .where(*audience_conditions(audience, marketing=marketing))
-        .order_by(Member.id)
-        .limit(1)
+        .group_by(Member.locale)
     )
-    return await session.scalar(query)
+    return await _grouped(session, query)
+
+
+async def count_by_timezone(
+    session: AsyncSession, audience: Audience, *, marketing: bool = True
+) -> dict[str | None, int]:
+    """How many members of ``audience`` live in each time zone (None: not set)."""
+    query = (
+        select(Member.timezone, func.count())
+        .where(*audience_conditions(audience, marketing=marketing))
+        .group_by(Member.timezone)
+    )
+    return await _grouped(session, query)
 
 
 async def member_batch(

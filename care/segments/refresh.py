@@ -287,7 +287,6 @@ async def _decisions(
     lapsed_after = config.lapsed_gap_factor * usual_gap
     stage = case(
         (w.blocked_at.is_not(None), LifecycleStage.UNREACHABLE.value),
-        (w.marketing_opt_in.is_not(True), LifecycleStage.UNSUBSCRIBED.value),
         (~active, LifecycleStage.PROSPECT.value),
         (w.gap_days > lapsed_after, LifecycleStage.LAPSED.value),
         (w.gap_days > at_risk_after, LifecycleStage.AT_RISK.value),

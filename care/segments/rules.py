@@ -108,19 +108,19 @@ def lifecycle_stage(
     """The member's lifecycle stage. The rules, first match wins:
 
     1. unreachable — the member blocked the bot;
-    2. unsubscribed — no marketing consent;
-    3. prospect — no purchase yet;
-    4. lapsed — days since the last purchase > ``lapsed_gap_factor`` × the usual gap;
-    5. at_risk — days since the last purchase > ``at_risk_gap_factor`` × the usual gap;
-    6. won_back — buying normally again (new or active below) after being at risk or lapsed,
+    2. prospect — no purchase yet;
+    3. lapsed — days since the last purchase > ``lapsed_gap_factor`` × the usual gap;
+    4. at_risk — days since the last purchase > ``at_risk_gap_factor`` × the usual gap;
+    5. won_back — buying normally again (new or active below) after being at risk or lapsed,
        for ``won_back_days`` from the moment they came back;
-    7. new — one purchase, made within ``new_member_days``;
-    8. active — everyone else who buys.
+    6. new — one purchase, made within ``new_member_days``;
+    7. active — everyone else who buys.
+
+    Marketing consent is no stage: it is the member's ``marketing_opt_in`` flag, and a member
+    who declined offers still buys, lapses and answers surveys like anyone else.
     """
     if facts.blocked:
         return LifecycleStage.UNREACHABLE
-    if not facts.marketing_opt_in:
-        return LifecycleStage.UNSUBSCRIBED
     stage = base_stage(facts, now, config, shop_gap_days)
     if stage in (LifecycleStage.NEW, LifecycleStage.ACTIVE):
         if facts.stage in (LifecycleStage.AT_RISK, LifecycleStage.LAPSED):

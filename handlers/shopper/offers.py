@@ -17,7 +17,7 @@ from care.core.formatting import format_day
 from care.core.i18n import Translator, labels
 from care.core.qr import qr_png
 from care.loyalty.coupons import active_coupons
-from care.loyalty.offers import describe_offer
+from care.loyalty.offers import describe_offer, offer_name
 from handlers.shopper.menu import Registered
 from storage.models import Coupon, Member
 
@@ -33,11 +33,12 @@ def local_time(when: datetime, timezone: str) -> datetime:
 def coupon_caption(t: Translator, coupon: Coupon, timezone: str) -> str:
     offer = coupon.offer
     # Built-in offers carry an English working title; what the member reads is the
-    # localised description. Offers staff created also show the title they wrote.
+    # localised description. Offers staff named show the name in the member's language.
     # describe_offer's text comes from the catalogue: trusted HTML, not to be escaped again.
     what = Markup(describe_offer(offer, t))
-    if offer.key is None:
-        lines = [t("offers.coupon_title", title=offer.title), what]
+    name = offer_name(offer, t.locale)
+    if name is not None:
+        lines = [t("offers.coupon_title", title=name), what]
     else:
         lines = [t("offers.coupon_title", title=what)]
     lines.append(t("offers.coupon_code", code=display_code(coupon.code)))

@@ -154,9 +154,26 @@ async def on_toggle(
 async def cmd_stop(
     message: Message, session: AsyncSession, member: Member, t: Translator, clock: Clock
 ) -> None:
+    """/stop, the way out every marketing message ends with: offers off at once, recorded as a
+    consent event from "stop_command"; one button turns them back on."""
     if member.marketing_opt_in:
         await set_consent(session, clock, member, ConsentKind.MARKETING, False, "stop_command")
-    await message.answer(t("settings.stopped"))
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t.plain("content.button_offers_back_on"), callback_data=CDSettings(action="resume")
+    )
+    await message.answer(t("settings.stopped"), reply_markup=builder.as_markup())
+
+
+async def on_resume_offers(
+    callback: CallbackQuery, session: AsyncSession, member: Member, t: Translator, clock: Clock
+) -> None:
+    """The button under /stop's answer: offers on again (a no-op when they already are)."""
+    if not member.marketing_opt_in:
+        await set_consent(session, clock, member, ConsentKind.MARKETING, True, "stop_undo")
+    await callback.answer(t.plain("settings.offers_now_on"))
+    if isinstance(callback.message, Message):
+        await callback.message.edit_text(t("settings.offers_now_on"))
 
 
 # ------------------------------------------------------------------ language
@@ -403,6 +420,7 @@ def build_router() -> Router:
 
     cq = router.callback_query
     cq.register(on_toggle, CDSettings.filter(F.action.in_({"offers", "surveys"})))
+    cq.register(on_resume_offers, CDSettings.filter(F.action == "resume"))
     cq.register(on_language_menu, CDSettings.filter(F.action == "lang"))
     cq.register(on_language_set, CDSettings.filter(F.action == "setlang"))
     cq.register(on_interests_menu, CDSettings.filter(F.action == "int"))

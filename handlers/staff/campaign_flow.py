@@ -27,8 +27,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.campaigns.offers import OfferLine
-from care.campaigns.schedule import BROADCAST, CampaignError, create_campaign
+from care.campaigns.schedule import BROADCAST, CampaignError, DeliverySpread, create_campaign
 from care.campaigns.supervision import CampaignWatchers, ProgressView
+from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.loyalty.offers import describe_offer
 from care.segments.audience import Audience
@@ -109,11 +110,51 @@ class CampaignDraft:
 
     audience: Audience
     template: str = ""
+    template_zh: str | None = None
+    template_en: str | None = None
     kind: str = BROADCAST
     notify: bool = True
     name: str | None = None
     photo_file_id: str | None = None
     offer_id: int | None = None
+
+
+def counted(t: Translator, key: str, n: int, **values: Any) -> str:
+    """The text of ``key_one`` or ``key_other`` by ``n`` (English needs both; Chinese has the
+    same text under both keys)."""
+    return t(f"{key}_one" if n == 1 else f"{key}_other", n=n, **values)
+
+
+def local_when(t: Translator, when: datetime) -> str:
+    """A wall-clock date and time as people write it: "3月3日 09:00", "Mar 3, 09:00"."""
+    return t.plain(
+        "content.date_time",
+        month=t.plain(f"content.month.m{when.month}"),
+        day=when.day,
+        time=when.strftime("%H:%M"),
+    )
+
+
+def spread_text(t: Translator, config: CareConfig, spread: DeliverySpread) -> str:
+    """When members will actually receive it: the most common local time, quiet hours if they
+    hold it, and how many members in other zones get it at other times."""
+    if spread.local is None:
+        return ""
+    when = local_when(t, spread.local)
+    if spread.held:
+        text = counted(
+            t,
+            "content.spread_held",
+            spread.members,
+            when=when,
+            start=config.quiet_start.strftime("%H:%M"),
+            end=config.quiet_end.strftime("%H:%M"),
+        )
+    else:
+        text = counted(t, "content.spread_at", spread.members, when=when)
+    if spread.others:
+        text += "\n" + counted(t, "content.spread_others", spread.others)
+    return text
 
 
 async def fresh_flow(state: FSMContext) -> None:
@@ -137,6 +178,8 @@ async def start_campaign(
         staff.clock,
         audience=draft.audience,
         template=draft.template,
+        template_zh=draft.template_zh,
+        template_en=draft.template_en,
         name=draft.name,
         kind=draft.kind,
         notify=draft.notify,

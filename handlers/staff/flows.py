@@ -32,18 +32,22 @@ class CDStep(CallbackData, prefix="step"):
 
 
 class CDBroadcast(CDStep, prefix="bc"):
-    """``action``: kind, pick, back, skip_photo, offer, send, later, edit, cancel, unschedule."""
+    """``action``: kind, pick, back, skip_text, skip_photo, offer, send, send_yes, review,
+    later, schedule_yes, edit, cancel, unschedule."""
 
 
 class CDOffer(CDStep, prefix="of"):
-    """``action``: new, issue, kind, min0, days, create, offer, kind, pick, back, go, cancel."""
+    """``action``: new, issue, skip_name, kind, min0, days, create, offer, kind, pick, back, go,
+    go_yes, cancel."""
 
 
 class BroadcastFlow(StatesGroup):
-    """audience → text → photo → coupon → confirm, or → schedule for a later time."""
+    """audience → text (Chinese) → text_en → photo → coupon → confirm, or → schedule for a
+    later time."""
 
     audience = State()
     text = State()
+    text_en = State()
     photo = State()
     coupon = State()
     confirm = State()
@@ -51,10 +55,12 @@ class BroadcastFlow(StatesGroup):
 
 
 class OfferFlow(StatesGroup):
-    """Creating: title → kind → value → min_spend → days → confirm. Issuing: pick_offer →
-    audience → issue."""
+    """Creating: title (the name in the staff's language) → name_other (in the other
+    language, or skipped) → kind → value → min_spend → days → confirm. Issuing: pick_offer →
+    audience → issue (then its confirmation)."""
 
     title = State()
+    name_other = State()
     kind = State()
     value = State()
     min_spend = State()

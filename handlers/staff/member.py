@@ -28,7 +28,7 @@ from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_date, local_time, short_time
 from handlers.staff.keyboards import CDMemberPick, member_picker
-from storage.enums import MemberStatus, OutboxStatus, StaffRole
+from storage.enums import RETIRED_STAGES, MemberStatus, OutboxStatus, StaffRole
 
 PICK_LIMIT = 8
 
@@ -203,7 +203,9 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
         )
     else:
         lines.append(t("m360.no_purchases_yet"))
-    stage = _label(t, "m360.stage", member.lifecycle_stage)
+    # A retired stage (consent used to be one) reads as "not computed yet" until the refresh.
+    current = member.lifecycle_stage not in RETIRED_STAGES
+    stage = _label(t, "m360.stage", member.lifecycle_stage if current else None)
     if member.rfm_r is not None:
         lines.append(
             t(

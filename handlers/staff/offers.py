@@ -1,7 +1,9 @@
 """/offer (admin and up): create offers, list them, and issue coupons from one to a segment.
 
-Creating is a short guided flow (title → kind → value → minimum spend → validity → confirm).
-Issuing picks an offer and an audience, shows the exact number of members, and runs as a
+Creating is a short guided flow (name → name in the other language → kind → value → minimum
+spend → validity → confirm): members read the name in their language, or the other one when
+it was skipped. Issuing picks an offer and an audience, shows the exact number of members and
+the notice as each language's members will read it, asks "issue to N members?", and runs as a
 ``coupons`` campaign: one coupon per member, in batches, optionally announced through the
 outbox as marketing under the usual guardrails.
 """
@@ -18,22 +20,23 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.campaigns.offers import get_offer, offer_overview
-from care.campaigns.render import audience_label
-from care.campaigns.schedule import COUPONS
+from care.campaigns.render import PREVIEW_COUPON_CODE, audience_label, offer_notice, readers_of
+from care.campaigns.schedule import COUPONS, delivery_spread
 from care.campaigns.supervision import CampaignWatchers
 from care.core.config import CareConfig
 from care.core.formatting import discount_label
-from care.core.i18n import Translator
+from care.core.i18n import LOCALES, Translator, translator
 from care.core.money import format_money, parse_amount
-from care.loyalty.offers import create_offer, describe_offer
-from care.segments.audience import Audience, AudienceChoices, count_audience
+from care.loyalty.coupons import IssuedCoupon
+from care.loyalty.offers import coupon_expiry, create_offer, describe_offer
+from care.segments.audience import Audience, AudienceChoices, count_audience, sample_member
 from handlers.staff import campaign_flow
 from handlers.staff.audience_picker import AudienceMenu, AudiencePicker, stored_audience
-from handlers.staff.campaign_flow import fresh_flow
+from handlers.staff.campaign_flow import counted, fresh_flow, spread_text
 from handlers.staff.context import StaffContext
 from handlers.staff.flows import CDOffer, OfferFlow
 from storage.enums import OfferKind
-from storage.models import Campaign
+from storage.models import Campaign, Offer
 
 TITLE_MAX = 120
 LIST_LIMIT = 10
@@ -102,12 +105,47 @@ async def on_new(callback: CallbackQuery, state: FSMContext, t: Translator) -> N
     )
 
 
-async def on_title(message: Message, state: FSMContext, t: Translator) -> None:
+def _other(locale: str) -> str:
+    return "en" if locale == "zh" else "zh"
+
+
+async def on_title(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    """The name in the staff's language; then the name for the other language's members."""
+    t = staff.t
     title = (message.text or "").strip()
     if not title or len(title) > TITLE_MAX or title.startswith("/"):
         await message.answer(t("offer_admin.bad_title", limit=TITLE_MAX))
         return
-    await state.update_data(title=title)
+    other = _other(staff.locale)
+    await state.update_data({"title": title, f"title_{staff.locale}": title, f"title_{other}": ""})
+    await state.set_state(OfferFlow.name_other)
+    builder = InlineKeyboardBuilder()
+    _button(builder, t.plain("content.button_skip"), "skip_name")
+    builder.attach(_cancel_row(t))
+    await message.answer(
+        t(f"content.offer_ask_name_{other}", limit=TITLE_MAX, title=title),
+        reply_markup=_markup(builder),
+    )
+
+
+async def on_name_other(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    t = staff.t
+    name = (message.text or "").strip()
+    if not name or len(name) > TITLE_MAX or name.startswith("/"):
+        await message.answer(t("offer_admin.bad_title", limit=TITLE_MAX))
+        return
+    await state.update_data({f"title_{_other(staff.locale)}": name})
+    await _ask_kind(message, state, t)
+
+
+async def on_skip_name(callback: CallbackQuery, state: FSMContext, t: Translator) -> None:
+    await callback.answer()
+    assert isinstance(callback.message, Message)
+    await callback.message.edit_reply_markup(reply_markup=None)
+    await _ask_kind(callback.message, state, t)
+
+
+async def _ask_kind(message: Message, state: FSMContext, t: Translator) -> None:
     await state.set_state(OfferFlow.kind)
     builder = InlineKeyboardBuilder()
     for kind in KINDS:
@@ -236,12 +274,22 @@ def _describe_draft(data: dict[str, Any], config: CareConfig, t: Translator) -> 
     else:
         gives = t.plain("offer_admin.gives_gift")
     minimum = data.get("min_spend", 0)
-    return t(
+    summary = t(
         "offer_admin.summary",
         title=data["title"],
         gives=gives,
         minimum=format_money(minimum, config.currency) if minimum else "–",
         days=data["days"],
+    )
+    zh, en = data.get("title_zh") or "", data.get("title_en") or ""
+    return (
+        summary
+        + "\n"
+        + t(
+            "content.offer_names",
+            zh=zh or en,
+            en=en or zh,
+        )
     )
 
 
@@ -268,6 +316,8 @@ async def on_create(callback: CallbackQuery, state: FSMContext, staff: StaffCont
             staff.clock,
             staff.config,
             title=data["title"],
+            title_zh=data.get("title_zh") or None,
+            title_en=data.get("title_en") or None,
             kind=OfferKind(data["kind"]),
             value=int(data["value"]),
             min_spend_minor=int(data.get("min_spend", 0)),
@@ -282,6 +332,8 @@ async def on_create(callback: CallbackQuery, state: FSMContext, staff: StaffCont
         f"offer:{offer.id}",
         {
             "title": offer.title,
+            "title_zh": offer.title_zh,
+            "title_en": offer.title_en,
             "kind": offer.kind,
             "value": offer.value,
             "min_spend_minor": offer.min_spend_minor,
@@ -358,7 +410,10 @@ async def _audience_chosen(
     _button(builder, t.plain("offer_admin.button_issue_notify"), "go", "notify")
     _button(builder, t.plain("offer_admin.button_issue_quiet"), "go", "quiet")
     _button(builder, t.plain("broadcast.cancel"), "cancel")
-    await message.edit_text(
+    await message.edit_reply_markup(reply_markup=None)
+    for preview in await _notice_previews(staff, audience, offer):
+        await message.answer(preview)
+    await message.answer(
         t(
             "offer_admin.issue_summary",
             title=offer.title,
@@ -377,9 +432,61 @@ picker = AudiencePicker(
 )
 
 
+async def _notice_previews(staff: StaffContext, audience: Audience, offer: Offer) -> list[str]:
+    """The coupon notice as a member of each language will read it, under a heading."""
+    t, session = staff.t, staff.session
+    shown = []
+    expires = coupon_expiry(offer, staff.clock.now())
+    for locale in LOCALES:
+        sample = await sample_member(session, audience, locale=locale)
+        if sample is None:
+            continue
+        coupon = IssuedCoupon(sample.id, PREVIEW_COUPON_CODE, expires)
+        heading = t(
+            "content.preview_heading",
+            language=t.plain(f"content.language.{locale}"),
+            n=await readers_of(session, audience, locale),
+        )
+        notice = offer_notice(translator(locale), sample, offer, coupon)
+        shown.append(f"{heading}\n\n{notice}")
+    return shown
+
+
 async def on_go(
+    callback: CallbackQuery, callback_data: CDOffer, state: FSMContext, staff: StaffContext
+) -> None:
+    """Issue and notify, or issue quietly: first "issue coupons to N members?"."""
+    t = staff.t
+    data = await state.get_data()
+    assert isinstance(callback.message, Message)
+    offer = await get_offer(staff.session, staff.clock, data.get("offer_id", 0))
+    audience = await stored_audience(state)
+    if offer is None or audience is None:
+        await fresh_flow(state)
+        await callback.answer(t.plain("broadcast.stale"), show_alert=True)
+        return
+    await callback.answer()
+    await callback.message.edit_reply_markup(reply_markup=None)
+    notify = callback_data.value == "notify"
+    await state.update_data(notify=notify)
+    members = await count_audience(staff.session, audience, marketing=False)
+    lines = [counted(t, "content.confirm_issue", members)]
+    if notify:
+        reachable = await count_audience(staff.session, audience)
+        lines.append(counted(t, "content.confirm_notify", reachable))
+        spread = await delivery_spread(staff.session, staff.config, audience, staff.clock.now())
+        if spread.total:
+            lines.append(spread_text(t, staff.config, spread))
+    else:
+        lines.append(t("content.confirm_quiet"))
+    builder = InlineKeyboardBuilder()
+    _button(builder, t.plain("content.button_issue_yes"), "go_yes")
+    _button(builder, t.plain("broadcast.cancel"), "cancel")
+    await callback.message.answer("\n".join(lines), reply_markup=_markup(builder))
+
+
+async def on_go_yes(
     callback: CallbackQuery,
-    callback_data: CDOffer,
     state: FSMContext,
     staff: StaffContext,
     session_factory: async_sessionmaker[AsyncSession],
@@ -395,7 +502,7 @@ async def on_go(
         return
     await callback.answer()
     await callback.message.edit_reply_markup(reply_markup=None)
-    notify = callback_data.value == "notify"
+    notify = bool(data.get("notify"))
     await fresh_flow(state)
     draft = campaign_flow.CampaignDraft(
         audience=audience, name=offer.title, kind=COUPONS, notify=notify, offer_id=offer.id
@@ -434,6 +541,7 @@ def build_router() -> Router:
     router.message.register(cmd_offer, Command("offer"))
     not_command = ~F.text.startswith("/")
     router.message.register(on_title, OfferFlow.title, not_command)
+    router.message.register(on_name_other, OfferFlow.name_other, not_command)
     router.message.register(on_value, OfferFlow.value, not_command)
     router.message.register(on_min_spend, OfferFlow.min_spend, not_command)
     router.message.register(on_days_text, OfferFlow.days, not_command)
@@ -452,5 +560,7 @@ def build_router() -> Router:
     router.callback_query.register(on_create, on("create"), OfferFlow.confirm)
     router.callback_query.register(on_offer_picked, on("offer"), OfferFlow.pick_offer)
     picker.register(router)
+    router.callback_query.register(on_skip_name, on("skip_name"), OfferFlow.name_other)
     router.callback_query.register(on_go, on("go"), OfferFlow.issue)
+    router.callback_query.register(on_go_yes, on("go_yes"), OfferFlow.issue)
     return router

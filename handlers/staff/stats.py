@@ -20,7 +20,7 @@ from care.core.money import format_money
 from care.core.quiet_hours import member_zone
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from storage.enums import LifecycleStage, StaffRole, ValueTier
+from storage.enums import CURRENT_STAGES, StaffRole, ValueTier
 
 
 def _percent(part: int, whole: int) -> str:
@@ -73,7 +73,7 @@ def _satisfaction(t: Translator, period: WeekStats, last: WeekStats) -> str:
 
 def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
     started = report.started_at.astimezone(member_zone(tz_name)) if report.started_at else None
-    return t(
+    line = t(
         "stats.campaign_line",
         id=report.campaign_id,
         date=format_day(started, t.locale) if started else "–",
@@ -83,6 +83,10 @@ def _campaign_line(t: Translator, report: CampaignReport, tz_name: str) -> str:
         blocked=report.blocked + report.held_back,
         pending=report.pending,
     )
+    if report.coupons:
+        # A coupon issue whose notices could not go still gave members something.
+        line += t("content.stats_coupons", coupons=report.coupons)
+    return line
 
 
 def _predicted(t: Translator, members: MemberStats, currency: str) -> list[str]:
@@ -109,7 +113,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str, currency: str) -
     members = stats.members
     stage_parts = [
         t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=format_count(count))
-        for stage in LifecycleStage
+        for stage in CURRENT_STAGES
         if (count := members.by_stage.get(stage.value, 0))
     ]
     value_parts = [
@@ -126,6 +130,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str, currency: str) -
             new_30d=format_count(members.new_30d),
         ),
         t("stats.by_stage", parts=join_list(stage_parts, t.locale) or "–"),
+        t("content.stats_offers_off", n=format_count(members.offers_off)),
         t("stats.by_value", parts=join_list(value_parts, t.locale) or "–"),
         *_predicted(t, members, currency),
         "",
