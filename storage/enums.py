@@ -41,6 +41,8 @@ class PointsReason(StrEnum):
     ADJUSTMENT = "adjustment"
     REDEMPTION = "redemption"
     EXPIRY = "expiry"
+    VOID = "void"
+    REFUND = "refund"
 
 
 class OfferKind(StrEnum):

@@ -31,6 +31,8 @@ class CareConfig:
 
     # Loyalty: points per whole currency unit spent (before the tier multiplier).
     points_per_unit: int = 1
+    # How long a cashier may still void or refund a purchase they recorded (admins: always).
+    void_window_minutes: int = 30
 
     # Guardrails.
     quiet_start: time = time(21, 0)

@@ -357,9 +357,14 @@ def _snapshot(now: datetime) -> Executable:
         select(
             Purchase.member_id.label("member_id"),
             func.count().label("purchases"),
-            func.sum(Purchase.amount_minor).label("amount"),
+            # Net of refunds; a voided purchase does not count at all.
+            func.sum(Purchase.amount_minor - Purchase.refunded_minor).label("amount"),
         )
-        .where(Purchase.purchased_at >= now - SPEND_WINDOW, Purchase.member_id.is_not(None))
+        .where(
+            Purchase.purchased_at >= now - SPEND_WINDOW,
+            Purchase.member_id.is_not(None),
+            Purchase.voided_at.is_(None),
+        )
         .group_by(Purchase.member_id)
         .subquery("recent")
     )
