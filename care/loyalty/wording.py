@@ -34,7 +34,7 @@ def discount_rate(percent: int, locale: str) -> str:
 
 
 def offer_gives(offer: Offer, t: Translator) -> str:
-    """What a reward's coupon gives, said natively: "9 折", "立减 ¥20.00", "a free gift"."""
+    """What a reward's coupon gives, said natively: "9 折", "立减 ¥20.00", "200 points"."""
     kind = OfferKind(offer.kind)
     if kind == OfferKind.PERCENT_OFF:
         if offer.value >= 100:
@@ -43,4 +43,6 @@ def offer_gives(offer: Offer, t: Translator) -> str:
     if kind == OfferKind.AMOUNT_OFF:
         amount = format_money(offer.value, offer.currency)
         return t.plain("rewards.gives.amount_off", amount=amount)
+    if kind == OfferKind.POINTS:
+        return points_text(t, offer.value)
     return t.plain("rewards.gives.gift")

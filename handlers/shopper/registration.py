@@ -24,6 +24,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, Translator, translator
 from care.loyalty.cards import card_view
+from care.members.referrals import tell_referrer_joined
 from care.members.registration import (
     InputProblem,
     RegistrationAnswers,
@@ -422,6 +423,7 @@ async def on_interests_done(
     )
     await state.clear()
     await complete_registration(session, clock, member, answers)
+    await tell_referrer_joined(session, clock, config, member)
     await callback.answer()
     await drop_buttons(callback.message)
     await callback.message.answer(
