@@ -430,7 +430,7 @@ async def on_interests_done(
         t("reg.welcome", name=member.name or "", shop=shop_name), reply_markup=main_menu(t)
     )
     view = await card_view(session, member, t.locale)
-    await send_card(callback.message, t, view, config.currency)
+    await send_card(callback.message, t, view, config)
 
 
 # ------------------------------------------------------------------ the unexpected
