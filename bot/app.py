@@ -54,6 +54,7 @@ MENU_COMMANDS = (
     "card",
     "offers",
     "points",
+    "rewards",
     "feedback",
     "invite",
     "settings",
