@@ -4,14 +4,18 @@ rewards catalogue an admin keeps; a shopper spending points on a coupon the till
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import re
+import tomllib
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from care.core.codes import display_code
+from care.core.i18n import LOCALES_DIR, _flatten, translator
 from care.loyalty.purchases import record_purchase
+from care.loyalty.wording import discount_rate, points_text, spoken_date
 from care.messaging.delivery import DeliveryWorker
 from care.messaging.ratelimit import RateLimiter
 from storage.enums import StaffRole
@@ -228,3 +232,18 @@ async def test_the_admin_manages_the_catalogue_and_bad_input_is_refused(app: Run
     cashier = app.user(CASHIER_ID, first_name="Qian", language_code="en")
     await cashier.send("/reward_add 1 gift Cup")
     assert "reward" not in (await cashier.next_message()).content.lower()
+
+
+def test_the_loyalty_loop_reads_natively_in_chinese() -> None:
+    """No ASCII list comma between Chinese words, no "10% 折扣", no English plural slip-ups."""
+    zh = _flatten(tomllib.loads((LOCALES_DIR / "zh" / "rewards.toml").read_text("utf-8")))
+    for key, text in zh.items():
+        assert not re.search(r"[\u4e00-\u9fff], ?[\u4e00-\u9fff]", text), key
+        assert not re.search(r"%\s*折扣", text), key
+    zh_t, en_t = translator("zh"), translator("en")
+    assert [discount_rate(p, "zh") for p in (10, 15, 12, 5, 50)] == ["9", "8.5", "8.8", "9.5", "5"]
+    assert discount_rate(10, "en") == "10%"
+    assert (points_text(en_t, 1), points_text(en_t, 1250)) == ("1 point", "1,250 points")
+    assert points_text(zh_t, 1250) == "1,250 积分"
+    assert spoken_date(zh_t, date(2026, 11, 30)) == "2026年11月30日"
+    assert spoken_date(en_t, date(2026, 11, 30)) == "Nov 30, 2026"
