@@ -5,18 +5,19 @@ shop's name, the member's name, code, tier and points beside the QR code the til
 can never be mistaken for a coupon (a bare square QR, see ``care.core.qr``).
 
 Chinese text needs a font with CJK glyphs, which Pillow does not ship. ``cjk_font_path`` is the
-one place that finds such a font file; without one the card still renders: labels fall back to
-English, the tier to its English name, and a name in Chinese characters is left off the image
-(the caption under the photo carries it in full).
+one place that finds such a font file (the project's own first); without one the card still
+renders: labels fall back to English, the tier to its English name, and a name the font cannot
+draw is left off the image (the caption under the photo carries it in full).
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
+from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,10 +37,13 @@ TIER_COLOURS: dict[str, tuple[str, str]] = {
     "gold": ("#8a6d1d", "#f2d27a"),
     "platinum": ("#2b2b33", "#b9c3d6"),
 }
-# Fonts with Chinese glyphs, most preferred first: the project's own font (care/core/fonts,
-# once one is shipped) and the usual system locations on Debian/Ubuntu, Fedora and macOS.
+CARE = Path(__file__).resolve().parent.parent
+# Fonts with Chinese glyphs, most preferred first: the project's own (the subset of Noto Sans CJK
+# SC the /stats charts ship, under care/console/fonts; a font file is data, not an import, so
+# the package ranks are kept), then the usual system locations on Debian/Ubuntu, Fedora, macOS.
 CJK_FONT_CANDIDATES: tuple[Path, ...] = (
-    Path(__file__).resolve().parent.parent / "core" / "fonts" / "NotoSansSC-Regular.otf",
+    CARE / "console" / "fonts" / "CarebotCJK-Regular.otf",
+    CARE / "core" / "fonts" / "CarebotCJK-Regular.otf",
     Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
     Path("/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc"),
     Path("/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc"),
@@ -110,13 +114,33 @@ def card_font(size: int) -> Font:
     return _font(size, cjk_font_path())
 
 
+@cache
+def _glyphs(path: Path) -> frozenset[int]:
+    """The code points a font file has glyphs for (a shipped subset may lack rare characters)."""
+    with TTFont(str(path), fontNumber=0, lazy=True) as font:
+        return frozenset(font.getBestCmap())
+
+
 def drawable(text: str) -> bool:
-    """Whether the card's font can draw ``text`` (Chinese needs a CJK font)."""
-    return not needs_cjk(text) or cjk_font_path() is not None
+    """Whether the card's font can draw every character of ``text``: Chinese needs a CJK font
+    that has each of its characters, or the card would show empty boxes."""
+    path = cjk_font_path()
+    if path is None:
+        return not needs_cjk(text)
+    glyphs = _glyphs(path)
+    return all(ord(char) in glyphs for char in text if not char.isspace())
 
 
 def member_card_image(view: CardView, shop_name: str, locale: str) -> bytes:
     """The member card as a PNG: shop, name, code, tier and points beside the QR code."""
+    return _card_png(view, shop_name, locale, cjk_font_path())
+
+
+# Drawing a card costs ~25 ms of CPU; a member asking for it twice with nothing changed (the
+# view is the whole input, the font path too) gets the same bytes without drawing again.
+@lru_cache(maxsize=1024)
+def _card_png(view: CardView, shop_name: str, locale: str, font: Path | None) -> bytes:
+    # ``font`` only keys the cache: the drawing asks ``cjk_font_path`` itself.
     labels = translator(locale if drawable(translator(locale)("rewards.card.title")) else "en")
     background, accent = TIER_COLOURS.get(view.tier_code, TIER_COLOURS["member"])
     image = Image.new("RGB", CARD_SIZE, background)
@@ -157,7 +181,7 @@ def member_card_image(view: CardView, shop_name: str, locale: str) -> bytes:
         draw.text((MARGIN, y), label, font=card_font(22), fill=accent)
         draw.text((MARGIN, y + 26), value, font=card_font(38), fill="white")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
