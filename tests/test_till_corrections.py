@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from care.automation import engine
 from care.core.audit import recent_audit
 from storage.enums import StaffRole
 from storage.models import Purchase
@@ -169,3 +170,15 @@ async def test_corrections_speak_chinese(app: RunningBot) -> None:
     assert (await shopper.next_message()).content == (
         "⭐ 您的账户增加了 20 积分：补偿。当前余额 20 积分。"
     )
+
+
+async def test_a_voided_upgrade_is_not_celebrated(app: RunningBot) -> None:
+    _, cashier = await setup(app, "en", spend_12m_minor=100_000, tier_code="silver")
+    assert "Upgraded from Silver to Gold" in await ask(cashier, f"/purchase {CODE} 4000 - R-G")
+    app.clock.advance(minutes=2)
+    assert "Tier back from Gold to Silver" in await ask(cashier, "/void R-G")
+    app.clock.advance(minutes=1)
+    outcomes = await engine.evaluate(
+        app.services.session_factory, app.config, app.clock, only="tier_upgrade"
+    )
+    assert [o.sent for o in outcomes] == [0]  # Silver came back by a void: no party for it
