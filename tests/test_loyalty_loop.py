@@ -186,8 +186,8 @@ async def test_a_shopper_spends_points_on_a_reward_and_the_till_redeems_it(
 @pytest.mark.parametrize("locale", ["en", "zh"])
 async def test_without_enough_points_nothing_is_spent(app: RunningBot, locale: str) -> None:
     shopper, _ = await setup(app, locale, points_balance=30)
-    await add_rewards(app, locale)
-    await shopper.send("/rewards")
+    admin = await add_rewards(app, locale)
+    await shopper.send(label(locale, "menu.rewards"))  # the menu's button
     listing = await shopper.next_message()
     assert listing.inline_buttons == []
     assert ("再攒 20 积分" if locale == "zh" else "the first reward is 20 points away") in (
@@ -198,6 +198,12 @@ async def test_without_enough_points_nothing_is_spent(app: RunningBot, locale: s
     answer = await shopper.wait_until(lambda m: m is not listing or bool(m.edited))
     expected = "积分不足" if locale == "zh" else "Not enough points"
     assert expected in answer.content
+    # A reward switched off while its button was on screen: nothing is spent.
+    await admin.send("/reward_off 2")
+    await admin.next_message()
+    await shopper.press_data("rw:pick:2:-1", listing)
+    gone = await shopper.wait_until(lambda m: "下架" in m.content or "no longer" in m.content)
+    assert ("未扣除任何积分" if locale == "zh" else "Nothing was spent") in gone.content
     async with app.session() as session:
         assert await session.scalar(select(func.count()).select_from(Coupon)) == 0
     assert (await member(app)).points_balance == 30
