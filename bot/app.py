@@ -65,6 +65,7 @@ MENU_COMMANDS = (
     "card",
     "offers",
     "points",
+    "rewards",
     "feedback",
     "invite",
     "settings",

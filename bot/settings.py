@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     shop_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CATEGORIES
     points_per_unit: int = Field(default=1, ge=0, le=1000)
     large_purchase_confirm: int = Field(default=5000, ge=0, le=1_000_000)
+    void_window_minutes: int = Field(default=30, ge=0, le=1440)
     quiet_hours: str = "21:00-09:00"
     marketing_cap: int = Field(default=2, ge=0, le=100)
     marketing_cap_days: int = Field(default=7, ge=1, le=365)
@@ -185,6 +186,7 @@ class Settings(BaseSettings):
             categories=self.shop_categories,
             points_per_unit=self.points_per_unit,
             large_purchase_minor=self.large_purchase_confirm * 10 ** minor_digits(self.currency),
+            void_window_minutes=self.void_window_minutes,
             quiet_start=quiet_start,
             quiet_end=quiet_end,
             marketing_cap=self.marketing_cap,

@@ -1,4 +1,4 @@
-"""Make care/console/fonts/CarebotCJK-Regular.otf: the chart font, cut from Noto Sans CJK SC.
+"""Make care/core/fonts/CarebotCJK-Regular.otf: the chart font, cut from Noto Sans CJK SC.
 
     pip download --no-deps noto-cjk-sans-otc   # the OFL-licensed Noto Sans CJK collection
     python scripts/subset_cjk_font.py path/to/NotoSansCJK-Regular.ttc
@@ -7,7 +7,7 @@ Keeps the Simplified Chinese face's glyphs for ASCII, Latin-1, general and CJK p
 3,755 most common Chinese characters (GB 2312 level 1) and every character of the zh message
 catalogues, so chart labels render in Chinese without a 16 MB font in the repository. The
 family is renamed (``Carebot CJK``), as the SIL Open Font License asks of a modified version;
-the licence travels with it (care/console/fonts/OFL.txt). Re-run after adding chart labels with
+the licence travels with it (care/core/fonts/OFL.txt). Re-run after adding chart labels with
 rare characters: tests/test_charts_cjk.py checks that the catalogue is covered.
 """
 
@@ -20,7 +20,7 @@ from fontTools import subset
 from fontTools.ttLib import TTCollection
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "care" / "console" / "fonts" / "CarebotCJK-Regular.otf"
+TARGET = ROOT / "care" / "core" / "fonts" / "CarebotCJK-Regular.otf"
 FAMILY = "Carebot CJK"
 SC_FACE = "Noto Sans CJK SC"
 

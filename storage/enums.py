@@ -49,6 +49,8 @@ class PointsReason(StrEnum):
     ADJUSTMENT = "adjustment"
     REDEMPTION = "redemption"
     EXPIRY = "expiry"
+    VOID = "void"
+    REFUND = "refund"
 
 
 class OfferKind(StrEnum):

@@ -214,6 +214,12 @@ class Purchase(Base):
     source: Mapped[str] = mapped_column(String(16), default="till")
     recorded_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+    # Till corrections: the part of ``amount_minor`` given back (all of it once voided) and
+    # the points taken back for it. ``amount_minor`` stays what was rung up.
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    voided_at: Mapped[datetime | None]
+    voided_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class PointsEntry(Base):
@@ -275,6 +281,25 @@ class Coupon(Base):
     redeemed_at: Mapped[datetime | None]
     redeemed_by: Mapped[int | None] = mapped_column(BigInteger)
     expiry_reminded_at: Mapped[datetime | None]
+
+    offer: Mapped[Offer] = relationship(lazy="joined")
+
+
+class Reward(Base):
+    """A catalogue entry shoppers buy with points: ``points_cost`` for a coupon of ``offer``."""
+
+    __tablename__ = "rewards"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name_zh: Mapped[str] = mapped_column(String(80))
+    name_en: Mapped[str] = mapped_column(String(80))
+    points_cost: Mapped[int] = mapped_column(BigInteger)
+    offer_id: Mapped[int] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
+    is_active: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), index=True
+    )
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
 
     offer: Mapped[Offer] = relationship(lazy="joined")
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
-from care.loyalty.cards import member_card_png
+import pytest
+from PIL import Image
+
+from care.loyalty.cards import CARD_SIZE, card_view, member_card_image, member_card_png
 from care.loyalty.purchases import record_purchase
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, walk_to, without_throttling
@@ -48,7 +51,12 @@ async def test_the_card_in_chinese_shows_code_tier_points_and_progress(app: Runn
     card = await user.wait_until(lambda m: m.photo is not None)
     member = await member_of(app, 4001)
     assert member is not None
-    assert card.photo == member_card_png(member.member_code)
+    # The real card (shop, name, code, tier, points beside the QR), not a bare coupon-like QR.
+    async with app.session() as session:
+        view = await card_view(session, member, "zh")
+    assert card.photo == member_card_image(view, "Test Shop", "zh")
+    assert card.photo != member_card_png(member.member_code)
+    assert Image.open(io.BytesIO(card.photo)).size == CARD_SIZE
     caption = card.caption or ""
     assert f"会员号：{member.member_code}" in caption
     assert "等级：银卡会员" in caption

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.cli import main
@@ -17,7 +17,7 @@ from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.imports.purchases import ImportFileError, import_purchases, progress_bar, render_report
-from storage.models import Member, Purchase
+from storage.models import Member, OutboxMessage, Purchase
 from tests.staff_helpers import OWNER_ID, make_member, session_factory
 
 SAMPLE = Path(__file__).parent / "data" / "pos_sample.csv"
@@ -224,3 +224,19 @@ async def test_european_decimals_import_and_ambiguous_amounts_are_reported(
     assert [(r.line, r.reason.split(" (")[0]) for r in report.rejected] == [
         (3, "amount '1.250' is ambiguous")
     ]
+
+
+async def test_an_import_sends_no_receipts_even_for_todays_purchases(
+    factory: async_sessionmaker[AsyncSession], clock: FrozenClock
+) -> None:
+    today = io.StringIO(
+        "receipt_id,member,amount,currency,category,purchased_at\n"
+        f"R-TODAY,K7QX2M9P,10,CNY,,{clock.now().isoformat()}\n"
+    )
+    report = await import_purchases(factory, CONFIG, clock, today)
+    assert report.imported == 1
+    async with factory() as session:
+        queued = await session.scalar(
+            select(func.count()).select_from(OutboxMessage).where(OutboxMessage.rule == "receipt")
+        )
+    assert queued == 0  # receipts are for purchases just made at a till (care.loyalty.receipts)

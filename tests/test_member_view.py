@@ -106,7 +106,8 @@ async def test_the_360_view_shows_everything_the_shop_knows(app: RunningBot) -> 
     assert "• 03-02 11:00 NPS 3 · “the queue was long” ⚠️ follow up" in lines
     assert "Feedback (1 open)" in lines
     assert any(line.endswith("complaint · open: The milk was sour") for line in lines)
-    assert "Messages received (0 sent · 0 skipped · 1 waiting)" in lines
+    # The welcome, and a receipt for each of the two purchases (each was made "now").
+    assert "Messages received (0 sent · 0 skipped · 3 waiting)" in lines
     assert "• 03-02 11:00 Welcome · waiting" in lines  # the rule by its name, not "welcome"
 
     await app.settle()

@@ -40,6 +40,7 @@ SAMPLE_FACTS: dict[str, object] = {
     "next_multiplier": "1.5",
     "remaining": "¥100.00",
     "reward_points": 200,
+    "friend": "Mei",
 }
 
 

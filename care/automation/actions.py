@@ -28,6 +28,7 @@ from care.core.templates import member_context, render_rule
 from care.loyalty.coupons import coupon_facts, issue_coupons
 from care.loyalty.offers import offer_usable, rule_offer
 from care.loyalty.points import add_points
+from care.members.referrals import first_word
 from care.messaging.opt_out import with_opt_out
 from care.messaging.outbox import OutboxItem
 from storage.enums import MessageKind, OfferKind, PointsReason
@@ -112,7 +113,7 @@ class Actor:
         if offer is not None and offer.kind == OfferKind.POINTS:
             facts["points"] = await add_points(
                 self.session, self.clock, member_id=member.id, delta=offer.value,
-                reason=PointsReason.REFERRAL, note=f"friend {facts.get('friend_code', '')}"[:200],
+                reason=PointsReason.REFERRAL, note=first_word(facts.get("friend_name")),
             )  # fmt: skip
             facts["reward_points"] = offer.value
             facts["coupon"] = None

@@ -23,7 +23,9 @@ from storage.enums import CURRENT_STAGES
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-CJK_FONT_FILE = Path(__file__).parent / "fonts" / "CarebotCJK-Regular.otf"
+CJK_FONT_FILE = (
+    Path(__file__).resolve().parent.parent / "core" / "fonts" / "CarebotCJK-Regular.otf"
+)
 CJK_FAMILY = "Carebot CJK"
 NPS_COLOR = "#2b6cb0"
 CSAT_COLOR = "#dd6b20"

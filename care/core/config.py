@@ -34,6 +34,8 @@ class CareConfig:
     # A till purchase of at least this much (minor units) waits for the cashier to confirm it;
     # 0 never asks.
     large_purchase_minor: int = 500_000
+    # How long a cashier may still void or refund a purchase they recorded (admins: always).
+    void_window_minutes: int = 30
 
     # Guardrails.
     quiet_start: time = time(21, 0)

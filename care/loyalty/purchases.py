@@ -3,7 +3,8 @@
 Points are earned per whole currency unit spent, times the member's tier multiplier (the tier
 they held when they paid). A purchase upgrades the tier at once (``care.loyalty.tiers``); the
 segment refresh downgrades when old spend rolls out of the 12-month window. Recording is
-idempotent on the receipt id.
+idempotent on the receipt id. Every new purchase queues the shopper's receipt message
+(``care.loyalty.receipts``: fresh purchases only, never an imported history).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.money import minor_digits
 from care.loyalty.points import add_points
+from care.loyalty.receipts import send_receipt, sends_receipt
 from care.loyalty.tiers import tier_for_spend
 from care.segments.rules import StageFacts, lifecycle_stage
 from storage.enums import MemberStatus, PointsReason
@@ -160,6 +162,11 @@ async def record_purchase(
     await purchases.mark_touches_converted(
         member_id, when, when - timedelta(days=config.conversion_days)
     )
+    if sends_receipt(source, when, now):
+        await send_receipt(
+            session, config, clock, member=member, purchase_id=purchase_id,
+            amount_minor=amount_minor, points_earned=points, balance=balance,
+        )  # fmt: skip
     return PurchaseResult(
         purchase_id=purchase_id,
         duplicate=False,
@@ -169,6 +176,11 @@ async def record_purchase(
         previous_tier_code=previous_tier_code,
         first_purchase=first_purchase,
     )
+
+
+def stored_receipt(receipt_id: str | None) -> str | None:
+    """The receipt id as the purchases table keeps it (to find a purchase by what was typed)."""
+    return _receipt_key(receipt_id)
 
 
 def _receipt_key(receipt_id: str | None) -> str | None:

@@ -72,7 +72,7 @@ class SegmentStats:
     tier_downgrades: int
     # Members whose stored values the refresh changed.
     members_changed: int
-    # Members who bought or changed consent while the refresh ran keep what that write made
+    # Members who bought or blocked the bot while the refresh ran keep what that write made
     # them; the next refresh picks them up.
     skipped_busy: int
     seconds: float
@@ -88,7 +88,6 @@ _work = Table(
     Column("last_purchase_at", UTCDateTime),
     Column("avg_gap_days", Float),
     Column("blocked_at", UTCDateTime),
-    Column("marketing_opt_in", Boolean),
     Column("stage_old", String(16)),
     Column("stage_changed_at", UTCDateTime),
     Column("tier_old", String(16)),
@@ -132,7 +131,7 @@ async def refresh_segments(
     their 12-month purchases into a temporary table; three sorts find the RFM quintile cuts;
     one UPDATE evaluates the rules into that table; UPDATE … FROM writes back the members whose
     values moved, in batches of ids, each its own short transaction so the bot's writes never
-    wait long. A member who bought (or changed consent or blocked the bot) meanwhile is left
+    wait long. A member who bought (or blocked the bot) meanwhile is left
     as that write made them. Deleted members are not touched.
     """
     started = time.perf_counter()
@@ -174,9 +173,13 @@ def _snapshot(now: datetime) -> Executable:
         select(
             Purchase.member_id.label("member_id"),
             func.count().label("purchases"),
-            func.sum(Purchase.amount_minor).label("amount"),
+            func.sum(Purchase.amount_minor - Purchase.refunded_minor).label("amount"),  # net
         )
-        .where(Purchase.purchased_at >= now - SPEND_WINDOW, Purchase.member_id.is_not(None))
+        .where(
+            Purchase.purchased_at >= now - SPEND_WINDOW,
+            Purchase.member_id.is_not(None),
+            Purchase.voided_at.is_(None),  # a voided purchase does not count at all
+        )
         .group_by(Purchase.member_id)
         .subquery("recent")
     )
@@ -189,7 +192,6 @@ def _snapshot(now: datetime) -> Executable:
             Member.last_purchase_at,
             Member.avg_gap_days,
             Member.blocked_at,
-            Member.marketing_opt_in,
             Member.lifecycle_stage,
             Member.stage_changed_at,
             Member.tier_code,
@@ -432,7 +434,6 @@ async def _write_back(
         m.purchase_count == w.purchase_count,
         m.last_purchase_at.is_not_distinct_from(w.last_purchase_at),
         m.blocked_at.is_not_distinct_from(w.blocked_at),
-        m.marketing_opt_in == w.marketing_opt_in,
         m.deleted_at.is_(None),
     )
     in_batch = w.id.between(bindparam("start"), bindparam("end"))

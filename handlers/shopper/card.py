@@ -11,7 +11,7 @@ from care.core.config import CareConfig
 from care.core.formatting import format_count
 from care.core.i18n import Translator, labels
 from care.core.money import format_money
-from care.loyalty.cards import CardView, card_view, member_card_png
+from care.loyalty.cards import CardView, card_view, member_card_image
 from handlers.shopper.menu import Registered
 from storage.models import Member
 
@@ -38,15 +38,16 @@ def card_caption(t: Translator, view: CardView, currency: str) -> str:
     return "\n".join(lines)
 
 
-async def send_card(message: Message, t: Translator, view: CardView, currency: str) -> None:
-    photo = BufferedInputFile(member_card_png(view.code), filename=f"card-{view.code}.png")
-    await message.answer_photo(photo, caption=card_caption(t, view, currency))
+async def send_card(message: Message, t: Translator, view: CardView, config: CareConfig) -> None:
+    png = member_card_image(view, config.shop_name, t.locale)
+    photo = BufferedInputFile(png, filename=f"card-{view.code}.png")
+    await message.answer_photo(photo, caption=card_caption(t, view, config.currency))
 
 
 async def cmd_card(
     message: Message, session: AsyncSession, member: Member, t: Translator, config: CareConfig
 ) -> None:
-    await send_card(message, t, await card_view(session, member, t.locale), config.currency)
+    await send_card(message, t, await card_view(session, member, t.locale), config)
 
 
 def build_router() -> Router:

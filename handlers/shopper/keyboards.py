@@ -22,7 +22,7 @@ from care.core.timezones import MAX_OFFSET_HOURS, MIN_OFFSET_HOURS, PICKER_CITIE
 
 MENU_KEYS: tuple[tuple[str, ...], ...] = (
     ("menu.card", "menu.offers"),
-    ("menu.points", "menu.feedback"),
+    ("menu.points", "menu.rewards", "menu.feedback"),
     ("menu.invite", "menu.settings"),
     ("menu.help",),
 )

@@ -18,6 +18,7 @@ MEMBER_COMMANDS = (
     "card",
     "offers",
     "points",
+    "rewards",
     "feedback",
     "invite",
     "settings",

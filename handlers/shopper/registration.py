@@ -24,6 +24,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, Translator, translator
 from care.loyalty.cards import card_view
+from care.members.referrals import tell_referrer_joined
 from care.members.registration import (
     InputProblem,
     RegistrationAnswers,
@@ -422,13 +423,14 @@ async def on_interests_done(
     )
     await state.clear()
     await complete_registration(session, clock, member, answers)
+    await tell_referrer_joined(session, clock, config, member)
     await callback.answer()
     await drop_buttons(callback.message)
     await callback.message.answer(
         t("reg.welcome", name=member.name or "", shop=shop_name), reply_markup=main_menu(t)
     )
     view = await card_view(session, member, t.locale)
-    await send_card(callback.message, t, view, config.currency)
+    await send_card(callback.message, t, view, config)
 
 
 # ------------------------------------------------------------------ the unexpected

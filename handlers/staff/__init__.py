@@ -12,12 +12,14 @@ from aiogram import Router
 
 from handlers.staff import (
     broadcast,
+    corrections,
     export,
     forum,
     inbox,
     member,
     offers,
     profile,
+    rewards,
     staff_admin,
     stats,
     till,
@@ -39,6 +41,8 @@ def build_router() -> Router:
         staff_admin.build_router(),
         member.build_router(),
         till.build_router(),
+        corrections.build_router(),
+        rewards.build_router(),
         profile.build_router(),
         inbox.build_router(),
         export.build_router(),

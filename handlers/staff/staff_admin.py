@@ -50,12 +50,16 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.CASHIER, "member"),
     (StaffRole.CASHIER, "purchase"),
     (StaffRole.CASHIER, "redeem"),
+    (StaffRole.CASHIER, "void"),
+    (StaffRole.CASHIER, "refund"),
     (StaffRole.CASHIER, "inbox"),
     (StaffRole.ADMIN, "stats"),
     (StaffRole.ADMIN, "broadcast"),
     (StaffRole.ADMIN, "offer"),
     (StaffRole.ADMIN, "export"),
     (StaffRole.ADMIN, "birthday"),
+    (StaffRole.ADMIN, "adjust"),
+    (StaffRole.ADMIN, "reward_list"),
     (StaffRole.OWNER, "audit"),
 )
 AUDIT_LINES = 25
@@ -84,9 +88,13 @@ async def cmd_staff(message: Message, command: CommandObject, staff: StaffContex
     args = (command.args or "").split()
     action = args[0].lower() if args else ""
     if action not in {"list", "add", "remove"}:
-        text = t("roles.help", role=role_name(t, role))
+        text = (
+            t("roles.help", role=role_name(t, role))
+            + "\n"
+            + t("rewards.help_cashier", minutes=staff.config.void_window_minutes)
+        )
         if allows(role, StaffRole.ADMIN):
-            text += "\n" + t("roles.help_admin")
+            text += "\n" + t("roles.help_admin") + "\n" + t("rewards.help_admin")
         if allows(role, StaffRole.OWNER):
             text += "\n" + t("roles.help_owner")
         await message.answer(text)

@@ -23,6 +23,7 @@ class Purchased(BaseTrigger[int, datetime]):
             .join(Purchase, Purchase.member_id == Member.id)
             .where(
                 *self.due_range(Purchase.purchased_at),
+                Purchase.voided_at.is_(None),  # no survey about a purchase the till undid
                 ~self.touched_occasion(occasion),
                 *self.repeat_guard(),
             )

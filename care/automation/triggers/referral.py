@@ -12,17 +12,19 @@ from sqlalchemy.orm import aliased
 
 from care.automation.rules import Trigger
 from care.automation.triggers.base import BaseTrigger, Candidate
+from care.core.i18n import translator
+from care.members.referrals import first_name
 from storage.models import Member
 
 
-class Referral(BaseTrigger[int, str]):
+class Referral(BaseTrigger[int, str, str | None]):
     trigger = Trigger.REFERRAL
     marked = True
 
-    def query(self) -> Select[int, int, str]:
+    def query(self) -> Select[int, int, str, str | None]:
         friend = aliased(Member, name="friend")
         return (
-            select(Member.id, friend.id, friend.member_code)
+            select(Member.id, friend.id, friend.member_code, friend.name)
             .join(friend, friend.referrer_id == Member.id)
             .where(
                 *self.due_range(friend.first_purchase_at),
@@ -30,11 +32,11 @@ class Referral(BaseTrigger[int, str]):
             )
         )
 
-    def candidate(self, member: Member, row: Row[int, int, str]) -> Candidate | None:
-        _, friend_id, friend_code = row
+    def candidate(self, member: Member, row: Row[int, int, str, str | None]) -> Candidate | None:
+        _, friend_id, friend_code, friend_name = row
         return Candidate(
             member, f"friend:{friend_id}", self.now,
-            {"friend_id": friend_id, "friend_code": friend_code},
+            {"friend_id": friend_id, "friend_code": friend_code, "friend_name": friend_name},
         )  # fmt: skip
 
     async def mark(self, decided: list[Candidate]) -> None:
@@ -49,3 +51,6 @@ class Referral(BaseTrigger[int, str]):
         # The reward itself comes from the rule's offer; without one the message still reads.
         facts.setdefault("reward_points", 0)
         facts.setdefault("coupon", None)
+        # The inviter knows the friend by name, never by member code.
+        facts["friend"] = first_name(facts.pop("friend_name", None), translator(locale))
+        facts.pop("friend_code", None)

@@ -69,11 +69,13 @@ class TierUpgrade(_TierTrigger):
         if not batch:
             return batch
         # Upgrades happen as a purchase is recorded; a tier change with no purchase recorded
-        # at that moment was a downgrade by the segment refresh, which deserves no party.
+        # at that moment was a downgrade by the segment refresh, which deserves no party. Nor
+        # does one the till took back: a voided or refunded purchase upgraded nobody.
         recorded = await self.session.execute(
             select(Purchase.member_id, Purchase.created_at).where(
                 Purchase.member_id.in_([c.member.id for c in batch]),
                 Purchase.created_at > self.start - UPGRADE_TOLERANCE,
+                Purchase.refunded_minor == 0,
             )
         )
         times: dict[int, list[datetime]] = {}
