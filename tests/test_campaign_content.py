@@ -322,7 +322,7 @@ async def test_a_late_evening_schedule_shows_quiet_hours_and_each_zone(
     async with app.session() as session:
         assert await session.scalar(select(func.count()).select_from(Campaign)) == 0
     await tap(owner, label(locale, "content.button_schedule_yes"))
-    await owner.expect("2026-03-02 22:30")
+    await owner.expect("3月2日 22:30" if locale == "zh" else "2 Mar 22:30")
     async with app.session() as session:  # waits for the bot's commit
         assert await session.scalar(select(func.count()).select_from(Campaign)) == 1
 

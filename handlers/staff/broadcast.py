@@ -31,7 +31,7 @@ from care.campaigns.schedule import (
     scheduled_campaigns,
 )
 from care.campaigns.supervision import CampaignWatchers
-from care.core.formatting import zone_label
+from care.core.formatting import format_day_time, zone_label
 from care.core.i18n import LOCALES, Translator
 from care.core.quiet_hours import member_zone
 from care.core.templates import TemplateProblem, describe_placeholders
@@ -89,7 +89,7 @@ async def _audience_menu(
         text += "\n" + t(
             "broadcast.scheduled_line",
             id=campaign.id,
-            when=campaign.scheduled_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            when=format_day_time(campaign.scheduled_at.astimezone(zone), t.locale),
             audience=audience_label(t, campaign.audience),
         )
     buttons = [
@@ -573,7 +573,7 @@ async def on_schedule_yes(callback: CallbackQuery, state: FSMContext, staff: Sta
         t(
             "broadcast.scheduled",
             id=campaign.id,
-            when=local.strftime("%Y-%m-%d %H:%M"),
+            when=format_day_time(local, t.locale),
             timezone=zone_label(zone, t.locale, staff.clock.now()),
         )
     )
