@@ -104,8 +104,8 @@ async def test_suggestion_with_photos_in_chinese_from_the_menu(app: RunningBot) 
 
     first, second = await tickets_of(app)
     assert (first.kind, second.kind) == ("suggestion", "praise")
-    assert first.messages[0].text == "货架标签太小了" and first.messages[0].photo_file_id
-    assert second.messages[0].text is None and second.messages[0].photo_file_id
+    assert first.messages[0].text == "货架标签太小了" and first.messages[0].file_id
+    assert second.messages[0].text is None and second.messages[0].file_id
 
 
 async def test_cancel_and_leaving_the_flow_open_nothing(app: RunningBot) -> None:
@@ -172,7 +172,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
         ("member", "Till number 3"),
         ("member", "Here is the receipt"),
     ]
-    assert ticket.messages[-1].photo_file_id
+    assert ticket.messages[-1].file_id
     assert len(await alerts_to_owner(app)) == 3  # opened, and two messages written into it
 
     await settled(app)

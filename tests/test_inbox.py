@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from care.conversations.tickets import add_member_message, open_ticket
+from care.conversations.tickets import Media, add_member_message, open_ticket
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
-from storage.enums import MessageKind, StaffRole, TicketKind, TicketStatus
+from storage.enums import MediaKind, MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
 from tests.conftest import RunningBot, running_bot
 from tests.simulator import BotAPISimulator
@@ -35,7 +35,7 @@ async def _tickets(app: RunningBot, count: int, first: int = 0) -> list[int]:
             )  # fmt: skip
             ticket = await open_ticket(
                 session, app.clock, member=member, kind=TicketKind.COMPLAINT,
-                text=f"Problem number {number}", photo_file_id=None,
+                text=f"Problem number {number}",
             )  # fmt: skip
             ids.append(ticket.id)
             app.clock.advance(hours=1)
@@ -223,9 +223,7 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
         async with app.session() as session:
             ticket = await session.get(Ticket, ticket_id)
             assert ticket is not None
-            await add_member_message(
-                session, app.clock, ticket=ticket, text="Still waiting", photo_file_id=None
-            )
+            await add_member_message(session, app.clock, ticket=ticket, text="Still waiting")
             await session.commit()
         await group.wait_until(lambda m: m.content == "👤 Shopper 0: Still waiting")
 
@@ -268,7 +266,7 @@ async def test_photos_in_a_ticket_can_be_seen(app: RunningBot) -> None:
         member = await make_member(session, app.config, app.clock, SHOPPER_ID, "Li Lei")
         ticket = await open_ticket(
             session, app.clock, member=member, kind=TicketKind.COMPLAINT,
-            text="Look at this", photo_file_id=sizes[-1]["file_id"],
+            text="Look at this", media=Media(MediaKind.PHOTO, sizes[-1]["file_id"]),
         )  # fmt: skip
         await session.commit()
     cashier = app.user(CASHIER_ID, language_code="en")

@@ -257,7 +257,6 @@ async def test_forged_staff_buttons_from_a_stranger_do_nothing(app: RunningBot) 
             member=member,
             kind=TicketKind.COMPLAINT,
             text="cold",
-            photo_file_id=None,
         )
         invitation = SurveyInvitation(
             member_id=member.id, kind="nps", nonce="n", created_at=app.clock.now(),

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.conversations.tickets import MEDIA_ICONS, Media, message_media
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator, translator
@@ -34,7 +35,8 @@ class ForumPort(Protocol):
 
     async def create_topic(self, name: str) -> int: ...
 
-    async def post(self, topic_id: int, text: str, photo: str | None = None) -> None: ...
+    async def post(self, topic_id: int, text: str, media: Media | None = None) -> None:
+        """Post ``text`` into the topic, with the attachment (by file id) when there is one."""
 
 
 def _kind(t: Translator, kind: str) -> str:
@@ -51,7 +53,8 @@ def topic_name(t: Translator, ticket: Ticket, member: Member | None) -> str:
 
 
 def _body(message: TicketMessage) -> str:
-    return (message.text or "")[:EXCERPT_MAX]
+    icon = MEDIA_ICONS.get(message.media_kind or "", "")
+    return f"{icon} {(message.text or '')[:EXCERPT_MAX]}".strip()
 
 
 async def ticket_for_topic(session: AsyncSession, topic_id: int) -> Ticket | None:
@@ -86,7 +89,7 @@ async def sync_forum(
             continue
         name = member.name or member.member_code
         text = t("inbox.forum.member_wrote", name=name, text=_body(message))
-        await port.post(ticket.forum_topic_id or 0, text, message.photo_file_id)
+        await port.post(ticket.forum_topic_id or 0, text, message_media(message))
         posted += 1
     return posted
 
@@ -127,8 +130,8 @@ async def _open_topic(
         name=member.name if member and member.name else "?",
         code=member.member_code if member else "?",
     )
-    if first is not None and first.text:
+    if first is not None and (first.text or first.media_kind):
         name = member.name if member and member.name else "?"
         header += "\n\n" + t("inbox.forum.member_wrote", name=name, text=_body(first))
-    await port.post(topic_id, header, first.photo_file_id if first else None)
+    await port.post(topic_id, header, message_media(first) if first else None)
     return 1

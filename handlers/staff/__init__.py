@@ -18,6 +18,7 @@ from handlers.staff import (
     member,
     offers,
     profile,
+    saved_replies,
     staff_admin,
     stats,
     till,
@@ -41,6 +42,7 @@ def build_router() -> Router:
         till.build_router(),
         profile.build_router(),
         inbox.build_router(),
+        saved_replies.build_router(),
         export.build_router(),
         forum.build_router(),
     )

@@ -84,8 +84,16 @@ SEND_METHODS = frozenset(
         "copymessage",
         "forwardmessage",
         "sendlocation",
+        "sendsticker",
+        "sendvoice",
+        "sendvideo",
+        "sendaudio",
+        "sendanimation",
+        "sendvideonote",
     }
 )
+# Media sent by file id alone, each under its own field; the first two take no caption.
+FILE_MEDIA = ("sticker", "video_note", "voice", "video", "audio", "animation")
 _DEFAULT_ALLOWED = frozenset(
     {
         "message",
@@ -821,6 +829,7 @@ class BotAPISimulator:
             "senddocument": self._send_document,
             "sendmediagroup": self._send_media_group,
             "sendlocation": self._send_location,
+            **{f"send{kind.replace('_', '')}": self._file_sender(kind) for kind in FILE_MEDIA},
             "sendchataction": self._send_chat_action,
             "editmessagetext": self._edit_message_text,
             "editmessagecaption": self._edit_message_caption,
@@ -1117,6 +1126,36 @@ class BotAPISimulator:
             html=raw,
             document=(name, content),
         )
+
+    def _file_sender(self, kind: str) -> Handler:
+        """sendSticker, sendVoice, sendVideo …: one file (new or by file id), maybe a caption."""
+
+        async def send(call: _Call) -> dict[str, Any]:
+            chat_id, chat = self._target_chat(call)
+            name, content, reused = self._input_file(call, kind)
+            captionless = kind in ("sticker", "video_note")
+            caption, raw = (None, None) if captionless else self._caption(call)
+            markup = self._markup(call) if "reply_markup" in call.params else None
+            thread = self._thread(call, chat)
+            self._check_rate(chat_id)
+            file_id = reused or self.register_file(content, name)[0]
+            fields: dict[str, Any] = {
+                kind: {"file_id": file_id, "file_unique_id": f"U{file_id[-12:]}"}
+            }
+            if caption is not None:
+                fields["caption"] = caption
+            return self._emit(
+                call,
+                chat_id,
+                chat,
+                fields,
+                markup=markup,
+                thread=thread,
+                caption=caption,
+                html=raw,
+            )
+
+        return send
 
     async def _send_media_group(self, call: _Call) -> list[dict[str, Any]]:
         chat_id, chat = self._target_chat(call)

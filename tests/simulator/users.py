@@ -234,6 +234,29 @@ class SimUser(_ChatView):
         msg.document = (filename, content)
         return msg
 
+    async def send_album(self, count: int = 3, caption: str | None = None) -> list[SimMessage]:
+        """An album: ``count`` photos, each its own update, sharing one media_group_id."""
+        self._album_counter = getattr(self, "_album_counter", 0) + 1
+        group_id = f"{self.id}{self._album_counter:04d}"
+        sent = []
+        for index in range(count):
+            fields: dict[str, Any] = {
+                "photo": self._sim.register_photo(TINY_PNG),
+                "media_group_id": group_id,
+            }
+            if caption is not None and index == 0:
+                fields["caption"] = caption
+            sent.append(await self._send_message(fields))
+        return sent
+
+    async def send_voice(self, duration: int = 3) -> SimMessage:
+        file_id, unique_id = self._sim.register_file(b"OggS\x00voice", "voice.ogg")
+        voice = {"file_id": file_id, "file_unique_id": unique_id, "duration": duration}
+        return await self._send_message({"voice": voice})
+
+    async def send_dice(self, emoji: str = "🎲") -> SimMessage:
+        return await self._send_message({"dice": {"emoji": emoji, "value": 4}})
+
     async def send_sticker(self, emoji: str = "👍") -> SimMessage:
         file_id, unique_id = self._sim.register_file(b"RIFF\x00\x00\x00\x00WEBP", "sticker.webp")
         sticker = {
