@@ -51,7 +51,7 @@ class CDFeedbackKind(CallbackData, prefix="fbk"):
 
 
 class CDFeedback(CallbackData, prefix="fb"):
-    action: str  # "add" (to the open ticket), "new", "cancel"
+    action: str  # "add" (to the open ticket), "new", "cancel", "stop" (a prompt's Cancel)
     ticket: int = 0
 
 
@@ -67,8 +67,9 @@ def kind_keyboard(t: Translator) -> InlineKeyboardMarkup:
 
 
 def cancel_keyboard(t: Translator) -> InlineKeyboardMarkup:
+    """Under a prompt that waits for text: "stop" only works while the prompt still waits."""
     builder = InlineKeyboardBuilder()
-    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="cancel"))
+    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="stop"))
     return builder.as_markup()
 
 
@@ -150,7 +151,7 @@ async def on_action(
             await remember_prompt(state, await _edit_or_send(callback, text, cancel_keyboard(t)))
         else:
             await _edit_or_send(callback, t(refusal, number=callback_data.ticket), None)
-    elif await state.get_state() is None:
+    elif callback_data.action == "stop" and await state.get_state() is None:
         # A Cancel left over from a flow that already ended (its ticket filed, or left for
         # a menu button): nothing to cancel, and the button goes.
         await _edit_or_send(callback, t("conversation.flow_over"), None)

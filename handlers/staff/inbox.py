@@ -138,7 +138,8 @@ def render_inbox(
         ]
         for item in page.items:
             ticket, member = item.ticket, item.member
-            since = ticket.waiting_since or ticket.updated_at
+            # Waiting: how long the shopper has waited; otherwise how old the conversation is.
+            since = ticket.waiting_since or ticket.created_at
             name = excerpt(member.name if member and member.name else "?", 24)
             if ticket.assigned_to is None:
                 owner = ""
@@ -171,7 +172,7 @@ def render_inbox(
                 ),
             )
             data = CDTicket(action="open", ticket_id=ticket.id, page=page.page).pack()
-            keyboard.append([_button(f"{_status_icon(ticket)} {label}", data)])
+            keyboard.append([_button(label, data)])
         text = "\n".join(lines)
         nav = []
         if page.page > 0:
