@@ -4,7 +4,8 @@ Text, a photo (each photo of an album), video, voice, audio, a document, a stick
 location joins the shopper's open conversation or opens one; the shopper is acknowledged once
 per conversation, with when to expect an answer. Someone who is not a member yet can write
 too: they get the same pending member row ``/start`` would make, so the conversation is theirs
-when they join. This router comes last among the shopper's: flows and commands go first.
+when they join. (Staff who are not members get the old "unknown command" hint instead: their
+stray text is meant for a console flow, not for the shop.) This router comes last among the shopper's: flows and commands go first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.members.membership import TelegramIdentity, create_member
+from care.staff.roles import role_of
 from handlers.content import message_content
 from storage.models import Member
 
@@ -63,6 +65,11 @@ async def on_shopper_message(
     clock: Clock,
     config: CareConfig,
 ) -> None:
+    if member is None and await role_of(session, config, message.chat.id) is not None:
+        # Staff who are not shoppers here: a stray text is most likely meant for a console
+        # flow that has ended, not a message to the shop.
+        await message.answer(t("common.unknown_command"))
+        return
     content = await content_or_refusal(message, t)
     if content is None:
         return

@@ -94,6 +94,17 @@ SEND_METHODS = frozenset(
 )
 # Media sent by file id alone, each under its own field; the first two take no caption.
 FILE_MEDIA = ("sticker", "video_note", "voice", "video", "audio", "animation")
+# The fields the Bot API always returns for each of them (besides the file ids).
+_FILE_MEDIA_FIELDS: dict[str, dict[str, Any]] = {
+    "sticker": {
+        "type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False,
+    },
+    "video_note": {"length": 240, "duration": 3},
+    "voice": {"duration": 3},
+    "video": {"width": 640, "height": 360, "duration": 3},
+    "audio": {"duration": 3},
+    "animation": {"width": 320, "height": 240, "duration": 2},
+}  # fmt: skip
 _DEFAULT_ALLOWED = frozenset(
     {
         "message",
@@ -1140,7 +1151,11 @@ class BotAPISimulator:
             self._check_rate(chat_id)
             file_id = reused or self.register_file(content, name)[0]
             fields: dict[str, Any] = {
-                kind: {"file_id": file_id, "file_unique_id": f"U{file_id[-12:]}"}
+                kind: {
+                    "file_id": file_id,
+                    "file_unique_id": f"U{file_id[-12:]}",
+                    **_FILE_MEDIA_FIELDS[kind],
+                }
             }
             if caption is not None:
                 fields["caption"] = caption

@@ -294,13 +294,28 @@ class SimUser(_ChatView):
         origin = {"type": "user", "date": int(time.time()) - 60, "sender_user": original.payload}
         return await self._send_message({"text": text, "forward_origin": origin})
 
-    async def send_to_group(
-        self, group: SimGroup, text: str, message_thread_id: int | None = None
+    async def send_photo_to_group(
+        self, group: SimGroup, caption: str | None = None, message_thread_id: int | None = None
     ) -> SimMessage:
-        fields: dict[str, Any] = {"text": text}
-        entities = command_entities(text)
-        if entities:
-            fields["entities"] = entities
+        fields: dict[str, Any] = {"photo": self._sim.register_photo(TINY_PNG)}
+        if caption is not None:
+            fields["caption"] = caption
+        return await self.send_to_group(group, "", message_thread_id, fields=fields)
+
+    async def send_to_group(
+        self,
+        group: SimGroup,
+        text: str,
+        message_thread_id: int | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+    ) -> SimMessage:
+        """A text (or, with ``fields``, any other message) in a group, maybe in a topic."""
+        if fields is None:
+            fields = {"text": text}
+            entities = command_entities(text)
+            if entities:
+                fields["entities"] = entities
         if message_thread_id is not None:
             if message_thread_id not in group._chat.topics:
                 group._chat.topics[message_thread_id] = SimTopic(
