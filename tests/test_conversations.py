@@ -19,8 +19,8 @@ from tests.conftest import RunningBot, running_bot
 from tests.journey_helpers import register
 from tests.simulator import BotAPISimulator, SimUser
 from tests.simulator.users import TINY_PNG
-from tests.test_feedback import deliver, member_user, settled, tickets_of
 from tests.staff_helpers import OWNER_ID, make_staff
+from tests.test_feedback import deliver, member_user, settled, tickets_of
 
 CASHIER_ID = 800002
 ADMIN_ID = 800003
@@ -103,7 +103,9 @@ async def test_free_text_album_and_sticker_reach_staff_and_the_answer_comes_back
     assert "[语音]" in thread.content
     await cashier.press(zh.plain("conversation.inbox.take"))
     taken = await cashier.wait_until(lambda m: "负责人：你" in m.content)
-    assert zh.plain("conversation.inbox.take") not in sum(taken.inline_buttons, [])
+    assert zh.plain("conversation.inbox.take") not in [
+        b for row in taken.inline_buttons for b in row
+    ]
 
     # The attachments are shown to staff as themselves.
     await cashier.press(zh.plain("conversation.inbox.attachments", count=5))
@@ -196,7 +198,8 @@ async def test_a_menu_press_mid_prompt_loses_nothing_and_leaves_no_live_prompt(
         await shopper.expect(t.plain("conversation.ack")[:10])  # kept, not "unknown command"
         # A stale Cancel pressed anyway (an old client) cancels nothing.
         await shopper.press_data("fb:stop:0", prompt)
-        await shopper.wait_until(lambda m: t.plain("conversation.flow_over") in m.content)
+        over = t.plain("conversation.flow_over")
+        await shopper.wait_until(lambda m, over=over: over in m.content)
 
     tickets = await tickets_of(app)
     assert [(x.kind, x.messages[0].text) for x in tickets] == [
@@ -319,8 +322,8 @@ async def test_an_erased_member_cannot_be_answered_and_keeps_no_personal_data(
     await _open_thread(cashier, ticket.id)
     thread = cashier.messages[-1]
     assert "This member erased their data" in thread.content
-    assert "✍️ Reply" not in sum(thread.inline_buttons, [])
-    assert "📋 Saved replies" not in sum(thread.inline_buttons, [])
+    assert "✍️ Reply" not in [b for row in thread.inline_buttons for b in row]
+    assert "📋 Saved replies" not in [b for row in thread.inline_buttons for b in row]
     await cashier.send("/inbox")
     inbox = await cashier.expect("📥")
     assert "member erased their data" in inbox.content

@@ -4,8 +4,9 @@ Text, a photo (each photo of an album), video, voice, audio, a document, a stick
 location joins the shopper's open conversation or opens one; the shopper is acknowledged once
 per conversation, with when to expect an answer. Someone who is not a member yet can write
 too: they get the same pending member row ``/start`` would make, so the conversation is theirs
-when they join. (Staff who are not members get the old "unknown command" hint instead: their
-stray text is meant for a console flow, not for the shop.) This router comes last among the shopper's: flows and commands go first.
+when they join. (Staff who are not members get the "unknown command" hint instead: their
+stray text is meant for a console flow, not for the shop.) This router comes last among the
+shopper's: flows and commands go first.
 """
 
 from __future__ import annotations
