@@ -368,3 +368,15 @@ async def test_forum_mode_carries_media_both_ways(
         [ticket] = await tickets_of(app)
         assert ticket.assigned_to == CASHIER_ID
         assert ticket.messages[-1].media_kind == "photo"
+
+        # Once the member erased their data, an answer in the topic is refused, clearly.
+        async with app.session() as session:
+            member = await session.get(Member, ticket.member_id)
+            assert member is not None
+            await delete_member_data(session, app.clock, member)
+            await session.commit()
+        await cashier.send_to_group(group, "Are you still there?", topic.message_thread_id)
+        await group.wait_until(lambda m: "deleted their data" in m.content)
+        [kept] = await tickets_of(app)
+        assert len(kept.messages) == len(ticket.messages)
+        assert await _outbox(app, 5009) == []

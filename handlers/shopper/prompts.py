@@ -50,7 +50,9 @@ class PromptMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         state: FSMContext | None = data.get("state")
-        if state is None:
+        # A prompt lives only while its flow's state does: without a state (most updates)
+        # there is nothing to look up.
+        if state is None or data.get("raw_state") is None:
             return await handler(event, data)
         before = (await state.get_data()).get(PROMPT_KEY)
         try:
