@@ -16,7 +16,7 @@ from care.members.privacy import delete_member_data
 from storage.enums import MemberStatus, MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import Member, OutboxMessage, SavedReply, Ticket
 from tests.conftest import RunningBot, running_bot
-from tests.journey_helpers import register
+from tests.journey_helpers import register, wait_button
 from tests.simulator import BotAPISimulator, SimUser
 from tests.simulator.users import TINY_PNG
 from tests.staff_helpers import OWNER_ID, make_staff
@@ -380,3 +380,27 @@ async def test_forum_mode_carries_media_both_ways(
         [kept] = await tickets_of(app)
         assert len(kept.messages) == len(ticket.messages)
         assert await _outbox(app, 5009) == []
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_leaving_the_timezone_step_for_the_menu_leaves_no_stale_keyboard(
+    shop: RunningBot, locale: str
+) -> None:
+    t = translator(locale)
+    shopper = await member_user(shop, 5010, locale)
+    await shopper.send("/settings")
+    await wait_button(shopper, t.plain("settings.btn_timezone"))
+    await shopper.press(t.plain("settings.btn_timezone"))
+    cities = await shopper.wait_until(
+        lambda m: t.plain("tz.by_offset") in [b for row in m.inline_buttons for b in row]
+    )
+    await shopper.send("/card")  # a command instead of a city: it runs, the step ends
+    await shopper.expect(t.plain("tz.unchanged"))
+    await shopper.wait_until(lambda m: m.photo is not None)  # the member card
+    await settled(shop)
+    assert cities.inline_buttons == []  # the city buttons are gone
+    # The main menu is back in place of the location keyboard.
+    keyboard = shopper._chat.reply_keyboard
+    assert keyboard is not None
+    labels = [b for row in keyboard.reply_buttons for b in row]
+    assert t.plain("menu.points") in labels and t.plain("tz.location_button") not in labels
