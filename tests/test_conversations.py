@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
+from care.conversations.saved_replies import add_saved_reply
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
 from care.core.i18n import translator
@@ -16,7 +17,7 @@ from care.members.privacy import delete_member_data
 from storage.enums import MemberStatus, MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import Member, OutboxMessage, SavedReply, Ticket
 from tests.conftest import RunningBot, running_bot
-from tests.journey_helpers import register, wait_button
+from tests.journey_helpers import eventually, register, wait_button
 from tests.simulator import BotAPISimulator, SimUser
 from tests.simulator.users import TINY_PNG
 from tests.staff_helpers import OWNER_ID, make_staff
@@ -175,8 +176,22 @@ async def test_a_stranger_writes_first_and_the_conversation_is_theirs_when_they_
     await cashier.expect("Write your answer")
     await cashier.send("Yes, 10:00-18:00.")
     await cashier.expect("on its way to Grace")
+    # A file and a voice message go back as what they are.
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.expect("Write your answer")
+    await cashier.send_document("hours.pdf", b"%PDF-1.4 opening hours", "application/pdf")
+    await cashier.expect("on its way to Grace")
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.expect("Write your answer")
+    await cashier.send_voice()
+    await cashier.expect("on its way to Grace")
     await deliver(app)
     await guest.expect("Yes, 10:00-18:00.")
+    document = await guest.wait_until(lambda m: m.document is not None)
+    assert document.document == ("hours.pdf", b"%PDF-1.4 opening hours")
+    await guest.wait_until(lambda m: m.payload.get("voice") is not None)
+    rows = [row for row in await _outbox(app, 5002) if row.kind == MessageKind.SERVICE]
+    assert [row.media_kind for row in rows] == [None, "document", "voice"]
 
 
 async def test_a_menu_press_mid_prompt_loses_nothing_and_leaves_no_live_prompt(
@@ -368,6 +383,36 @@ async def test_forum_mode_carries_media_both_ways(
         [ticket] = await tickets_of(app)
         assert ticket.assigned_to == CASHIER_ID
         assert ticket.messages[-1].media_kind == "photo"
+
+        # A saved reply from the topic, then closing and reopening there.
+        async with app.session() as session:
+            await add_saved_reply(
+                session, app.clock, raw="Sorry | We are sorry about that.",
+                staff_telegram_id=OWNER_ID, staff_role="owner",
+            )  # fmt: skip
+            await session.commit()
+        await cashier.send_to_group(group, "/saved", topic.message_thread_id)
+        pick = await group.wait_until(lambda m: "Pick a saved reply" in m.content)
+        [[button]] = pick.reply_markup["inline_keyboard"]  # type: ignore[index]
+        assert button["text"] == "Sorry"
+        await cashier.press_data(button["callback_data"], pick)
+
+        async def two_sent() -> bool:
+            return sum("sent to Ann" in m.content for m in group.messages) == 2
+
+        await eventually(two_sent, "the saved reply went out")
+        await deliver(app)
+        await shopper.expect("We are sorry about that.")
+        await cashier.send_to_group(group, "/close", topic.message_thread_id)
+        await group.wait_until(lambda m: "closed by Qian" in m.content)
+        await settled(app)  # the topic is closed right after the message
+        assert topic.closed
+        await cashier.send_to_group(group, "/reopen", topic.message_thread_id)
+        await group.wait_until(lambda m: "is open again" in m.content)
+        await settled(app)
+        assert not topic.closed
+        [ticket] = await tickets_of(app)
+        assert ticket.status == TicketStatus.ANSWERED and ticket.closed_at is None
 
         # Once the member erased their data, an answer in the topic is refused, clearly.
         async with app.session() as session:

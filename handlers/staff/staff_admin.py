@@ -54,6 +54,7 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.ADMIN, "offer"),
     (StaffRole.ADMIN, "export"),
     (StaffRole.ADMIN, "birthday"),
+    (StaffRole.ADMIN, "replies"),
     (StaffRole.OWNER, "audit"),
 )
 AUDIT_LINES = 25
