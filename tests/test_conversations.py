@@ -4,6 +4,7 @@ stay without personal data and cannot be answered. Driven through the simulator,
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -414,12 +415,24 @@ async def test_forum_mode_carries_media_both_ways(
         [ticket] = await tickets_of(app)
         assert ticket.status == TicketStatus.ANSWERED and ticket.closed_at is None
 
-        # Once the member erased their data, an answer in the topic is refused, clearly.
+        # Once the member erased their data, the topic says so before anyone types, and closes.
         async with app.session() as session:
             member = await session.get(Member, ticket.member_id)
             assert member is not None
             await delete_member_data(session, app.clock, member)
             await session.commit()
+        notice = await group.wait_until(lambda m: "This member erased their data" in m.content)
+        assert notice.message_thread_id == topic.message_thread_id
+        await settled(app)
+
+        async def topic_closed() -> bool:
+            return topic.closed
+
+        await eventually(topic_closed, "the erased member's topic is closed")
+        notices = [m for m in group.messages if "erased their data" in m.content]
+        await asyncio.sleep(1.5)  # a relay pass later: told once only
+        assert [m for m in group.messages if "erased their data" in m.content] == notices
+        # Whoever types there anyway is refused, clearly.
         await cashier.send_to_group(group, "Are you still there?", topic.message_thread_id)
         await group.wait_until(lambda m: "deleted their data" in m.content)
         [kept] = await tickets_of(app)

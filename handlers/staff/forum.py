@@ -53,6 +53,10 @@ class BotForum:
         topic = await self.bot.create_forum_topic(self.chat_id, name)
         return topic.message_thread_id
 
+    async def close_topic(self, topic_id: int) -> None:
+        with contextlib.suppress(TelegramAPIError):  # closed by hand already: fine
+            await self.bot.close_forum_topic(self.chat_id, topic_id)
+
     async def post(self, topic_id: int, text: str, media: Media | None = None) -> None:
         if media is None:
             await self.bot.send_message(self.chat_id, text, message_thread_id=topic_id)
