@@ -103,7 +103,8 @@ class ForumRepo:
             .order_by(Ticket.id)
             .limit(limit)
         )
-        return [(ticket, topic, mark) for ticket, topic, mark in rows.all()]
+        # forum_topic_id > CREATING: never NULL here.
+        return [(ticket, topic or 0, mark) for ticket, topic, mark in rows.all()]
 
     async def ticket_for_topic(self, topic_id: int) -> Ticket | None:
         return await self.session.scalar(select(Ticket).where(Ticket.forum_topic_id == topic_id))
