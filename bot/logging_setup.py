@@ -17,3 +17,7 @@ def setup_logging(level: str) -> None:
     if level != "DEBUG":
         logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Their DEBUG is two lines per database call (and font lookups): it drowns our own debug
+    # lines, and a supervisor that reads stderr slowly can fill the pipe and stall the bot.
+    for chatty in ("aiosqlite", "matplotlib"):
+        logging.getLogger(chatty).setLevel(logging.INFO)

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     holdout_pct: int = Field(default=10, ge=0, le=50)
     send_rate: float = Field(default=25.0, gt=0, le=1000)
     staff_chat_id: int | None = None
+    # Told to a shopper who writes to the shop: when to expect an answer.
+    opening_hours: str = Field(default="", max_length=200)
     care_rules_disabled: Annotated[frozenset[str], NoDecode] = frozenset()
 
     @field_validator("bot_token", mode="before")
@@ -194,6 +196,7 @@ class Settings(BaseSettings):
             holdout_pct=self.holdout_pct,
             send_rate=self.send_rate,
             staff_chat_id=self.staff_chat_id,
+            opening_hours=self.opening_hours.strip(),
             rules_disabled=self.care_rules_disabled,
         )
 

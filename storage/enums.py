@@ -65,12 +65,29 @@ class TicketKind(StrEnum):
     SUGGESTION = "suggestion"
     PRAISE = "praise"
     QUESTION = "question"
+    # A conversation the shopper opened by simply writing to the shop.
+    MESSAGE = "message"
 
 
 class TicketStatus(StrEnum):
     OPEN = "open"
     ANSWERED = "answered"
     CLOSED = "closed"
+
+
+class MediaKind(StrEnum):
+    """What a conversation message carries besides text (kept as a Telegram file id)."""
+
+    PHOTO = "photo"
+    VIDEO = "video"
+    ANIMATION = "animation"
+    VOICE = "voice"
+    AUDIO = "audio"
+    VIDEO_NOTE = "video_note"
+    DOCUMENT = "document"
+    STICKER = "sticker"
+    # No file: the coordinates are the message text ("lat,lon").
+    LOCATION = "location"
 
 
 class MessageAuthor(StrEnum):

@@ -305,10 +305,20 @@ class Reward(Base):
 
 
 class Ticket(Base):
-    """A feedback ticket: complaint, suggestion, praise or question, with its thread."""
+    """A conversation with a shopper: a feedback ticket (complaint, suggestion, praise, question)
+    or a plain "message" conversation opened by whatever the shopper wrote, with its thread.
+
+    ``status`` is ``open`` while the shop owes an answer (since ``waiting_since``), ``answered``
+    while the shopper has the last word, ``closed`` when done; the shopper writing again into a
+    closed conversation opens a new one.
+    """
 
     __tablename__ = "tickets"
-    __table_args__ = (Index("ix_tickets_status_created_at", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_tickets_status_created_at", "status", "created_at"),
+        # The inbox: waiting conversations, longest-waiting first.
+        Index("ix_tickets_status_waiting_since", "status", "waiting_since"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     member_id: Mapped[int] = mapped_column(
@@ -324,6 +334,10 @@ class Ticket(Base):
     updated_at: Mapped[datetime]
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     closed_by: Mapped[int | None] = mapped_column(BigInteger)
+    # When the shop started owing an answer (the shopper's first unanswered message).
+    waiting_since: Mapped[datetime | None]
+    # The staff member (Telegram id) who took the conversation.
+    assigned_to: Mapped[int | None] = mapped_column(BigInteger, index=True)
 
     messages: Mapped[list[TicketMessage]] = relationship(
         order_by="TicketMessage.id", cascade="all, delete-orphan", passive_deletes=True
@@ -331,6 +345,10 @@ class Ticket(Base):
 
 
 class TicketMessage(Base):
+    """One message of a conversation: text, and/or one Telegram attachment kept by file id
+    (never downloaded) with its kind (photo, video, voice, audio, document, sticker, animation,
+    video_note) — or a location, kept as "lat,lon" text with kind ``location``."""
+
     __tablename__ = "ticket_messages"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -340,7 +358,22 @@ class TicketMessage(Base):
     author: Mapped[str] = mapped_column(String(8))
     staff_telegram_id: Mapped[int | None] = mapped_column(BigInteger)
     text: Mapped[str | None] = mapped_column(Text)
-    photo_file_id: Mapped[str | None] = mapped_column(String(255))
+    media_kind: Mapped[str | None] = mapped_column(String(16))
+    file_id: Mapped[str | None] = mapped_column(String(255))
+    # Telegram's album id: the photos of one album arrive as separate messages.
+    media_group_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class SavedReply(Base):
+    """A canned answer staff can send in one tap; admins manage the list."""
+
+    __tablename__ = "saved_replies"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    title: Mapped[str] = mapped_column(String(64), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
 
 
@@ -486,7 +519,10 @@ class OutboxMessage(Base):
     rule: Mapped[str | None] = mapped_column(String(32))
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     text: Mapped[str] = mapped_column(Text)
+    # A Telegram file id to send with the text as caption; ``media_kind`` says how to send
+    # it (NULL: a photo).
     photo: Mapped[str | None] = mapped_column(String(255))
+    media_kind: Mapped[str | None] = mapped_column(String(16))
     reply_markup: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(12), default="queued")
     skip_reason: Mapped[str | None] = mapped_column(String(64))

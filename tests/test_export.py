@@ -41,9 +41,7 @@ async def _shop(session: AsyncSession, app: RunningBot) -> None:
     await record_purchase(
         session, config, clock, member_id=wang.id, amount_minor=120000, receipt_id="R-2"
     )
-    await open_ticket(
-        session, clock, member=wang, kind=TicketKind.COMPLAINT, text="牛奶坏了", photo_file_id=None
-    )
+    await open_ticket(session, clock, member=wang, kind=TicketKind.COMPLAINT, text="牛奶坏了")
     invitation = SurveyInvitation(
         member_id=wang.id, kind="nps", nonce="n", created_at=clock.now(),
         expires_at=clock.now() + timedelta(days=7), answered_at=clock.now(),

@@ -63,8 +63,8 @@ async def test_complaint_in_english_with_bad_input_first(app: RunningBot) -> Non
     await user.press(t.plain("feedback.kind.complaint"))
     await user.expect("Please write it in one message")
 
-    await user.send_sticker()
-    await user.expect("I can take text, or a photo with a caption")
+    await user.send_dice()  # a sticker would do since conversations take media; a dice won't
+    await user.expect(t.plain("conversation.unsupported")[:40])
     await user.send("x" * (MAX_TEXT_CHARS + 1))
     await user.expect(f"under {MAX_TEXT_CHARS} characters")
     assert await tickets_of(app) == []
@@ -78,10 +78,15 @@ async def test_complaint_in_english_with_bad_input_first(app: RunningBot) -> Non
     [alert] = await alerts_to_owner(app)
     assert f"#{ticket.id}" in alert.text and "The milk was &lt;sour&gt; again" in alert.text
 
-    # The flow is over: the next message is not added to any ticket.
+    # The flow is over and its Cancel is gone; the next message joins the open ticket, with
+    # no second acknowledgement and no "unknown command".
+    await app.settle()
+    prompt = next(m for m in user.messages if "Please write it in one message" in m.content)
+    assert prompt.inline_buttons == []
     await user.send("hello")
-    await user.next_message()
-    assert len((await tickets_of(app))[0].messages) == 1
+    await user.no_message_within(0.3)
+    [ticket] = await tickets_of(app)
+    assert [m.text for m in ticket.messages] == ["The milk was <sour> again", "hello"]
 
 
 async def test_suggestion_with_photos_in_chinese_from_the_menu(app: RunningBot) -> None:
@@ -104,8 +109,8 @@ async def test_suggestion_with_photos_in_chinese_from_the_menu(app: RunningBot) 
 
     first, second = await tickets_of(app)
     assert (first.kind, second.kind) == ("suggestion", "praise")
-    assert first.messages[0].text == "货架标签太小了" and first.messages[0].photo_file_id
-    assert second.messages[0].text is None and second.messages[0].photo_file_id
+    assert first.messages[0].text == "货架标签太小了" and first.messages[0].file_id
+    assert second.messages[0].text is None and second.messages[0].file_id
 
 
 async def test_cancel_and_leaving_the_flow_open_nothing(app: RunningBot) -> None:
@@ -122,9 +127,16 @@ async def test_cancel_and_leaving_the_flow_open_nothing(app: RunningBot) -> None
     await user.expect("Please write it in one message")
     await user.send("/points")  # another command ends the flow and runs
     await user.expect("Your points: 0")
+    # The prompt is not left listening: its Cancel is gone.
+    await app.settle()
+    prompt = next(m for m in user.messages if "Please write it in one message" in m.content)
+    assert prompt.inline_buttons == []
+    # No question ticket came of it; the text typed afterwards is not lost either: it opens
+    # a conversation with the shop.
     await user.send("Do you sell bread?")
-    await user.next_message()
-    assert await tickets_of(app) == []
+    await user.expect(t.plain("conversation.ack")[:30])
+    [ticket] = await tickets_of(app)
+    assert ticket.kind == "message" and [m.text for m in ticket.messages] == ["Do you sell bread?"]
 
 
 async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
@@ -152,8 +164,8 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
 
     await user.press(t.plain("feedback.reply.write_back"), answer)
     await user.expect(f"Write your message for ticket #{ticket.id}")
-    await user.send_sticker()
-    await user.expect("I can take text")
+    await user.send_dice()  # not something a ticket can keep
+    await user.expect(t.plain("conversation.unsupported")[:40])
     await user.send("Till number 3")
     await user.expect(f"Added to ticket #{ticket.id}")
 
@@ -172,7 +184,7 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
         ("member", "Till number 3"),
         ("member", "Here is the receipt"),
     ]
-    assert ticket.messages[-1].photo_file_id
+    assert ticket.messages[-1].file_id
     assert len(await alerts_to_owner(app)) == 3  # opened, and two messages written into it
 
     await settled(app)

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from care.conversations.tickets import add_member_message, open_ticket
+from care.conversations.tickets import Media, add_member_message, open_ticket
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
-from storage.enums import MessageKind, StaffRole, TicketKind, TicketStatus
+from storage.enums import MediaKind, MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
 from tests.conftest import RunningBot, running_bot
 from tests.simulator import BotAPISimulator
@@ -35,7 +35,7 @@ async def _tickets(app: RunningBot, count: int, first: int = 0) -> list[int]:
             )  # fmt: skip
             ticket = await open_ticket(
                 session, app.clock, member=member, kind=TicketKind.COMPLAINT,
-                text=f"Problem number {number}", photo_file_id=None,
+                text=f"Problem number {number}",
             )  # fmt: skip
             ids.append(ticket.id)
             app.clock.advance(hours=1)
@@ -67,7 +67,11 @@ async def test_the_inbox_pages_oldest_first(app: RunningBot) -> None:
     cashier = app.user(CASHIER_ID, language_code="en")
     await cashier.send("/inbox")
     inbox = await cashier.next_message()
-    assert inbox.text == "📥 Open feedback — 7 waiting · page 1/2"
+    title, legend, first_item, first_context = inbox.text.split("\n")[:4]
+    assert title == "📥 Inbox — 7 waiting for us · 7 open · page 1/2"
+    assert legend == "⏳ waiting for us · 💬 waiting for the shopper"
+    assert first_item == f"⏳ #{ids[0]} complaint · Shopper 0 · 7 h"
+    assert first_context.strip() == "Member · 0 points · 1 open complaint(s)"
     buttons = [row[0] for row in inbox.inline_buttons]
     assert buttons[:5] == [
         f"#{ids[n]} · complaint · Shopper {n} · {7 - n} h" for n in range(5)
@@ -92,13 +96,17 @@ async def test_open_reply_and_close_a_ticket(app: RunningBot) -> None:
     thread = await cashier.wait_until(lambda m: m.text.startswith("🎫"))
     assert f"#{ticket_id} complaint · open · from Shopper 0" in thread.text
     assert "👤 03-02 11:00: Problem number 0" in thread.text
-    assert thread.inline_buttons == [["✍️ Reply", "✅ Close"], ["◀ Back to the inbox"]]
+    assert thread.inline_buttons == [
+        ["✍️ Reply", "📋 Saved replies"],
+        ["🙋 Take it", "✅ Close"],
+        ["◀ Back to the inbox"],
+    ]
 
     await cashier.press("✍️ Reply")
     prompt = await cashier.wait_until(lambda m: "Write your answer" in m.text)
     assert "Your next message goes to Shopper 0" in prompt.text
-    await cashier.send_sticker()
-    await cashier.expect("send the answer as text")
+    await cashier.send_dice()  # a sticker could be sent as an answer; a dice cannot
+    await cashier.expect("cannot be sent as an answer")
     await cashier.send("x" * 3001)
     await cashier.expect("That is too long (3001 characters)")
     await cashier.send("So sorry! <b>Come by</b> for a fresh bottle.")
@@ -111,13 +119,14 @@ async def test_open_reply_and_close_a_ticket(app: RunningBot) -> None:
 
     # The next message is an ordinary one again: the reply state is over.
     await cashier.send("/inbox")
-    inbox = await cashier.expect("Open feedback")
+    inbox = await cashier.expect("📥 Inbox")
     assert f"#{ticket_id} · complaint · Shopper 0 · 1 h · answered" in inbox.inline_buttons[0][0]
+    assert "💬" in inbox.text and "🙋 yours" in inbox.text  # answering assigned it
     await cashier.press(inbox.inline_buttons[0][0])
     await cashier.wait_until(lambda m: "🧑‍💼 03-02 12:00 (Qian): So sorry!" in m.text)
     await cashier.press("✅ Close")
     closed = await cashier.wait_until(lambda m: "· closed ·" in m.text)
-    assert closed.inline_buttons == [["◀ Back to the inbox"]]
+    assert closed.inline_buttons == [["↩️ Reopen"], ["◀ Back to the inbox"]]
     assert any("is asked to rate" in (a.text or "") for a in cashier.callback_answers)
     ticket = await _ticket(app, ticket_id)
     assert (ticket.status, ticket.closed_by) == (TicketStatus.CLOSED, CASHIER_ID)
@@ -223,9 +232,7 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
         async with app.session() as session:
             ticket = await session.get(Ticket, ticket_id)
             assert ticket is not None
-            await add_member_message(
-                session, app.clock, ticket=ticket, text="Still waiting", photo_file_id=None
-            )
+            await add_member_message(session, app.clock, ticket=ticket, text="Still waiting")
             await session.commit()
         await group.wait_until(lambda m: m.content == "👤 Shopper 0: Still waiting")
 
@@ -254,7 +261,7 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
         await group.wait_until(lambda m: f"🎫 #{second}" in m.content)
         [new_topic] = [t for t in group.topics.values() if not t.closed]
         await cashier.send("/inbox")
-        await cashier.expect("Open feedback")
+        await cashier.expect("📥 Inbox")
         await cashier.press_data(f"tk:close:{second}:0")
         await group.wait_until(lambda m: f"#{second} closed by Qian" in m.content)
         await app.settle()  # the topic is closed right after the message
@@ -268,7 +275,7 @@ async def test_photos_in_a_ticket_can_be_seen(app: RunningBot) -> None:
         member = await make_member(session, app.config, app.clock, SHOPPER_ID, "Li Lei")
         ticket = await open_ticket(
             session, app.clock, member=member, kind=TicketKind.COMPLAINT,
-            text="Look at this", photo_file_id=sizes[-1]["file_id"],
+            text="Look at this", media=Media(MediaKind.PHOTO, sizes[-1]["file_id"]),
         )  # fmt: skip
         await session.commit()
     cashier = app.user(CASHIER_ID, language_code="en")

@@ -68,7 +68,7 @@ async def _rich_member(app: RunningBot) -> int:
         )  # fmt: skip
         await open_ticket(
             session, clock, member=member, kind=TicketKind.COMPLAINT,
-            text="The milk was sour", photo_file_id=None,
+            text="The milk was sour",
         )  # fmt: skip
         await enqueue(
             session, clock, config, key="test:welcome", chat_id=2001, text="Welcome!",

@@ -93,7 +93,8 @@ async def seed_history(app: RunningBot) -> int:
                 ticket_id=ticket.id,
                 author="member",
                 text=f"I am {NAME}, call me on {PHONE}",
-                photo_file_id="photo-of-receipt",
+                media_kind="photo",
+                file_id="photo-of-receipt",
                 created_at=app.clock.now(),
             )
         )

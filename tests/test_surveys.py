@@ -220,7 +220,6 @@ async def test_followup_thresholds(
             member=member,
             kind=TicketKind.COMPLAINT,
             text="Late delivery",
-            photo_file_id=None,
         )
         ticket_id = ticket.id
     invitation = await create_invitation(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.conversations.surveys import parse_press
 from care.conversations.tickets import (
+    Media,
     TicketError,
     add_member_message,
     close_ticket,
@@ -25,7 +26,14 @@ from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.members.membership import TelegramIdentity, create_member
 from storage.db import create_engine, create_session_factory
-from storage.enums import MemberStatus, MessageKind, SurveyKind, TicketKind, TicketStatus
+from storage.enums import (
+    MediaKind,
+    MemberStatus,
+    MessageKind,
+    SurveyKind,
+    TicketKind,
+    TicketStatus,
+)
 from storage.models import Base, Member, OutboxMessage, SurveyInvitation
 
 OWNER = 900001
@@ -61,7 +69,6 @@ async def test_a_ticket_lives_from_open_to_rated_invitation(
         member=member,
         kind=TicketKind.COMPLAINT,
         text=" Cold coffee ",
-        photo_file_id=None,
     )
     assert ticket.status == TicketStatus.OPEN
     assert await count_open_tickets(session) == 1
@@ -80,7 +87,9 @@ async def test_a_ticket_lives_from_open_to_rated_invitation(
     assert parse_write_back(button["callback_data"]) == ticket.id
 
     clock.advance(minutes=5)
-    await add_member_message(session, clock, ticket=ticket, text=None, photo_file_id="PHOTO")
+    await add_member_message(
+        session, clock, ticket=ticket, text=None, media=Media(MediaKind.PHOTO, "PHOTO")
+    )
     assert ticket.status == TicketStatus.OPEN
 
     await close_ticket(session, clock, CONFIG, ticket_id=ticket.id, staff_telegram_id=OWNER)
@@ -101,7 +110,7 @@ async def test_a_ticket_lives_from_open_to_rated_invitation(
 
     full = await get_ticket(session, ticket.id)
     assert full is not None
-    assert [(m.author, m.text, m.photo_file_id) for m in full.messages] == [
+    assert [(m.author, m.text, m.file_id) for m in full.messages] == [
         ("member", "Cold coffee", None),
         ("staff", "So sorry!", None),
         ("member", None, "PHOTO"),
@@ -118,11 +127,10 @@ async def test_closed_tickets_take_no_more_messages(
         member=member,
         kind=TicketKind.QUESTION,
         text="Open on Sunday?",
-        photo_file_id=None,
     )
     await close_ticket(session, clock, CONFIG, ticket_id=ticket.id, staff_telegram_id=OWNER)
     with pytest.raises(TicketError) as member_error:
-        await add_member_message(session, clock, ticket=ticket, text="Hello?", photo_file_id=None)
+        await add_member_message(session, clock, ticket=ticket, text="Hello?")
     assert member_error.value.reason == "closed"
     with pytest.raises(TicketError) as staff_error:
         await staff_reply(
@@ -143,7 +151,6 @@ async def test_bad_content_and_unknown_tickets_are_refused(
                 member=member,
                 kind=TicketKind.PRAISE,
                 text=text,
-                photo_file_id=None,
             )
         assert error.value.reason == reason
     with pytest.raises(TicketError) as missing:
@@ -168,7 +175,6 @@ async def test_inbox_lists_waiting_tickets_oldest_first(
                 member=member,
                 kind=TicketKind.SUGGESTION,
                 text=text,
-                photo_file_id=None,
             )
         )
         clock.advance(minutes=1)
@@ -192,7 +198,6 @@ async def test_no_rating_invitation_for_a_member_who_switched_surveys_off(
         member=member,
         kind=TicketKind.COMPLAINT,
         text="Broken bag",
-        photo_file_id=None,
     )
     await close_ticket(session, clock, CONFIG, ticket_id=ticket.id, staff_telegram_id=OWNER)
     assert ticket.status == TicketStatus.CLOSED

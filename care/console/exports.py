@@ -102,7 +102,7 @@ def _feedback() -> Select[*tuple[Any, ...]]:
             TicketMessage.author,
             TicketMessage.staff_telegram_id,
             TicketMessage.text,
-            TicketMessage.photo_file_id.is_not(None),
+            TicketMessage.file_id.is_not(None),
             TicketMessage.created_at,
             Ticket.handling_rating,
             Ticket.closed_at,

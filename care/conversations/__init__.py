@@ -1,5 +1,6 @@
-"""Conversations: feedback tickets and their threads, surveys (CSAT, NPS, ticket ratings),
-the staff inbox and forum topics.
+"""Conversations: everything a shopper writes to the shop (kept as tickets with their threads,
+media by Telegram file id), feedback tickets, surveys (CSAT, NPS, ticket ratings), the staff
+inbox, saved replies and forum topics.
 
-Depends on core, messaging, members and staff.
+Rank 4. Depends on core, messaging, members and staff.
 """

@@ -1,7 +1,8 @@
 """Forum mode: every ticket gets its own topic in the staff supergroup (STAFF_CHAT_ID).
 
-New tickets get a topic and their opening message; later messages from the shopper follow
-into the same topic; a staff member answers by writing in the topic (see
+New tickets get a topic and their opening message; later messages from the shopper (media
+included, by file id) follow into the same topic; a topic whose member erased their data is told
+so and closed; a staff member answers by writing in the topic (see
 ``handlers.staff.forum``). The Telegram side is behind ``ForumPort`` so this module stays
 free of the Bot API; each step claims its work with a conditional UPDATE in a short
 transaction of its own, so replicas share the work and nothing is posted twice.
@@ -14,11 +15,12 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.conversations.tickets import MEDIA_ICONS, Media, message_media
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator, translator
 from storage.models import Member, Ticket, TicketMessage
-from storage.repos.forum import ForumRepo
+from storage.repos.forum import ERASED, ForumRepo
 from storage.repos.members import MemberRepo
 from storage.repos.tickets import TicketRepo
 
@@ -34,7 +36,11 @@ class ForumPort(Protocol):
 
     async def create_topic(self, name: str) -> int: ...
 
-    async def post(self, topic_id: int, text: str, photo: str | None = None) -> None: ...
+    async def post(self, topic_id: int, text: str, media: Media | None = None) -> None:
+        """Post ``text`` into the topic, with the attachment (by file id) when there is one."""
+
+    async def close_topic(self, topic_id: int) -> None:
+        """Close the topic (nobody writes there any more)."""
 
 
 def _kind(t: Translator, kind: str) -> str:
@@ -51,7 +57,8 @@ def topic_name(t: Translator, ticket: Ticket, member: Member | None) -> str:
 
 
 def _body(message: TicketMessage) -> str:
-    return (message.text or "")[:EXCERPT_MAX]
+    icon = MEDIA_ICONS.get(message.media_kind or "", "")
+    return f"{icon} {(message.text or '')[:EXCERPT_MAX]}".strip()
 
 
 async def ticket_for_topic(session: AsyncSession, topic_id: int) -> Ticket | None:
@@ -76,6 +83,7 @@ async def sync_forum(
         posted += await _open_topic(session_factory, t, port, ticket_id)
     async with session_factory() as session:
         pending = await ForumRepo(session).unsynced_messages(BATCH * 5)
+    posted += await _announce_erasures(session_factory, t, port)
     for ticket, message, member in pending:
         async with session_factory() as session:
             claimed = await ForumRepo(session).claim_message(
@@ -86,7 +94,27 @@ async def sync_forum(
             continue
         name = member.name or member.member_code
         text = t("inbox.forum.member_wrote", name=name, text=_body(message))
-        await port.post(ticket.forum_topic_id or 0, text, message.photo_file_id)
+        await port.post(ticket.forum_topic_id or 0, text, message_media(message))
+        posted += 1
+    return posted
+
+
+async def _announce_erasures(
+    session_factory: async_sessionmaker[AsyncSession], t: Translator, port: ForumPort
+) -> int:
+    """Tell a conversation's topic, before anyone types there, that its member erased their
+    data (it cannot be answered), and close the topic. Once per topic."""
+    async with session_factory() as session:
+        erased = await ForumRepo(session).erased_unannounced(BATCH)
+    posted = 0
+    for ticket_id, topic_id, mark in erased:
+        async with session_factory() as session:
+            claimed = await ForumRepo(session).claim_message(ticket_id, mark, ERASED)
+            await session.commit()
+        if not claimed:
+            continue
+        await port.post(topic_id, t("conversation.inbox.erased_notice"))
+        await port.close_topic(topic_id)
         posted += 1
     return posted
 
@@ -127,8 +155,8 @@ async def _open_topic(
         name=member.name if member and member.name else "?",
         code=member.member_code if member else "?",
     )
-    if first is not None and first.text:
+    if first is not None and (first.text or first.media_kind):
         name = member.name if member and member.name else "?"
         header += "\n\n" + t("inbox.forum.member_wrote", name=name, text=_body(first))
-    await port.post(topic_id, header, first.photo_file_id if first else None)
+    await port.post(topic_id, header, message_media(first) if first else None)
     return 1

@@ -1,4 +1,6 @@
-"""The staff inbox: open tickets page by page, one thread, answers, closing, low-score follow-ups.
+"""The staff inbox: conversations page by page (waiting for the shop first), each with the
+member's one-line context; one thread; taking, answering (text or media), closing, reopening;
+low-score follow-ups.
 
 Ticket mechanics (recording, sending through the outbox, the rating invitation) belong to
 ``care.conversations.tickets`` and ``care.conversations.surveys``; this module pages and joins for
@@ -15,16 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.conversations.surveys import mark_followed_up
 from care.conversations.tickets import (
+    Media,
+    assign_ticket,
     close_ticket,
     count_open_tickets,
     get_ticket,
+    member_reachable,
     open_tickets,
+    reopen_ticket,
     staff_reply,
 )
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from storage.models import Member, SurveyResponse, Ticket
+from storage.enums import MemberStatus
+from storage.models import Member, SurveyResponse, Ticket, Tier
+from storage.repos.conversations import ConversationRepo
 from storage.repos.followups import FollowUpRepo
 from storage.repos.members import MemberRepo
 from storage.repos.staff import StaffRepo
@@ -33,9 +41,27 @@ PAGE_SIZE = 5
 
 
 @dataclass(frozen=True, slots=True)
+class MemberContext:
+    """What staff should know before answering: tier, points, open complaints, last score."""
+
+    tier: Tier | None
+    points: int
+    open_complaints: int
+    last_score: tuple[str, int] | None  # (survey kind, score)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    ticket: Ticket
+    member: Member | None
+    context: MemberContext | None  # None: the member erased their data
+
+
+@dataclass(frozen=True, slots=True)
 class InboxPage:
-    tickets: list[tuple[Ticket, Member | None]]
+    items: list[InboxItem]
     total: int
+    waiting: int
     page: int
     pages: int
 
@@ -53,6 +79,9 @@ class Thread:
     ticket: Ticket
     member: Member | None
     staff_names: dict[int, str]
+    # False once the member erased their data: nothing can be sent to them any more.
+    reachable: bool = True
+    context: MemberContext | None = None
 
 
 def _clamp(page: int, total: int, size: int) -> tuple[int, int]:
@@ -60,15 +89,33 @@ def _clamp(page: int, total: int, size: int) -> tuple[int, int]:
     return min(max(page, 0), pages - 1), pages
 
 
+async def member_context(session: AsyncSession, member: Member | None) -> MemberContext | None:
+    """The member's one-line context for staff; None for an erased (or unknown) member."""
+    if member is None or member.status == MemberStatus.DELETED:
+        return None
+    repo = ConversationRepo(session)
+    return MemberContext(
+        tier=await session.get(Tier, member.tier_code),
+        points=member.points_balance,
+        open_complaints=await repo.open_complaints(member.id),
+        last_score=await repo.last_score(member.id),
+    )
+
+
 async def inbox_page(session: AsyncSession, page: int, size: int = PAGE_SIZE) -> InboxPage:
-    """One page of tickets waiting for staff, oldest first, with their members."""
+    """One page of open conversations, those waiting for the shop first, with their members."""
     total = await count_open_tickets(session)
     page, pages = _clamp(page, total, size)
     tickets = await open_tickets(session, limit=size, offset=page * size)
     members = MemberRepo(session)
+    items = []
+    for ticket in tickets:
+        member = await members.get(ticket.member_id)
+        items.append(InboxItem(ticket, member, await member_context(session, member)))
     return InboxPage(
-        tickets=[(ticket, await members.get(ticket.member_id)) for ticket in tickets],
+        items=items,
         total=total,
+        waiting=await ConversationRepo(session).count_waiting(),
         page=page,
         pages=pages,
     )
@@ -81,12 +128,60 @@ async def ticket_thread(session: AsyncSession, ticket_id: int) -> Thread | None:
         return None
     staff = StaffRepo(session)
     names: dict[int, str] = {}
-    for message in ticket.messages:
-        staff_id = message.staff_telegram_id
+    wanted = [m.staff_telegram_id for m in ticket.messages] + [ticket.assigned_to]
+    for staff_id in wanted:
         if staff_id is not None and staff_id not in names:
             row = await staff.by_telegram_id(staff_id)
             names[staff_id] = row.name if row is not None and row.name else str(staff_id)
-    return Thread(ticket, await MemberRepo(session).get(ticket.member_id), names)
+    member = await MemberRepo(session).get(ticket.member_id)
+    return Thread(
+        ticket,
+        member,
+        names,
+        reachable=await member_reachable(session, ticket),
+        context=await member_context(session, member),
+    )
+
+
+async def take_ticket(
+    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int, staff_role: str
+) -> int | None:
+    """Assign the conversation to this staff member; returns who had it before. Audited.
+
+    Raises ``TicketError("not_found")``.
+    """
+    _, previous = await assign_ticket(
+        session, ticket_id=ticket_id, staff_telegram_id=staff_telegram_id
+    )
+    if previous != staff_telegram_id:
+        await audit(
+            session,
+            clock,
+            actor_telegram_id=staff_telegram_id,
+            actor_role=staff_role,
+            action="ticket.take",
+            target=f"ticket:{ticket_id}",
+            details={"from": previous} if previous is not None else None,
+        )
+    return previous
+
+
+async def reopen_ticket_by_staff(
+    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int, staff_role: str
+) -> Ticket:
+    """Reopen a closed conversation (see ``reopen_ticket`` for the refusals); audited."""
+    ticket = await reopen_ticket(
+        session, clock, ticket_id=ticket_id, staff_telegram_id=staff_telegram_id
+    )
+    await audit(
+        session,
+        clock,
+        actor_telegram_id=staff_telegram_id,
+        actor_role=staff_role,
+        action="ticket.reopen",
+        target=f"ticket:{ticket_id}",
+    )
+    return ticket
 
 
 async def answer_ticket(
@@ -95,16 +190,24 @@ async def answer_ticket(
     config: CareConfig,
     *,
     ticket_id: int,
-    text: str,
+    text: str | None,
     staff_telegram_id: int,
     staff_role: str,
+    media: Media | None = None,
 ) -> Ticket:
-    """Send a staff answer to the shopper (through the outbox); audited.
+    """Send a staff answer (text and/or an attachment) to the shopper through the outbox;
+    audited.
 
     Raises ``care.conversations.tickets.TicketError`` as ``staff_reply`` does.
     """
     ticket = await staff_reply(
-        session, clock, config, ticket_id=ticket_id, staff_telegram_id=staff_telegram_id, text=text
+        session,
+        clock,
+        config,
+        ticket_id=ticket_id,
+        staff_telegram_id=staff_telegram_id,
+        text=text,
+        media=media,
     )
     await audit(
         session,
@@ -113,7 +216,7 @@ async def answer_ticket(
         actor_role=staff_role,
         action="ticket.reply",
         target=f"ticket:{ticket_id}",
-        details={"length": len(text)},
+        details={"length": len(text or ""), "media": media.kind if media else None},
     )
     return ticket
 

@@ -1,11 +1,18 @@
-"""Feedback tickets: a shopper's complaint, suggestion, praise or question, and its thread.
+"""Conversations (kept as tickets): a shopper's complaint, suggestion, praise or question from
+/feedback, or a plain "message" conversation opened by whatever the shopper writes, and its
+thread.
 
-The shopper opens a ticket and may write back into it; staff answer in the chat (the answer
-goes out through the outbox with a "write back" button) and close it, which asks the shopper
-to rate how it was handled (a ``SurveyKind.TICKET`` invitation).
+Anything a shopper writes outside a flow joins their open conversation or opens one
+(``receive_member_message``); staff answer with text or media (the answer goes out through the
+outbox) and close it, which asks the shopper to rate how it was handled (a ``SurveyKind.TICKET``
+invitation). Media are kept as Telegram file ids with their kind, never downloaded.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +23,7 @@ from care.core.i18n import translator
 from care.messaging.outbox import enqueue
 from care.staff.alerts import alert_staff
 from storage.enums import (
+    MediaKind,
     MemberStatus,
     MessageAuthor,
     MessageKind,
@@ -27,17 +35,58 @@ from storage.models import Member, Ticket, TicketMessage
 from storage.repos.members import MemberRepo
 from storage.repos.tickets import TicketRepo
 
+# How an attachment shows in a one-line alert or thread.
+MEDIA_ICONS: dict[str, str] = {
+    MediaKind.PHOTO: "📷",
+    MediaKind.VIDEO: "🎬",
+    MediaKind.ANIMATION: "🎞",
+    MediaKind.VOICE: "🎤",
+    MediaKind.AUDIO: "🎵",
+    MediaKind.VIDEO_NOTE: "📹",
+    MediaKind.DOCUMENT: "📄",
+    MediaKind.STICKER: "🖼",
+    MediaKind.LOCATION: "📍",
+}
+
 # Room for the longest wrapper text around a message inside Telegram's 4096 characters.
 MAX_TEXT_CHARS = 3000
 WRITE_BACK_PREFIX = "tkw:"
 ALERT_EXCERPT_CHARS = 300
 
 
+# What a caption can hold under a media answer (Telegram allows 1024 characters).
+MAX_CAPTION_CHARS = 900
+# Media Telegram sends without a caption.
+CAPTIONLESS = frozenset({MediaKind.STICKER, MediaKind.VIDEO_NOTE, MediaKind.LOCATION})
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """An attachment of a conversation message: a Telegram file id and its kind.
+
+    A location has no file: its coordinates travel as the message text ("lat,lon").
+    """
+
+    kind: MediaKind
+    file_id: str | None = None
+    group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """Where a shopper's message went: the conversation, the message, and whether it opened
+    the conversation (the shopper is acknowledged once per conversation)."""
+
+    ticket: Ticket
+    message: TicketMessage
+    opened: bool
+
+
 class TicketError(Exception):
     """A ticket operation that cannot be done; ``reason`` says why.
 
     ``"not_found"``, ``"closed"``, ``"member_gone"`` (the shopper deleted their data),
-    ``"empty"`` or ``"too_long"``.
+    ``"empty"``, ``"too_long"`` or ``"open"`` (reopening a conversation that is not closed).
     """
 
     def __init__(self, reason: str) -> None:
@@ -57,18 +106,41 @@ def parse_write_back(data: str | None) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def check_message(text: str | None, photo_file_id: str | None) -> str | None:
-    """The text a ticket message would store (trimmed, or None with a photo alone).
+def message_media(message: TicketMessage) -> Media | None:
+    """The attachment a stored message carries, if any."""
+    if message.media_kind is None:
+        return None
+    return Media(MediaKind(message.media_kind), message.file_id, message.media_group_id)
 
-    Raises ``TicketError`` ("empty" for neither text nor photo, "too_long" over
-    ``MAX_TEXT_CHARS``).
+
+def check_message(
+    text: str | None, media: Media | None = None, *, limit: int = MAX_TEXT_CHARS
+) -> str | None:
+    """The text a ticket message would store (trimmed, or None with an attachment alone).
+
+    Raises ``TicketError`` ("empty" for neither text nor attachment, "too_long" over
+    ``limit``).
     """
     text = (text or "").strip() or None
-    if text is None and photo_file_id is None:
+    if text is None and media is None:
         raise TicketError("empty")
-    if text is not None and len(text) > MAX_TEXT_CHARS:
+    if text is not None and len(text) > limit:
         raise TicketError("too_long")
     return text
+
+
+def _message(
+    author: MessageAuthor, text: str | None, media: Media | None, now: datetime, **extra: Any
+) -> TicketMessage:
+    return TicketMessage(
+        author=author,
+        text=text,
+        media_kind=media.kind.value if media is not None else None,
+        file_id=media.file_id if media is not None else None,
+        media_group_id=media.group_id if media is not None else None,
+        created_at=now,
+        **extra,
+    )
 
 
 async def open_ticket(
@@ -78,17 +150,15 @@ async def open_ticket(
     member: Member,
     kind: TicketKind,
     text: str | None,
-    photo_file_id: str | None,
+    media: Media | None = None,
 ) -> Ticket:
-    """Open a ticket with the shopper's first message (text, a photo, or both).
+    """Open a ticket with the shopper's first message (text, an attachment, or both).
 
     The returned ticket has its thread loaded. Raises ``TicketError`` ("empty", "too_long").
     """
-    text = check_message(text, photo_file_id)
+    text = check_message(text, media)
     now = clock.now()
-    first = TicketMessage(
-        author=MessageAuthor.MEMBER, text=text, photo_file_id=photo_file_id, created_at=now
-    )
+    first = _message(MessageAuthor.MEMBER, text, media, now)
     return await TicketRepo(session).add(
         Ticket(
             member_id=member.id,
@@ -96,6 +166,7 @@ async def open_ticket(
             status=TicketStatus.OPEN,
             created_at=now,
             updated_at=now,
+            waiting_since=now,
             messages=[first],
         )
     )
@@ -107,26 +178,50 @@ async def add_member_message(
     *,
     ticket: Ticket,
     text: str | None,
-    photo_file_id: str | None,
+    media: Media | None = None,
 ) -> TicketMessage:
     """Append the shopper's message to their ticket; an answered ticket waits for staff again."""
     if ticket.status == TicketStatus.CLOSED:
         raise TicketError("closed")
-    text = check_message(text, photo_file_id)
+    text = check_message(text, media)
     now = clock.now()
     message = await TicketRepo(session).add_message(
-        TicketMessage(
-            ticket_id=ticket.id,
-            author=MessageAuthor.MEMBER,
-            text=text,
-            photo_file_id=photo_file_id,
-            created_at=now,
-        )
+        _message(MessageAuthor.MEMBER, text, media, now, ticket_id=ticket.id)
     )
+    if ticket.status != TicketStatus.OPEN or ticket.waiting_since is None:
+        ticket.waiting_since = now
     ticket.status = TicketStatus.OPEN
     ticket.updated_at = now
     await session.flush()
     return message
+
+
+async def receive_member_message(
+    session: AsyncSession,
+    clock: Clock,
+    config: CareConfig,
+    *,
+    member: Member,
+    text: str | None,
+    media: Media | None = None,
+) -> Received:
+    """Whatever a shopper writes outside a flow: it joins their open conversation, or opens a
+    new "message" conversation; staff are alerted (once per album).
+
+    Raises ``TicketError`` ("empty", "too_long") and then changes nothing.
+    """
+    check_message(text, media)
+    ticket = await current_ticket(session, member)
+    if ticket is None:
+        ticket = await open_ticket(
+            session, clock, member=member, kind=TicketKind.MESSAGE, text=text, media=media
+        )
+        message, opened = ticket.messages[0], True
+    else:
+        message = await add_member_message(session, clock, ticket=ticket, text=text, media=media)
+        opened = False
+    await notify_staff(session, clock, config, ticket=ticket, message=message, member=member)
+    return Received(ticket, message, opened)
 
 
 async def notify_staff(
@@ -138,21 +233,33 @@ async def notify_staff(
     message: TicketMessage,
     member: Member,
 ) -> int:
-    """Tell staff that a shopper opened a ticket or wrote into one. Returns alerts queued."""
-    first = message.id == await TicketRepo(session).first_message_id(ticket.id)
+    """Tell staff that a shopper opened a ticket or wrote into one. Returns alerts queued.
+
+    The photos of one album arrive one by one: only the first of them raises an alert.
+    """
+    repo = TicketRepo(session)
+    if message.media_group_id and await repo.album_seen_before(
+        ticket.id, message.media_group_id, message.id
+    ):
+        return 0
+    first = message.id == await repo.first_message_id(ticket.id)
     excerpt = (message.text or "")[:ALERT_EXCERPT_CHARS]
+    if ticket.kind == TicketKind.MESSAGE:
+        text_key = f"conversation.alert.{'new' if first else 'more'}"
+    else:
+        text_key = f"feedback.alert.{'new' if first else 'more'}_{ticket.kind}"
     return await alert_staff(
         session,
         clock,
         config,
         key=f"ticket:{ticket.id}:msg:{message.id}",
-        text_key=f"feedback.alert.{'new' if first else 'more'}_{ticket.kind}",
+        text_key=text_key,
         number=ticket.id,
         about_member_id=member.id,
         name=member.name or member.member_code,
         code=member.member_code,
         text=excerpt,
-        photo="📷" if message.photo_file_id else "",
+        photo=MEDIA_ICONS.get(message.media_kind or "", ""),
     )
 
 
@@ -181,49 +288,125 @@ async def staff_reply(
     *,
     ticket_id: int,
     staff_telegram_id: int,
-    text: str,
+    text: str | None,
+    media: Media | None = None,
 ) -> Ticket:
-    """Record a staff answer and send it to the shopper with a button to write back.
+    """Record a staff answer (text, an attachment, or both) and send it to the shopper.
 
-    Raises ``TicketError`` ("not_found", "closed", "member_gone", "empty", "too_long").
-    An answer is a service message the shopper is waiting for: it ignores quiet hours.
+    Raises ``TicketError`` ("not_found", "closed", "member_gone", "empty", "too_long") and then
+    changes nothing. An answer is a service message the shopper is waiting for: it ignores
+    quiet hours. Feedback tickets keep a "write back" button; a conversation needs none — the
+    shopper simply writes.
     """
     repo = TicketRepo(session)
     ticket = await repo.get(ticket_id)
     if ticket is None:
         raise TicketError("not_found")
+    member = await _reachable_member(session, ticket)
     if ticket.status == TicketStatus.CLOSED:
         raise TicketError("closed")
-    body = check_message(text, None)
-    member = await _reachable_member(session, ticket)
+    if media is not None and media.kind == MediaKind.LOCATION:
+        raise TicketError("unsupported")
+    limit = MAX_CAPTION_CHARS if media is not None else MAX_TEXT_CHARS
+    body = check_message(text, media, limit=limit)
+    if media is not None and media.kind in CAPTIONLESS and body is not None:
+        raise TicketError("no_caption")
     now = clock.now()
     message = await repo.add_message(
-        TicketMessage(
+        _message(
+            MessageAuthor.STAFF,
+            body,
+            media,
+            now,
             ticket_id=ticket.id,
-            author=MessageAuthor.STAFF,
             staff_telegram_id=staff_telegram_id,
-            text=body,
-            created_at=now,
         )
     )
     ticket.status = TicketStatus.ANSWERED
+    ticket.waiting_since = None
     ticket.updated_at = now
+    if ticket.assigned_to is None:
+        ticket.assigned_to = staff_telegram_id
     t = translator(member.locale)
     assert member.chat_id is not None  # checked by _reachable_member
+    if ticket.kind == TicketKind.MESSAGE:
+        wrapped = t("conversation.reply.to_member", shop=config.shop_name, text=body or "")
+        markup = None
+    else:
+        wrapped = t("feedback.reply.to_member", number=ticket.id, text=body or "")
+        markup = _button(t.plain("feedback.reply.write_back"), write_back_data(ticket.id))
+    if media is not None and media.kind in CAPTIONLESS:
+        wrapped = ""
     await enqueue(
         session,
         clock,
         config,
         key=f"ticket:{ticket.id}:reply:{message.id}",
         chat_id=member.chat_id,
-        text=t("feedback.reply.to_member", number=ticket.id, text=body),
+        text=wrapped,
         kind=MessageKind.SERVICE,
         member=member,
-        reply_markup=_button(t.plain("feedback.reply.write_back"), write_back_data(ticket.id)),
+        photo=media.file_id if media is not None else None,
+        media_kind=media.kind.value if media is not None else None,
+        reply_markup=markup,
         respect_quiet_hours=False,
     )
     await session.flush()
     return ticket
+
+
+async def assign_ticket(
+    session: AsyncSession, *, ticket_id: int, staff_telegram_id: int | None
+) -> tuple[Ticket, int | None]:
+    """Give the conversation to a staff member (None: to nobody); returns it and who had it.
+
+    Raises ``TicketError("not_found")``.
+    """
+    ticket = await TicketRepo(session).get(ticket_id)
+    if ticket is None:
+        raise TicketError("not_found")
+    previous = ticket.assigned_to
+    ticket.assigned_to = staff_telegram_id
+    await session.flush()
+    return ticket, previous
+
+
+async def reopen_ticket(
+    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int
+) -> Ticket:
+    """Reopen a closed conversation so staff can write into it again; assigned to the opener.
+
+    Raises ``TicketError``: "not_found"; "open" when it is not closed; "member_gone" for an
+    erased member; "other_open" when the shopper already has another open conversation (their
+    messages go there, so that one is the one to answer).
+    """
+    repo = TicketRepo(session)
+    ticket = await repo.get(ticket_id)
+    if ticket is None:
+        raise TicketError("not_found")
+    if ticket.status != TicketStatus.CLOSED:
+        raise TicketError("open")
+    await _reachable_member(session, ticket)
+    other = await repo.latest_unclosed_for_member(ticket.member_id)
+    if other is not None:
+        raise TicketError("other_open")
+    ticket.status = TicketStatus.ANSWERED
+    ticket.closed_at = None
+    ticket.closed_by = None
+    ticket.waiting_since = None
+    ticket.assigned_to = staff_telegram_id
+    ticket.updated_at = clock.now()
+    await session.flush()
+    return ticket
+
+
+async def member_reachable(session: AsyncSession, ticket: Ticket) -> bool:
+    """Whether an answer could reach the shopper (False once they erased their data)."""
+    try:
+        await _reachable_member(session, ticket)
+    except TicketError:
+        return False
+    return True
 
 
 async def close_ticket(

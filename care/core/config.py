@@ -59,6 +59,9 @@ class CareConfig:
     max_attempts: int = 5
 
     staff_chat_id: int | None = None
+    # When the shop answers, in the shop's own words ("Mon–Sat 9:00–21:00"); told to a shopper
+    # who opens a conversation. Empty: "we usually answer within a few hours".
+    opening_hours: str = ""
     rules_disabled: frozenset[str] = field(default_factory=frozenset)
 
     def is_owner(self, telegram_id: int) -> bool:

@@ -143,11 +143,13 @@ async def delete_member_data(session: AsyncSession, clock: Clock, member: Member
     now = clock.now()
     member_id, telegram_id = member.id, member.telegram_id
 
+    # Conversations stay for the shop's records; what was said and sent in them does not
+    # (texts, attachments' file ids, album ids — staff answers included).
     ticket_ids = select(Ticket.id).where(Ticket.member_id == member_id).scalar_subquery()
     await session.execute(
         update(TicketMessage)
         .where(TicketMessage.ticket_id.in_(ticket_ids))
-        .values(text=None, photo_file_id=None)
+        .values(text=None, file_id=None, media_group_id=None)
     )
     await session.execute(
         update(SurveyResponse).where(SurveyResponse.member_id == member_id).values(comment=None)

@@ -51,6 +51,7 @@ class OutboxItem:
     rule: str | None = None
     campaign_id: int | None = None
     photo: str | None = None
+    media_kind: str | None = None
     reply_markup: dict[str, Any] | None = None
     not_before: datetime | None = None
     respect_quiet_hours: bool = True
@@ -103,6 +104,7 @@ def _row(item: OutboxItem, due: datetime, now: datetime) -> dict[str, Any]:
         "campaign_id": item.campaign_id,
         "text": item.text,
         "photo": item.photo,
+        "media_kind": item.media_kind,
         "reply_markup": item.reply_markup,
         "status": _QUEUED,
         "attempts": 0,
@@ -125,13 +127,16 @@ async def enqueue(
     rule: str | None = None,
     campaign_id: int | None = None,
     photo: str | None = None,
+    media_kind: str | None = None,
     reply_markup: dict[str, Any] | None = None,
     not_before: datetime | None = None,
     respect_quiet_hours: bool = True,
 ) -> OutboxMessage | None:
     """Queue one message for delivery; None when ``key`` was queued before.
 
-    ``text`` is Telegram HTML (the caption when ``photo`` is set). Marketing and service
+    ``text`` is Telegram HTML (the caption when ``photo`` is set). ``photo`` is a Telegram file
+    id, sent as a photo unless ``media_kind`` names another kind (video, voice, document,
+    sticker …; a sticker or video note goes without the text). Marketing and service
     messages to a member are deferred out of the member's local quiet hours when
     ``respect_quiet_hours``; alerts never are. Raises ValueError for a text Telegram would
     refuse (over 4096 visible characters, 1024 for a caption, or nothing visible). Flushes,
@@ -153,6 +158,7 @@ async def enqueue(
         rule=rule,
         campaign_id=campaign_id,
         photo=photo,
+        media_kind=media_kind,
         reply_markup=reply_markup,
         not_before=not_before,
         respect_quiet_hours=respect_quiet_hours,

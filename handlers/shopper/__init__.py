@@ -7,6 +7,7 @@ from aiogram.enums import ChatType
 
 from handlers.shopper import (
     card,
+    conversation,
     feedback,
     invite,
     menu,
@@ -20,11 +21,15 @@ from handlers.shopper import (
     start,
     surveys,
 )
+from handlers.shopper.prompts import PromptMiddleware
 
 
 def build_router() -> Router:
     router = Router(name="shopper")
     router.message.filter(F.chat.type == ChatType.PRIVATE)
+    # A flow's prompt loses its buttons once the flow is left, by whatever path.
+    router.message.outer_middleware(PromptMiddleware())
+    router.callback_query.outer_middleware(PromptMiddleware())
     router.include_routers(
         # Members only, and first: a command or menu press while feedback or a survey
         # waits for text ends that flow before the command runs.
@@ -42,5 +47,7 @@ def build_router() -> Router:
         invite.build_router(),
         privacy.build_router(),
         reachability.build_router(),
+        # Last: whatever no flow or command took joins the shopper's conversation.
+        conversation.build_router(),
     )
     return router

@@ -1,14 +1,16 @@
 """/feedback: complaint, suggestion, praise or question → a ticket; writing back into it.
 
-The shopper picks the kind, then writes one message (a photo's caption is its text). Staff
-answers arrive through the outbox with a "write back" button that leads here too.
+The shopper picks the kind, then writes one message (text, or any attachment a conversation
+takes; a caption is its text). Staff answers arrive through the outbox with a "write back"
+button that leads here too — though simply writing joins the open ticket as well
+(handlers/shopper/conversation.py). Every prompt here is remembered (handlers/shopper/prompts.py):
+its Cancel disappears once the ticket is filed or the flow is left.
 """
 
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.dispatcher.event.bases import SkipHandler
-from aiogram.filters import Command, Filter, StateFilter, or_f
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -17,11 +19,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.conversations.tickets import (
-    MAX_TEXT_CHARS,
     WRITE_BACK_PREFIX,
     TicketError,
     add_member_message,
-    check_message,
     current_ticket,
     member_ticket,
     notify_staff,
@@ -31,11 +31,14 @@ from care.conversations.tickets import (
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator, labels
-from handlers.shopper.menu import Registered, menu_labels
+from handlers.shopper.conversation import content_or_refusal
+from handlers.shopper.menu import Registered
+from handlers.shopper.prompts import leaves_flow, on_leave_flow, remember_prompt
 from storage.enums import TicketKind, TicketStatus
 from storage.models import Member
 
-KINDS: tuple[TicketKind, ...] = tuple(TicketKind)
+# What /feedback offers; a "message" conversation opens by simply writing.
+KINDS: tuple[TicketKind, ...] = tuple(k for k in TicketKind if k != TicketKind.MESSAGE)
 
 
 class FeedbackStates(StatesGroup):
@@ -48,7 +51,7 @@ class CDFeedbackKind(CallbackData, prefix="fbk"):
 
 
 class CDFeedback(CallbackData, prefix="fb"):
-    action: str  # "add" (to the open ticket), "new", "cancel"
+    action: str  # "add" (to the open ticket), "new", "cancel", "stop" (a prompt's Cancel)
     ticket: int = 0
 
 
@@ -64,8 +67,9 @@ def kind_keyboard(t: Translator) -> InlineKeyboardMarkup:
 
 
 def cancel_keyboard(t: Translator) -> InlineKeyboardMarkup:
+    """Under a prompt that waits for text: "stop" only works while the prompt still waits."""
     builder = InlineKeyboardBuilder()
-    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="cancel"))
+    builder.button(text=t.plain("feedback.cancel"), callback_data=CDFeedback(action="stop"))
     return builder.as_markup()
 
 
@@ -83,11 +87,13 @@ def open_ticket_keyboard(t: Translator, ticket_id: int) -> InlineKeyboardMarkup:
 
 async def _edit_or_send(
     callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None
-) -> None:
+) -> Message | None:
     if isinstance(callback.message, Message):
-        await callback.message.edit_text(text, reply_markup=markup)
-    elif callback.bot is not None:
-        await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
+        edited = await callback.message.edit_text(text, reply_markup=markup)
+        return edited if isinstance(edited, Message) else callback.message
+    if callback.bot is not None:
+        return await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
+    return None
 
 
 async def end_flow(state: FSMContext) -> None:
@@ -122,7 +128,8 @@ async def on_kind(
         return
     await state.set_state(FeedbackStates.text)
     await state.update_data(kind=KINDS[callback_data.index].value)
-    await _edit_or_send(callback, t("feedback.ask_text"), cancel_keyboard(t))
+    prompt = await _edit_or_send(callback, t("feedback.ask_text"), cancel_keyboard(t))
+    await remember_prompt(state, prompt)
     await callback.answer()
 
 
@@ -141,9 +148,13 @@ async def on_action(
         refusal = await _begin_write_back(state, session, member, callback_data.ticket)
         if refusal is None:
             text = t("feedback.write_back", number=callback_data.ticket)
-            await _edit_or_send(callback, text, cancel_keyboard(t))
+            await remember_prompt(state, await _edit_or_send(callback, text, cancel_keyboard(t)))
         else:
             await _edit_or_send(callback, t(refusal, number=callback_data.ticket), None)
+    elif callback_data.action == "stop" and await state.get_state() is None:
+        # A Cancel left over from a flow that already ended (its ticket filed, or left for
+        # a menu button): nothing to cancel, and the button goes.
+        await _edit_or_send(callback, t("conversation.flow_over"), None)
     else:
         await end_flow(state)
         await _edit_or_send(callback, t("feedback.cancelled"), None)
@@ -165,7 +176,9 @@ async def on_write_back_button(
             text, markup = t("feedback.write_back", number=ticket_id), cancel_keyboard(t)
         else:
             text, markup = t(refusal, number=ticket_id), None
-        await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
+        sent = await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
+        if refusal is None:
+            await remember_prompt(state, sent)
     await callback.answer()
 
 
@@ -182,28 +195,6 @@ async def _begin_write_back(
     return None
 
 
-async def _checked_content(
-    message: Message, t: Translator
-) -> tuple[str | None, str | None] | None:
-    """(text, photo file id) a ticket can take from this message; else a re-prompt and None."""
-    if message.text is not None:
-        content: tuple[str | None, str | None] = (message.text, None)
-    elif message.photo:
-        content = (message.caption, message.photo[-1].file_id)
-    else:
-        await message.answer(t("feedback.bad_input"))
-        return None
-    try:
-        check_message(*content)
-    except TicketError as error:
-        if error.reason == "too_long":
-            await message.answer(t("feedback.too_long", limit=MAX_TEXT_CHARS))
-        else:
-            await message.answer(t("feedback.bad_input"))
-        return None
-    return content
-
-
 async def on_ticket_text(
     message: Message,
     state: FSMContext,
@@ -213,15 +204,13 @@ async def on_ticket_text(
     clock: Clock,
     config: CareConfig,
 ) -> None:
-    content = await _checked_content(message, t)
+    content = await content_or_refusal(message, t)
     if content is None:
         return
     kind = TicketKind((await state.get_data()).get("kind", TicketKind.QUESTION))
     await end_flow(state)
-    text, photo = content
-    ticket = await open_ticket(
-        session, clock, member=member, kind=kind, text=text, photo_file_id=photo
-    )
+    text, media = content
+    ticket = await open_ticket(session, clock, member=member, kind=kind, text=text, media=media)
     await notify_staff(
         session, clock, config, ticket=ticket, message=ticket.messages[0], member=member
     )
@@ -239,7 +228,7 @@ async def on_write_back_text(
     clock: Clock,
     config: CareConfig,
 ) -> None:
-    content = await _checked_content(message, t)
+    content = await content_or_refusal(message, t)
     if content is None:
         return
     ticket_id = int((await state.get_data()).get("ticket", 0))
@@ -248,27 +237,14 @@ async def on_write_back_text(
     if ticket is None:
         await message.answer(t("feedback.gone"))
         return
-    text, photo = content
+    text, media = content
     try:
-        added = await add_member_message(
-            session, clock, ticket=ticket, text=text, photo_file_id=photo
-        )
+        added = await add_member_message(session, clock, ticket=ticket, text=text, media=media)
     except TicketError:
         await message.answer(t("feedback.closed", number=ticket.id))
         return
     await notify_staff(session, clock, config, ticket=ticket, message=added, member=member)
     await message.answer(t("feedback.added", number=ticket.id))
-
-
-def leaves_flow() -> Filter:
-    """A command or a main-menu press: it ends a flow that waits for the shopper's text."""
-    return or_f(F.text.startswith("/"), F.text.in_(menu_labels()))
-
-
-async def on_leave_flow(message: Message, state: FSMContext) -> None:
-    """A command or a menu press while we wait for text: drop the flow, let it run."""
-    await end_flow(state)
-    raise SkipHandler
 
 
 def build_router() -> Router:

@@ -53,6 +53,7 @@ from handlers.shopper.keyboards import (
     show_markup,
 )
 from handlers.shopper.menu import Registered, menu_labels
+from handlers.shopper.prompts import remember_prompt
 from storage.enums import ConsentKind
 from storage.models import Member
 
@@ -314,12 +315,13 @@ async def on_timezone_menu(
         t("tz.ask_location", zone=zone_label(member.timezone, t.locale, clock.now())),
         reply_markup=share_location_keyboard(t),
     )
-    await callback.message.answer(
+    cities = await callback.message.answer(
         t("tz.ask_city"),
         reply_markup=city_keyboard(
             t, lambda index: CDZone(kind="city", value=index), CDZone(kind="offsets")
         ),
     )
+    await remember_prompt(state, cities)
 
 
 async def _zone_chosen(
@@ -392,8 +394,13 @@ async def on_birthday_unexpected(message: Message, t: Translator) -> None:
     await message.answer(t("settings.birthday_ask"))
 
 
-async def leave_settings_flow(message: Message, state: FSMContext) -> None:
-    """A command or a menu button while a setting waits for input: drop the setting, go on."""
+async def leave_settings_flow(message: Message, state: FSMContext, t: Translator) -> None:
+    """A command or a menu button while a setting waits for input: drop the setting, go on.
+
+    The time-zone step swapped the main menu for its location keyboard: it comes back.
+    """
+    if await state.get_state() == SettingsFlow.timezone.state:
+        await message.answer(t("tz.unchanged"), reply_markup=main_menu(t))
     await state.clear()
     raise SkipHandler
 

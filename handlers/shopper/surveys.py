@@ -28,7 +28,8 @@ from care.conversations.surveys import (
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
-from handlers.shopper.feedback import end_flow, leaves_flow
+from handlers.shopper.feedback import end_flow
+from handlers.shopper.prompts import leaves_flow
 from storage.enums import SurveyKind
 from storage.models import Member
 

@@ -20,6 +20,7 @@ from handlers.staff import (
     offers,
     profile,
     rewards,
+    saved_replies,
     staff_admin,
     stats,
     till,
@@ -45,6 +46,7 @@ def build_router() -> Router:
         rewards.build_router(),
         profile.build_router(),
         inbox.build_router(),
+        saved_replies.build_router(),
         export.build_router(),
         forum.build_router(),
     )

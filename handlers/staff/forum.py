@@ -1,5 +1,7 @@
-"""Forum mode: with STAFF_CHAT_ID naming a forum supergroup, each ticket lives in its own
-topic there, and a staff member answers the shopper by simply writing in that topic."""
+"""Forum mode: with STAFF_CHAT_ID naming a forum supergroup, each conversation lives in its own
+topic there (the shopper's photos, voice, stickers … included), and a staff member answers the
+shopper by simply writing in that topic — text or media. ``/take``, ``/close``, ``/reopen`` and
+``/saved`` (the saved replies) work in the topic too."""
 
 from __future__ import annotations
 
@@ -12,17 +14,27 @@ from aiogram import Bot, F, Router
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, Filter
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.conversations.forum import sync_forum, ticket_for_topic
-from care.conversations.inbox import answer_ticket, close_ticket_by_staff, ticket_thread
-from care.conversations.tickets import MAX_TEXT_CHARS, TicketError
+from care.conversations.inbox import (
+    answer_ticket,
+    close_ticket_by_staff,
+    reopen_ticket_by_staff,
+    take_ticket,
+    ticket_thread,
+)
+from care.conversations.saved_replies import get_saved_reply, list_saved_replies
+from care.conversations.tickets import MAX_CAPTION_CHARS, MAX_TEXT_CHARS, Media, TicketError
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from handlers.content import message_content
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from storage.enums import StaffRole, TicketStatus
+from handlers.staff.keyboards import CDSavedReply, markup
+from handlers.staff.media import send_attachment
+from storage.enums import StaffRole
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +53,19 @@ class BotForum:
         topic = await self.bot.create_forum_topic(self.chat_id, name)
         return topic.message_thread_id
 
-    async def post(self, topic_id: int, text: str, photo: str | None = None) -> None:
-        if photo:
-            await self.bot.send_photo(
-                self.chat_id, photo, caption=text[:CAPTION_MAX], message_thread_id=topic_id
-            )
-        else:
+    async def close_topic(self, topic_id: int) -> None:
+        with contextlib.suppress(TelegramAPIError):  # closed by hand already: fine
+            await self.bot.close_forum_topic(self.chat_id, topic_id)
+
+    async def post(self, topic_id: int, text: str, media: Media | None = None) -> None:
+        if media is None:
             await self.bot.send_message(self.chat_id, text, message_thread_id=topic_id)
+            return
+        if len(text) > CAPTION_MAX:
+            # Too long for a caption: the text first, the attachment after it.
+            await self.bot.send_message(self.chat_id, text, message_thread_id=topic_id)
+            text = ""
+        await send_attachment(self.bot, self.chat_id, text, media, thread_id=topic_id)
 
 
 class ForumRelay:
@@ -129,37 +147,124 @@ async def on_topic_close(message: Message, topic_id: int, staff: StaffContext, b
 
 
 async def on_topic_message(message: Message, topic_id: int, staff: StaffContext) -> None:
+    """A staff member writes in a conversation's topic: text or media goes to the shopper."""
     session, t = staff.session, staff.t
     ticket = await ticket_for_topic(session, topic_id)
     if ticket is None or message.from_user is None:
         return  # a topic that is not a ticket's: staff talk among themselves
-    if ticket.status == TicketStatus.CLOSED:
-        await message.reply(t("inbox.ticket_already_closed", number=ticket.id))
+    content = message_content(message)
+    if content is None:
+        await message.reply(t("conversation.inbox.reply_unsupported"))
         return
-    text = (message.text or "").strip()
-    if not text:
-        await message.reply(t("inbox.reply_text_only"))
+    text, media = content
+    limit = MAX_CAPTION_CHARS if media is not None else MAX_TEXT_CHARS
+    length = len((text or "").strip())
+    if length > limit:
+        await message.reply(t("inbox.reply_too_long", length=length, limit=limit))
         return
-    if len(text) > MAX_TEXT_CHARS:
-        await message.reply(t("inbox.reply_too_long", length=len(text), limit=MAX_TEXT_CHARS))
-        return
+    await _answer_in_topic(message, staff, ticket.id, text, media)
+
+
+async def _answer_in_topic(
+    message: Message, staff: StaffContext, ticket_id: int, text: str | None, media: Media | None
+) -> None:
+    t = staff.t
     try:
         await answer_ticket(
-            session,
+            staff.session,
             staff.clock,
             staff.config,
-            ticket_id=ticket.id,
+            ticket_id=ticket_id,
             text=text,
+            media=media,
             staff_telegram_id=staff.user_id,
             staff_role=staff.role,
         )
     except TicketError as exc:
-        key = "inbox.member_gone" if exc.reason == "member_gone" else "inbox.ticket_not_found"
-        await message.reply(t(key, number=ticket.id))
+        refusals = {
+            "member_gone": "inbox.member_gone",
+            "closed": "inbox.ticket_already_closed",
+        }
+        key = refusals.get(exc.reason, "conversation.inbox.reply_unsupported")
+        await message.reply(t(key, number=ticket_id))
         return
-    thread = await ticket_thread(session, ticket.id)
+    thread = await ticket_thread(staff.session, ticket_id)
     member = thread.member if thread is not None else None
     await message.reply(t("inbox.forum.sent", name=member.name if member and member.name else "?"))
+
+
+async def on_topic_take(message: Message, topic_id: int, staff: StaffContext) -> None:
+    ticket = await ticket_for_topic(staff.session, topic_id)
+    if ticket is None:
+        return
+    await take_ticket(
+        staff.session,
+        staff.clock,
+        ticket_id=ticket.id,
+        staff_telegram_id=staff.user_id,
+        staff_role=staff.role,
+    )
+    name = message.from_user.full_name if message.from_user else "?"
+    await message.reply(staff.t("conversation.forum.taken", number=ticket.id, staff=name))
+
+
+async def on_topic_reopen(message: Message, topic_id: int, staff: StaffContext, bot: Bot) -> None:
+    ticket = await ticket_for_topic(staff.session, topic_id)
+    if ticket is None:
+        return
+    try:
+        await reopen_ticket_by_staff(
+            staff.session,
+            staff.clock,
+            ticket_id=ticket.id,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
+        )
+    except TicketError as exc:
+        await message.reply(staff.t(f"conversation.inbox.reopen_{exc.reason}", number=ticket.id))
+        return
+    with contextlib.suppress(TelegramAPIError):  # open already: fine
+        await bot.reopen_forum_topic(message.chat.id, topic_id)
+    await message.reply(staff.t("conversation.inbox.reopened", number=ticket.id))
+
+
+async def on_topic_saved(message: Message, topic_id: int, staff: StaffContext) -> None:
+    """The saved replies as buttons; a press sends that answer to the topic's shopper."""
+    t = staff.t
+    ticket = await ticket_for_topic(staff.session, topic_id)
+    if ticket is None:
+        return
+    replies = await list_saved_replies(staff.session)
+    if not replies:
+        await message.reply(t("conversation.saved.none", number=ticket.id))
+        return
+    keyboard = [
+        [
+            InlineKeyboardButton(
+                text=reply.title,
+                callback_data=CDSavedReply(
+                    action="topic", ticket_id=ticket.id, reply_id=reply.id
+                ).pack(),
+            )
+        ]
+        for reply in replies[:20]
+    ]
+    await message.reply(
+        t("conversation.saved.choose", number=ticket.id), reply_markup=markup(keyboard)
+    )
+
+
+async def on_topic_saved_press(
+    callback: CallbackQuery, callback_data: CDSavedReply, staff: StaffContext
+) -> None:
+    reply = await get_saved_reply(staff.session, callback_data.reply_id)
+    if reply is None or not isinstance(callback.message, Message):
+        await callback.answer(staff.t.plain("conversation.saved.gone"), show_alert=True)
+        return
+    await callback.answer()
+    with contextlib.suppress(TelegramAPIError):
+        await callback.message.edit_reply_markup(reply_markup=None)
+    await _answer_in_topic(callback.message, staff, callback_data.ticket_id, reply.text, None)
 
 
 def build_router() -> Router:
@@ -167,7 +272,16 @@ def build_router() -> Router:
     router.message.filter(F.chat.type == ChatType.SUPERGROUP, InStaffTopic())
     cashier = MinRole(StaffRole.CASHIER)
     router.message.register(on_topic_close, Command("close"), cashier)
+    router.message.register(on_topic_take, Command("take"), cashier)
+    router.message.register(on_topic_reopen, Command("reopen"), cashier)
+    router.message.register(on_topic_saved, Command("saved"), cashier)
     router.message.register(on_topic_message, ~F.text.startswith("/"), cashier)
+    router.callback_query.register(
+        on_topic_saved_press,
+        CDSavedReply.filter(F.action == "topic"),
+        F.message.chat.type == ChatType.SUPERGROUP,
+        cashier,
+    )
 
     relays: list[ForumRelay] = []
 

@@ -27,11 +27,25 @@ class CDInboxPage(CallbackData, prefix="ib"):
 
 
 class CDTicket(CallbackData, prefix="tk"):
-    """``action``: ``open`` | ``reply`` | ``close`` | ``photos``; ``page``: the inbox page."""
+    """``action``: ``open`` | ``reply`` | ``take`` | ``close`` | ``reopen`` | ``photos`` (every
+    attachment) | ``saved`` (the saved replies); ``page``: the inbox page."""
 
     action: str
     ticket_id: int
     page: int = 0
+
+
+class CDSavedReply(CallbackData, prefix="cr"):
+    """A saved reply for a conversation: ``action`` ``pick`` (preview) or ``send``."""
+
+    action: str
+    ticket_id: int
+    reply_id: int
+    page: int = 0
+
+
+class CDSavedDelete(CallbackData, prefix="crd"):
+    reply_id: int
 
 
 class CDFollowUps(CallbackData, prefix="fl"):

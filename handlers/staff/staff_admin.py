@@ -60,6 +60,7 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.ADMIN, "birthday"),
     (StaffRole.ADMIN, "adjust"),
     (StaffRole.ADMIN, "reward_list"),
+    (StaffRole.ADMIN, "replies"),
     (StaffRole.OWNER, "audit"),
 )
 AUDIT_LINES = 25

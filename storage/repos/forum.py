@@ -9,11 +9,14 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import MessageAuthor, TicketStatus
+from storage.enums import MemberStatus, MessageAuthor, TicketStatus
 from storage.models import Member, Ticket, TicketMessage
 
 # forum_topic_id while a topic is being created (real topic ids are positive).
 CREATING = 0
+# forum_synced_message_id once the topic was told that its member erased their data: nothing
+# of theirs is copied any more.
+ERASED = -1
 
 
 class ForumRepo:
@@ -56,6 +59,7 @@ class ForumRepo:
             .where(
                 Ticket.forum_topic_id > CREATING,
                 TicketMessage.author == MessageAuthor.MEMBER,
+                Member.status != MemberStatus.DELETED,
                 or_(
                     Ticket.forum_synced_message_id.is_(None),
                     TicketMessage.id > Ticket.forum_synced_message_id,
@@ -80,6 +84,27 @@ class ForumRepo:
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def erased_unannounced(self, limit: int) -> list[tuple[int, int, int | None]]:
+        """(ticket, topic, sync mark) of open topics whose member erased their data and
+        that have not been told so yet."""
+        rows = await self.session.execute(
+            select(Ticket.id, Ticket.forum_topic_id, Ticket.forum_synced_message_id)
+            .join(Member, Member.id == Ticket.member_id)
+            .where(
+                Ticket.forum_topic_id > CREATING,
+                Ticket.status != TicketStatus.CLOSED,
+                Member.status == MemberStatus.DELETED,
+                or_(
+                    Ticket.forum_synced_message_id.is_(None),
+                    Ticket.forum_synced_message_id != ERASED,
+                ),
+            )
+            .order_by(Ticket.id)
+            .limit(limit)
+        )
+        # forum_topic_id > CREATING: never NULL here.
+        return [(ticket, topic or 0, mark) for ticket, topic, mark in rows.all()]
 
     async def ticket_for_topic(self, topic_id: int) -> Ticket | None:
         return await self.session.scalar(select(Ticket).where(Ticket.forum_topic_id == topic_id))

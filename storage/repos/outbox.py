@@ -61,6 +61,7 @@ CLAIM_COLUMNS = (
     OUTBOX.c.kind,
     OUTBOX.c.text,
     OUTBOX.c.photo,
+    OUTBOX.c.media_kind,
     OUTBOX.c.reply_markup,
     OUTBOX.c.attempts,
 )

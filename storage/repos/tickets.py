@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -41,6 +41,19 @@ class TicketRepo:
             select(func.min(TicketMessage.id)).where(TicketMessage.ticket_id == ticket_id)
         )
 
+    async def album_seen_before(self, ticket_id: int, group_id: str, before_id: int) -> bool:
+        """Whether an earlier message of this ticket belongs to the same album."""
+        found = await self.session.scalar(
+            select(TicketMessage.id)
+            .where(
+                TicketMessage.ticket_id == ticket_id,
+                TicketMessage.media_group_id == group_id,
+                TicketMessage.id < before_id,
+            )
+            .limit(1)
+        )
+        return found is not None
+
     async def latest_unclosed_for_member(self, member_id: int) -> Ticket | None:
         return await self.session.scalar(
             select(Ticket)
@@ -50,12 +63,18 @@ class TicketRepo:
         )
 
     async def unclosed_page(self, *, limit: int, offset: int) -> list[Ticket]:
-        """Tickets still waiting, oldest first, with their threads."""
+        """Tickets not closed, with their threads: those waiting for the shop first (longest
+        waiting first), then those waiting for the shopper (least recently touched first)."""
+        waiting_first = case((Ticket.status == TicketStatus.OPEN, 0), else_=1)
         return list(
             await self.session.scalars(
                 select(Ticket)
                 .where(Ticket.status.in_(UNCLOSED))
-                .order_by(Ticket.created_at, Ticket.id)
+                .order_by(
+                    waiting_first,
+                    func.coalesce(Ticket.waiting_since, Ticket.updated_at),
+                    Ticket.id,
+                )
                 .limit(limit)
                 .offset(offset)
                 .options(selectinload(Ticket.messages))

@@ -10,6 +10,8 @@ from .state import (
     bad_request,
 )
 from .wire import (
+    FILE_MEDIA_FIELDS,
+    Handler,
     _as_obj,
     _Call,
 )
@@ -39,6 +41,40 @@ class MediaMethods(SimulatorBase):
             html=raw,
             photo=content,
         )
+
+    def _file_sender(self, kind: str) -> Handler:
+        """sendSticker, sendVoice, sendVideo …: one file (new or by file id), maybe a caption."""
+
+        async def send(call: _Call) -> dict[str, Any]:
+            chat_id, chat = self._target_chat(call)
+            name, content, reused = self._input_file(call, kind)
+            captionless = kind in ("sticker", "video_note")
+            caption, raw = (None, None) if captionless else self._caption(call)
+            markup = self._markup(call) if "reply_markup" in call.params else None
+            thread = self._thread(call, chat)
+            self._check_rate(chat_id)
+            file_id = reused or self.register_file(content, name)[0]
+            fields: dict[str, Any] = {
+                kind: {
+                    "file_id": file_id,
+                    "file_unique_id": f"U{file_id[-12:]}",
+                    **FILE_MEDIA_FIELDS[kind],
+                }
+            }
+            if caption is not None:
+                fields["caption"] = caption
+            return self._emit(
+                call,
+                chat_id,
+                chat,
+                fields,
+                markup=markup,
+                thread=thread,
+                caption=caption,
+                html=raw,
+            )
+
+        return send
 
     async def _send_document(self, call: _Call) -> dict[str, Any]:
         chat_id, chat = self._target_chat(call)

@@ -30,6 +30,7 @@ from .updates import UpdateMethods
 from .wire import (
     _DEFAULT_ALLOWED,
     _TOKEN_RE,
+    FILE_MEDIA,
     SEND_METHODS,
     Files,
     Handler,
@@ -219,6 +220,7 @@ class BotAPISimulator(
             "senddocument": self._send_document,
             "sendmediagroup": self._send_media_group,
             "sendlocation": self._send_location,
+            **{f"send{kind.replace('_', '')}": self._file_sender(kind) for kind in FILE_MEDIA},
             "sendchataction": self._send_chat_action,
             "editmessagetext": self._edit_message_text,
             "editmessagecaption": self._edit_message_caption,

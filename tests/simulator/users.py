@@ -234,6 +234,29 @@ class SimUser(_ChatView):
         msg.document = (filename, content)
         return msg
 
+    async def send_album(self, count: int = 3, caption: str | None = None) -> list[SimMessage]:
+        """An album: ``count`` photos, each its own update, sharing one media_group_id."""
+        self._album_counter = getattr(self, "_album_counter", 0) + 1
+        group_id = f"{self.id}{self._album_counter:04d}"
+        sent = []
+        for index in range(count):
+            fields: dict[str, Any] = {
+                "photo": self._sim.register_photo(TINY_PNG),
+                "media_group_id": group_id,
+            }
+            if caption is not None and index == 0:
+                fields["caption"] = caption
+            sent.append(await self._send_message(fields))
+        return sent
+
+    async def send_voice(self, duration: int = 3) -> SimMessage:
+        file_id, unique_id = self._sim.register_file(b"OggS\x00voice", "voice.ogg")
+        voice = {"file_id": file_id, "file_unique_id": unique_id, "duration": duration}
+        return await self._send_message({"voice": voice})
+
+    async def send_dice(self, emoji: str = "🎲") -> SimMessage:
+        return await self._send_message({"dice": {"emoji": emoji, "value": 4}})
+
     async def send_sticker(self, emoji: str = "👍") -> SimMessage:
         file_id, unique_id = self._sim.register_file(b"RIFF\x00\x00\x00\x00WEBP", "sticker.webp")
         sticker = {
@@ -271,13 +294,28 @@ class SimUser(_ChatView):
         origin = {"type": "user", "date": int(time.time()) - 60, "sender_user": original.payload}
         return await self._send_message({"text": text, "forward_origin": origin})
 
-    async def send_to_group(
-        self, group: SimGroup, text: str, message_thread_id: int | None = None
+    async def send_photo_to_group(
+        self, group: SimGroup, caption: str | None = None, message_thread_id: int | None = None
     ) -> SimMessage:
-        fields: dict[str, Any] = {"text": text}
-        entities = command_entities(text)
-        if entities:
-            fields["entities"] = entities
+        fields: dict[str, Any] = {"photo": self._sim.register_photo(TINY_PNG)}
+        if caption is not None:
+            fields["caption"] = caption
+        return await self.send_to_group(group, "", message_thread_id, fields=fields)
+
+    async def send_to_group(
+        self,
+        group: SimGroup,
+        text: str,
+        message_thread_id: int | None = None,
+        *,
+        fields: dict[str, Any] | None = None,
+    ) -> SimMessage:
+        """A text (or, with ``fields``, any other message) in a group, maybe in a topic."""
+        if fields is None:
+            fields = {"text": text}
+            entities = command_entities(text)
+            if entities:
+                fields["entities"] = entities
         if message_thread_id is not None:
             if message_thread_id not in group._chat.topics:
                 group._chat.topics[message_thread_id] = SimTopic(

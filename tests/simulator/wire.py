@@ -64,8 +64,27 @@ SEND_METHODS = frozenset(
         "copymessage",
         "forwardmessage",
         "sendlocation",
+        "sendsticker",
+        "sendvoice",
+        "sendvideo",
+        "sendaudio",
+        "sendanimation",
+        "sendvideonote",
     }
 )
+# Media sent by file id alone, each under its own field; the first two take no caption.
+FILE_MEDIA = ("sticker", "video_note", "voice", "video", "audio", "animation")
+# The fields the Bot API always returns for each of them (besides the file ids).
+FILE_MEDIA_FIELDS: dict[str, dict[str, Any]] = {
+    "sticker": {
+        "type": "regular", "width": 512, "height": 512, "is_animated": False, "is_video": False,
+    },
+    "video_note": {"length": 240, "duration": 3},
+    "voice": {"duration": 3},
+    "video": {"width": 640, "height": 360, "duration": 3},
+    "audio": {"duration": 3},
+    "animation": {"width": 320, "height": 240, "duration": 2},
+}  # fmt: skip
 _DEFAULT_ALLOWED = frozenset(
     {
         "message",

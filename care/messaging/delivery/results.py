@@ -84,7 +84,8 @@ class Claimed:
     chat_id: int
     kind: str
     text: str
-    photo: str | None
+    photo: str | None  # a file id: a photo, or the attachment of kind ``media_kind``
+    media_kind: str | None
     reply_markup: dict[str, Any] | None
     attempts: int
 

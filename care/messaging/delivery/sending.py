@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ParseMode
@@ -129,6 +130,8 @@ class Sender:
 
     async def _call(self, row: Claimed) -> Message:
         markup = reply_markup_from(row.reply_markup)
+        if row.photo and row.media_kind and row.media_kind != "photo":
+            return await self._send_media(row, markup)
         if row.photo:
             return await self.bot.send_photo(
                 row.chat_id,
@@ -145,6 +148,28 @@ class Sender:
             reply_markup=markup,
             request_timeout=self.request_timeout,
         )
+
+    async def _send_media(self, row: Claimed, markup: Any) -> Message:
+        """A staff answer's attachment other than a photo, by its file id."""
+        assert row.photo is not None
+        common: dict[str, Any] = {"reply_markup": markup, "request_timeout": self.request_timeout}
+        if row.media_kind == "sticker":
+            return await self.bot.send_sticker(row.chat_id, row.photo, **common)
+        if row.media_kind == "video_note":
+            return await self.bot.send_video_note(row.chat_id, row.photo, **common)
+        common["caption"] = row.text or None
+        common["parse_mode"] = ParseMode.HTML
+        senders = {
+            "video": self.bot.send_video,
+            "animation": self.bot.send_animation,
+            "voice": self.bot.send_voice,
+            "audio": self.bot.send_audio,
+            "document": self.bot.send_document,
+        }
+        sender = senders.get(row.media_kind or "")
+        if sender is None:
+            raise ValueError(f"cannot send media of kind {row.media_kind!r}")
+        return await sender(row.chat_id, row.photo, **common)  # type: ignore[operator]
 
     def _retry_later(self, row: Claimed, error: str) -> Result:
         attempt = row.attempts + 1

@@ -1,0 +1,104 @@
+"""Every message counts: whatever a shopper writes outside a flow reaches the shop.
+
+Text, a photo (each photo of an album), video, voice, audio, a document, a sticker or a
+location joins the shopper's open conversation or opens one; the shopper is acknowledged once
+per conversation, with when to expect an answer. Someone who is not a member yet can write
+too: they get the same pending member row ``/start`` would make, so the conversation is theirs
+when they join. (Staff who are not members get the "unknown command" hint instead: their
+stray text is meant for a console flow, not for the shop.) This router comes last among the
+shopper's: flows and commands go first.
+"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.types import Message
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from care.conversations.tickets import (
+    MAX_TEXT_CHARS,
+    Media,
+    TicketError,
+    receive_member_message,
+)
+from care.core.clock import Clock
+from care.core.config import CareConfig
+from care.core.i18n import Translator
+from care.members.membership import TelegramIdentity, create_member
+from care.staff.roles import role_of
+from handlers.content import message_content
+from storage.models import Member
+
+
+def acknowledgement(t: Translator, config: CareConfig) -> str:
+    """What the shopper reads once a conversation opens: received, and when to expect us."""
+    when = (
+        t("conversation.ack_hours", hours=config.opening_hours)
+        if config.opening_hours
+        else t("conversation.ack_soon")
+    )
+    return f"{t('conversation.ack')}\n{when}"
+
+
+async def content_or_refusal(
+    message: Message, t: Translator
+) -> tuple[str | None, Media | None] | None:
+    """The message's content; else the shopper is told what went wrong and None comes back."""
+    content = message_content(message)
+    if content is None:
+        await message.answer(t("conversation.unsupported"))
+        return None
+    text = (content[0] or "").strip()
+    if len(text) > MAX_TEXT_CHARS:
+        await message.answer(t("conversation.too_long", length=len(text), limit=MAX_TEXT_CHARS))
+        return None
+    if not text and content[1] is None:
+        await message.answer(t("conversation.unsupported"))
+        return None
+    return content
+
+
+async def on_shopper_message(
+    message: Message,
+    session: AsyncSession,
+    member: Member | None,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    if member is None and await role_of(session, config, message.chat.id) is not None:
+        # Staff who are not shoppers here: a stray text is most likely meant for a console
+        # flow that has ended, not a message to the shop.
+        await message.answer(t("common.unknown_command"))
+        return
+    content = await content_or_refusal(message, t)
+    if content is None:
+        return
+    if member is None:
+        user = message.from_user
+        assert user is not None  # private chats always have a sender
+        identity = TelegramIdentity(
+            user_id=user.id,
+            chat_id=message.chat.id,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            username=user.username,
+            language_code=user.language_code,
+        )
+        member = await create_member(session, identity, config, clock)
+    text, media = content
+    try:
+        received = await receive_member_message(
+            session, clock, config, member=member, text=text, media=media
+        )
+    except TicketError:  # checked above; a race at worst
+        await message.answer(t("conversation.unsupported"))
+        return
+    if received.opened:
+        await message.answer(acknowledgement(t, config))
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.register(on_shopper_message, ~F.text.startswith("/"))
+    return router
