@@ -11,10 +11,12 @@ from __future__ import annotations
 from aiogram import Router
 
 from handlers.staff import (
+    audit,
     broadcast,
     export,
     forum,
     inbox,
+    language,
     member,
     offers,
     profile,
@@ -37,6 +39,8 @@ def build_router() -> Router:
     supervise_campaigns(router)
     router.include_routers(
         staff_admin.build_router(),
+        language.build_router(),
+        audit.build_router(),
         member.build_router(),
         till.build_router(),
         profile.build_router(),

@@ -22,7 +22,6 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.core.audit import recent_audit
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, Translator, translator
 from care.members.membership import find_member
@@ -38,7 +37,7 @@ from care.staff.roles import (
 from handlers.middlewares import after_commit
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from handlers.staff.formatting import local_date, short_time
+from handlers.staff.formatting import local_date
 from handlers.staff.keyboards import CDStaffRole, role_choice
 from storage.enums import StaffRole
 
@@ -58,7 +57,6 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.ADMIN, "birthday"),
     (StaffRole.OWNER, "audit"),
 )
-AUDIT_LINES = 25
 log = logging.getLogger(__name__)
 
 
@@ -100,46 +98,6 @@ async def cmd_staff(message: Message, command: CommandObject, staff: StaffContex
         await _add_by_id(message, args[1:], staff)
     else:
         await _remove_by_id(message, args[1:], staff)
-
-
-async def cmd_audit(message: Message, staff: StaffContext) -> None:
-    session, config, t = staff.session, staff.config, staff.t
-    entries = await recent_audit(session, limit=AUDIT_LINES)
-    if not entries:
-        await message.answer(t("roles.audit_empty"))
-        return
-    names = {person.telegram_id: person.name for person in await list_staff(session, config)}
-    lines = [t("roles.audit_title", count=len(entries))]
-    for entry in entries:
-        actor = entry.actor_telegram_id
-        lines.append(
-            t(
-                "roles.audit_line",
-                when=short_time(entry.created_at, config),
-                actor=(names.get(actor) or str(actor)) if actor is not None else "CLI",
-                role=_label(t, "roles", entry.actor_role) or entry.actor_role or "—",
-                action=_label(t, "roles.audit_action", entry.action) or entry.action,
-                target=_audit_target(t, entry.target),
-            )
-        )
-    await message.answer("\n".join(lines))
-
-
-def _label(t: Translator, prefix: str, code: str | None) -> str:
-    key = f"{prefix}.{(code or '').replace('.', '_')}"
-    return t.plain(key) if code and t.has(key) else ""
-
-
-def _audit_target(t: Translator, target: str | None) -> str:
-    """``member:12`` → ``member #12`` / ``会员 #12``; a target without a known kind (a file
-    name) shows as recorded."""
-    kind, _, ident = (target or "").partition(":")
-    key = f"roles.audit_target.{kind}"
-    return t.plain(key, id=ident) if ident and t.has(key) else (target or "")
-
-
-async def refuse_audit(message: Message, t: Translator) -> None:
-    await message.answer(t("roles.audit_owner_only"))
 
 
 async def render_staff_list(session: AsyncSession, config: CareConfig, t: Translator) -> str:
@@ -324,8 +282,6 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.message.register(cmd_staff, Command("staff"))
-    router.message.register(cmd_audit, Command("audit"), MinRole(StaffRole.OWNER))
-    router.message.register(refuse_audit, Command("audit"))
     router.message.register(
         on_forwarded,
         MinRole(StaffRole.ADMIN),
