@@ -186,7 +186,7 @@ async def test_low_scores_wait_for_a_follow_up(app: RunningBot) -> None:
     assert inbox.inline_buttons[0] == ["⚠️ Low scores to follow up (1)"]
     await cashier.press("⚠️ Low scores to follow up (1)")
     listing = await cashier.wait_until(lambda m: "Low scores to follow up" in m.text)
-    assert "CSAT 1 · Li Lei (K7QX2M9P)" in listing.text
+    assert "CSAT 1/5 · Li Lei (K7QX2M9P)" in listing.text  # the score says its scale
     await cashier.press("✔ Followed up: Li Lei")
     done = await cashier.wait_until(lambda m: "No low scores waiting" in m.text)
     assert done.inline_buttons == [["◀ Back to the inbox"]]

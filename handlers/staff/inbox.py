@@ -29,7 +29,7 @@ from care.core.config import CareConfig
 from care.core.i18n import Translator
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from handlers.staff.formatting import excerpt, short_time
+from handlers.staff.formatting import excerpt, score_text, short_time
 from handlers.staff.forum import announce_closed
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
 from storage.enums import MessageAuthor, StaffRole, TicketStatus
@@ -167,7 +167,7 @@ def render_followups(
                     "inbox.followup_line",
                     when=short_time(response.created_at, config),
                     kind=t.plain(kind_key) if t.has(kind_key) else response.kind,
-                    score=response.score,
+                    score=score_text(t, response.score, response.kind),
                     name=member.name or "?",
                     code=member.member_code,
                     comment=comment,
