@@ -191,11 +191,10 @@ class _Names:
         if entry.action == "purchase.record":
             amount = details.get("amount_minor")
             currency = details.get("currency")
-            values["amount"] = (
-                format_money(amount, currency)
-                if isinstance(amount, int) and isinstance(currency, str)
-                else "?"
-            )
+            if not (isinstance(amount, int) and isinstance(currency, str)):
+                # Erasing the member dropped the details: the amount and receipt went with them.
+                return t("staff_language.audit.sentence.purchase_record_erased", **values)
+            values["amount"] = format_money(amount, currency)
             receipt = details.get("receipt_id")
             values["receipt"] = (
                 t.plain("staff_language.audit.receipt", receipt=receipt) if receipt else ""
