@@ -52,6 +52,7 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.CASHIER, "purchase"),
     (StaffRole.CASHIER, "redeem"),
     (StaffRole.CASHIER, "inbox"),
+    (StaffRole.CASHIER, "lang"),
     (StaffRole.ADMIN, "stats"),
     (StaffRole.ADMIN, "broadcast"),
     (StaffRole.ADMIN, "offer"),
