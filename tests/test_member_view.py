@@ -119,7 +119,7 @@ async def test_the_360_view_shows_everything_the_shop_knows(app: RunningBot) -> 
 
 
 PREDICTED = {
-    "en": "🔮 Chance they still shop here: 73% · expect about 1.2 purchase(s) in the next "
+    "en": "🔮 Chance they still shop here: 73% · expect about 1.2 purchases in the next "
     "90 days, about ¥104.50 each · likely to spend ¥482.30 in the next 12 months",
     "zh": "🔮 仍在本店购物的可能性：73% · 预计未来 90 天购买约 1.2 次，每次约 ¥104.50 · "
     "预计未来 12 个月消费 ¥482.30",
