@@ -105,6 +105,9 @@ async def test_alerts_and_staff_texts_reach_each_staff_member_in_their_own_langu
     await complain(app, shopper, "Still sour")
     assert "投诉" not in (await alerts_to(app, ADMIN_ZH))[-1]
     # ... and back with /lang zh; the English admin's member language was never touched.
+    await admin_zh.send("/lang fr")
+    unknown = await admin_zh.wait_until(lambda m: "/lang en or /lang zh" in m.text)
+    assert unknown.inline_buttons == [["中文", "English"]]
     await admin_zh.send("/lang zh")
     await admin_zh.wait_until(lambda m: "今后员工消息和提醒将使用" in m.text)
     await admin_zh.send("/stats")
