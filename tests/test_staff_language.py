@@ -272,6 +272,11 @@ async def test_the_audit_log_pages_and_filters(app: RunningBot) -> None:
     await owner.send("/audit @lilei")
     theirs = await owner.next_message()
     assert theirs.text.startswith("Audit log · by Li Lei (@lilei) — page 1 of 2")
+    # A kind no button offers (a feature's own actions) filters by the command as well.
+    await owner.send("/audit @lilei stats")
+    stats_only = (await owner.next_message()).text
+    assert stats_only.startswith("Audit log · by Li Lei (@lilei) · stats — page 1 of 2")
+    assert "recorded" not in stats_only
     await owner.send("/audit @nobody")
     assert "No staff member matches @nobody" in (await owner.next_message()).text
 

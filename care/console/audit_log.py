@@ -9,6 +9,7 @@ as the name Telegram last showed for them.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +42,15 @@ KINDS: tuple[str, ...] = (
     "import",
     "stats",
 )
+
+
+KIND_RE = re.compile(r"^[a-z][a-z_]{1,15}$")
+
+
+def is_kind(word: str) -> bool:
+    """A kind of action to filter by: one of ``KINDS``, or the first word of any action other
+    features record (``conversation`` for ``conversation.take``); names and ids are not kinds."""
+    return bool(KIND_RE.match(word))
 
 
 @dataclass(frozen=True, slots=True)

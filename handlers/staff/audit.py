@@ -20,6 +20,7 @@ from care.console.audit_log import (
     AuditPage,
     audit_page,
     find_actor,
+    is_kind,
     kind_label,
 )
 from care.core.i18n import Translator
@@ -99,7 +100,7 @@ def _keyboard(t: Translator, result: AuditPage) -> InlineKeyboardMarkup:
 async def cmd_audit(message: Message, command: CommandObject, staff: StaffContext) -> None:
     t, actor, kind = staff.t, None, None
     for word in (command.args or "").split()[:2]:
-        if word.lower() in KINDS:
+        if is_kind(word.lower()):
             kind = word.lower()
             continue
         actor = await find_actor(staff.session, staff.config, word)
@@ -120,7 +121,7 @@ async def on_audit_page(
     callback: CallbackQuery, callback_data: CDAudit, staff: StaffContext
 ) -> None:
     await callback.answer()
-    kind = callback_data.kind if callback_data.kind in KINDS else None
+    kind = callback_data.kind if is_kind(callback_data.kind) else None
     filter = AuditFilter(actor=callback_data.actor or None, kind=kind)
     text, keyboard = await _render(staff, callback_data.page, filter)
     if isinstance(callback.message, Message):
