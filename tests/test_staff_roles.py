@@ -85,8 +85,10 @@ async def test_owner_adds_a_cashier_by_id_and_an_admin_by_forwarding(app: Runnin
     async with app.session() as session:
         told = list(await session.scalars(select(OutboxMessage.text).order_by(OutboxMessage.id)))
     assert told == [
-        "你现在是本店员工后台的<b>收银员</b>。发送 /staff 查看可用命令。",
-        "你现在是本店员工后台的<b>管理员</b>。发送 /staff 查看可用命令。",
+        "你现在是本店员工后台的<b>收银员</b>。发送 /staff 查看可用命令；"
+        "发送 /lang 可设置员工消息和提醒的语言（中文 / English）。",
+        "你现在是本店员工后台的<b>管理员</b>。发送 /staff 查看可用命令；"
+        "发送 /lang 可设置员工消息和提醒的语言（中文 / English）。",
     ]  # neither is a member yet: the shop's default language
 
 
