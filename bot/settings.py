@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from care.core.config import DEFAULT_CATEGORIES, CareConfig
+from care.core.i18n import LOCALES
 from care.core.money import minor_digits
 
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
@@ -38,6 +39,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./data/carebot.db"
     telegram_api_url: str = "https://api.telegram.org"
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    # "9001:en,9002:zh": the language of owners who have not written to the bot yet.
+    admin_languages: Annotated[tuple[tuple[int, str], ...], NoDecode] = ()
     default_locale: Literal["zh", "en"] = "zh"
     default_timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -82,6 +85,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be comma-separated Telegram user ids, not {bad[0]!r}")
             return frozenset(int(part) for part in parts)
         return value
+
+    @field_validator("admin_languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: list[tuple[int, str]] = []
+        for part in (part.strip() for part in value.split(",") if part.strip()):
+            user_id, _, language = part.partition(":")
+            language = language.strip().lower()
+            if not user_id.strip().lstrip("-").isdigit() or language not in LOCALES:
+                raise ValueError(
+                    f"must be comma-separated id:language pairs like 9001:en, not {part!r}"
+                )
+            pairs.append((int(user_id), language))
+        return tuple(pairs)
 
     @field_validator("shop_categories", "care_rules_disabled", mode="before")
     @classmethod
@@ -181,6 +200,7 @@ class Settings(BaseSettings):
         quiet_start, quiet_end = self.quiet_window()
         return CareConfig(
             owner_ids=self.admin_ids,
+            owner_locales=self.admin_languages,
             shop_name=self.shop_name,
             default_locale=self.default_locale,
             default_timezone=self.default_timezone,

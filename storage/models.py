@@ -423,14 +423,22 @@ class SurveyResponse(Base):
 
 
 class Staff(Base):
-    """Admins and cashiers. Owners come from the ADMIN_IDS setting and need no row."""
+    """Admins and cashiers, and the owners' profiles.
+
+    Owners come from the ADMIN_IDS setting: their row (role ``owner``) only keeps their name and
+    language, and grants nothing: someone no longer in ADMIN_IDS is not an owner, row or not.
+    """
 
     __tablename__ = "staff"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
     role: Mapped[str] = mapped_column(String(8))
+    # The display name and @username Telegram last showed for them (refreshed when they write).
     name: Mapped[str | None] = mapped_column(String(128))
+    username: Mapped[str | None] = mapped_column(String(64))
+    # The language staff texts and alerts reach them in; None until known.
+    locale: Mapped[str | None] = mapped_column(String(8))
     added_by: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
 

@@ -103,7 +103,7 @@ async def test_the_360_view_shows_everything_the_shop_knows(app: RunningBot) -> 
     purchases = lines.index("Recent purchases")
     assert lines[purchases + 1] == "• 03-02 11:00 ¥88.50 · Grocery +88 · R-NEW"
     assert lines[purchases + 2] == "• 01-31 11:00 ¥120.00 · Fresh food +120 · R-OLD"
-    assert "• 03-02 11:00 NPS 3 · “the queue was long” ⚠️ follow up" in lines
+    assert "• 03-02 11:00 NPS 3/10 · “the queue was long” ⚠️ follow up" in lines
     assert "Feedback (1 open)" in lines
     assert any(line.endswith("complaint · open: The milk was sour") for line in lines)
     # The welcome, and a receipt for each of the two purchases (each was made "now").

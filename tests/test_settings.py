@@ -40,11 +40,24 @@ def test_values_are_parsed_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert settings.care_config().owner_ids == frozenset({11, 22, 33})
 
 
+def test_owners_may_be_given_a_language_before_they_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADMIN_IDS", "11,22")
+    monkeypatch.setenv("ADMIN_LANGUAGES", " 11:EN , 22:zh")
+    config = load_settings(_env_file=None).care_config()
+    assert (config.owner_locale(11), config.owner_locale(22), config.owner_locale(33)) == (
+        "en",
+        "zh",
+        None,
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "value", "says"),
     [
         ("BOT_TOKEN", "not-a-token", "BotFather"),
         ("ADMIN_IDS", "12,bob", "'bob'"),
+        ("ADMIN_LANGUAGES", "12:fr", "'12:fr'"),
+        ("ADMIN_LANGUAGES", "en", "id:language"),
         ("DEFAULT_LOCALE", "fr", "zh"),
         ("DEFAULT_TIMEZONE", "Mars/Olympus", "IANA"),
         ("DATABASE_URL", "mysql://x@y/z", "not supported"),

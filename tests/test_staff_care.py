@@ -13,8 +13,16 @@ from care.console.exports import write_export
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
+from care.core.i18n import translator
 from care.imports.purchases import import_purchases
 from care.members.lookup import find_members, find_one_member
+from care.staff.profiles import (
+    SeenAs,
+    note_staff_seen,
+    set_staff_locale,
+    staff_labels,
+    staff_locales,
+)
 from care.staff.roles import (
     StaffError,
     add_staff,
@@ -25,6 +33,7 @@ from care.staff.roles import (
 )
 from storage.enums import MemberStatus, StaffRole
 from storage.models import DEFAULT_TIERS, Base, Tier
+from storage.repos.staff import StaffRepo
 from tests.staff_helpers import OWNER_ID, make_member, session_factory
 
 CONFIG = CareConfig(owner_ids=frozenset({OWNER_ID, 900002}))
@@ -234,3 +243,60 @@ async def test_staff_lookups_imports_and_exports_on_every_backend(
             rows = await write_export(session, CONFIG, "purchases", "csv", buffer, batch_size=1)
             assert rows == 2
             assert "P-2,K7QX2M9P,20.00" in buffer.getvalue().decode("utf-8-sig")
+
+
+async def test_an_owner_profile_row_grants_nothing_once_the_owner_is_no_longer_configured(
+    session: AsyncSession, clock: FrozenClock
+) -> None:
+    """Owners get a row for their name and language; only ADMIN_IDS makes someone an owner."""
+    seen = SeenAs(OWNER_ID, "Chen Jing", "chenjing", "en")
+    await note_staff_seen(session, CONFIG, clock, seen, StaffRole.OWNER)
+    assert await staff_locales(session, CONFIG, [OWNER_ID]) == {OWNER_ID: "en"}
+    assert (await list_staff(session, CONFIG))[0].username == "chenjing"
+    former = CareConfig(owner_ids=frozenset({900002}))
+    assert await role_of(session, former, OWNER_ID) is None
+    assert OWNER_ID not in await staff_recipients(session, former)
+    assert await StaffRepo(session).roles() == {}
+    with pytest.raises(StaffError) as refused:
+        await remove_staff(session, former, clock, actor_telegram_id=900002, telegram_id=OWNER_ID)
+    assert refused.value.reason == "not_staff"
+    # Made a cashier later, they keep their name and language, and are audited as added.
+    await add_staff(
+        session, former, clock, actor_telegram_id=900002, telegram_id=OWNER_ID,
+        role=StaffRole.CASHIER,
+    )  # fmt: skip
+    assert await role_of(session, former, OWNER_ID) == StaffRole.CASHIER
+    assert (await recent_audit(session, limit=1))[0].action == "staff.add"
+    assert await staff_locales(session, former, [OWNER_ID]) == {OWNER_ID: "en"}
+
+
+async def test_staff_language_comes_from_choice_then_telegram_then_settings_then_member(
+    session: AsyncSession, clock: FrozenClock
+) -> None:
+    config = CareConfig(owner_ids=frozenset({OWNER_ID}), owner_locales=((OWNER_ID, "en"),))
+    await _add(session, clock, OWNER_ID, CASHIER, "cashier")
+    await make_member(session, config, clock, ADMIN, "Ada", language_code="en")
+    await _add(session, clock, OWNER_ID, ADMIN, "admin")
+    # Nobody has written yet: the owner's setting, the admin's member row, the shop default.
+    assert await staff_locales(session, config, [OWNER_ID, ADMIN, CASHIER]) == {
+        OWNER_ID: "en",
+        ADMIN: "en",
+        CASHIER: "zh",
+    }
+    # First seen: Telegram's language; a staff member's own choice wins from then on.
+    await note_staff_seen(
+        session, config, clock, SeenAs(CASHIER, "Li", None, "en-US"), StaffRole.CASHIER
+    )
+    assert await staff_locales(session, config, [CASHIER]) == {CASHIER: "en"}
+    await set_staff_locale(
+        session, config, clock, SeenAs(CASHIER, "Li", None, "en"), StaffRole.CASHIER, "zh"
+    )
+    await note_staff_seen(
+        session, config, clock, SeenAs(CASHIER, "Li Lei", "lilei", "en"), StaffRole.CASHIER
+    )
+    assert await staff_locales(session, config, [CASHIER]) == {CASHIER: "zh"}
+    labels = await staff_labels(session, translator("en"), [CASHIER, ADMIN, 4242])
+    assert labels == {CASHIER: "Li Lei (@lilei)", ADMIN: "Ada", 4242: "staff 4242"}
+    assert (await staff_labels(session, translator("zh"), [CASHIER]))[
+        CASHIER
+    ] == "Li Lei（@lilei）"

@@ -47,6 +47,13 @@ FOLLOWUP_AT_OR_BELOW: dict[str, int] = {
     SurveyKind.TICKET: 2,
     SurveyKind.NPS: 6,
 }
+
+
+def score_scale(kind: str) -> int:
+    """The top of a survey's scale: 5 for CSAT and ticket ratings, 10 for NPS."""
+    return SCORE_RANGE[kind].stop - 1
+
+
 FIVE_POINT_FACES = ("😞", "🙁", "😐", "🙂", "😄")
 EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation.WORSE,
@@ -355,6 +362,7 @@ async def add_comment(
             name=member.name or member.member_code,
             code=member.member_code,
             score=response.score,
+            scale=score_scale(response.kind),
             text=text,
         )
     return SurveyOutcome("ok", invitation, response, "done")

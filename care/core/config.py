@@ -23,6 +23,8 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
 @dataclass(frozen=True, slots=True)
 class CareConfig:
     owner_ids: frozenset[int] = frozenset()
+    # The language of owners who have not chosen one in the chat yet (ADMIN_LANGUAGES).
+    owner_locales: tuple[tuple[int, str], ...] = ()
     shop_name: str = "carebot shop"
     default_locale: str = "zh"
     default_timezone: str = "Asia/Shanghai"
@@ -66,3 +68,7 @@ class CareConfig:
 
     def is_owner(self, telegram_id: int) -> bool:
         return telegram_id in self.owner_ids
+
+    def owner_locale(self, telegram_id: int) -> str | None:
+        """The language configured for an owner, if any (their own choice in the chat wins)."""
+        return next((loc for owner, loc in self.owner_locales if owner == telegram_id), None)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import translator
 from care.messaging.outbox import enqueue
+from care.staff.profiles import staff_locales
 from care.staff.roles import staff_recipients
 from storage.enums import MessageKind
-from storage.models import Member
 
 
 async def alert_staff(
@@ -28,16 +27,17 @@ async def alert_staff(
 ) -> int:
     """Queue an ALERT to every owner and admin, and to the staff chat if one is configured.
 
-    Each person reads it in their own language when they are also a member, else in the shop's
-    default one. ``key`` names the occasion: alerting twice with the same key queues nothing
-    new. Alerts ignore quiet hours — a detractor waits for nobody. Returns how many were queued.
+    Each person reads it in their own staff language (``care.staff.profiles``); the staff chat
+    reads the shop's default one. ``key`` names the occasion: alerting twice with the same key
+    queues nothing new. Alerts ignore quiet hours — a detractor waits for nobody. Returns how
+    many were queued.
 
     ``about_member_id`` is the member the alert quotes (their name, their words), or None when it
     quotes nobody: erasing that member deletes these alerts, whoever they were sent to.
     """
     recipients = await staff_recipients(session, config)
-    locales = await _member_locales(session, recipients)
-    targets = [(chat_id, locales.get(chat_id, config.default_locale)) for chat_id in recipients]
+    locales = await staff_locales(session, config, recipients)
+    targets = [(chat_id, locales[chat_id]) for chat_id in recipients]
     if config.staff_chat_id is not None and config.staff_chat_id not in recipients:
         targets.append((config.staff_chat_id, config.default_locale))
     queued = 0
@@ -55,12 +55,3 @@ async def alert_staff(
         )
         queued += message is not None
     return queued
-
-
-async def _member_locales(session: AsyncSession, telegram_ids: list[int]) -> dict[int, str]:
-    if not telegram_ids:
-        return {}
-    rows = await session.execute(
-        select(Member.telegram_id, Member.locale).where(Member.telegram_id.in_(telegram_ids))
-    )
-    return {telegram_id: locale for telegram_id, locale in rows if telegram_id}

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.core.i18n import translator
+from care.core.i18n import normalize_locale, translator
 from care.messaging.outbox import enqueue
+from care.staff.profiles import staff_locale
 from storage.enums import MessageKind, StaffRole
 from storage.models import Staff
-from storage.repos.members import MemberRepo
 from storage.repos.staff import StaffRepo
 
 NAME_MAX = 128
@@ -47,6 +47,7 @@ class StaffMember:
     name: str | None = None
     added_by: int | None = None
     created_at: datetime | None = None
+    username: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,14 @@ async def role_of(session: AsyncSession, config: CareConfig, telegram_id: int) -
     if config.is_owner(telegram_id):
         return StaffRole.OWNER
     staff = await StaffRepo(session).by_telegram_id(telegram_id)
-    return StaffRole(staff.role) if staff else None
+    return _granted(staff)
+
+
+def _granted(staff: Staff | None) -> StaffRole | None:
+    """The role a staff row grants: an owner's profile row grants nothing by itself."""
+    if staff is None or staff.role == StaffRole.OWNER:
+        return None
+    return StaffRole(staff.role)
 
 
 def allows(role: StaffRole | None, minimum: StaffRole) -> bool:
@@ -88,12 +96,16 @@ async def add_staff(
     telegram_id: int,
     role: StaffRole,
     name: str | None = None,
+    username: str | None = None,
+    language_code: str | None = None,
 ) -> StaffChange:
     """Give ``telegram_id`` the ``role`` (adding them, or changing their role); audited.
 
     Raises ``StaffError`` with ``is_owner`` (owners are configured), ``bad_role`` (owner cannot
     be granted) or ``not_allowed`` (the actor does not rank above the role, old or new).
     Giving someone the role they already have changes nothing and is not audited.
+    ``name``, ``username`` and ``language_code`` are what Telegram showed of the person (a
+    forwarded message), kept on their row until they write themselves.
     """
     actor_role = await role_of(session, config, actor_telegram_id)
     if config.is_owner(telegram_id):
@@ -105,12 +117,17 @@ async def add_staff(
     repo = StaffRepo(session)
     existing = await repo.by_telegram_id(telegram_id)
     clean_name = (name.strip()[:NAME_MAX] or None) if name else None
+    locale = normalize_locale(language_code, config.default_locale) if language_code else None
+    previous: StaffRole | None
     if existing is not None:
-        previous = StaffRole(existing.role)
-        if not can_manage(actor_role, previous):
+        previous = _granted(existing)
+        if previous is not None and not can_manage(actor_role, previous):
             raise StaffError("not_allowed")
         if clean_name:
             existing.name = clean_name
+        if username:
+            existing.username = username[:64]
+        existing.locale = existing.locale or locale
         if previous == role:
             await session.flush()
             return StaffChange(telegram_id, role, previous, changed=False)
@@ -122,6 +139,8 @@ async def add_staff(
                 telegram_id=telegram_id,
                 role=role,
                 name=clean_name,
+                username=username[:64] if username else None,
+                locale=locale,
                 added_by=actor_telegram_id,
                 created_at=clock.now(),
             )
@@ -143,8 +162,7 @@ async def _tell_new_role(
     session: AsyncSession, config: CareConfig, clock: Clock, telegram_id: int, role: StaffRole
 ) -> None:
     """Let the person know (through the outbox) what they can do now."""
-    member = await MemberRepo(session).by_telegram_id(telegram_id)
-    t = translator(member.locale if member is not None else config.default_locale)
+    t = translator(await staff_locale(session, config, telegram_id))
     await enqueue(
         session,
         clock,
@@ -175,10 +193,9 @@ async def remove_staff(
     if not allows(actor_role, StaffRole.ADMIN):
         raise StaffError("not_allowed")
     repo = StaffRepo(session)
-    existing = await repo.by_telegram_id(telegram_id)
-    if existing is None:
+    previous = _granted(await repo.by_telegram_id(telegram_id))
+    if previous is None:
         raise StaffError("not_staff")
-    previous = StaffRole(existing.role)
     if not can_manage(actor_role, previous):
         raise StaffError("not_allowed")
     await repo.remove(telegram_id)
@@ -196,7 +213,17 @@ async def remove_staff(
 
 async def list_staff(session: AsyncSession, config: CareConfig) -> list[StaffMember]:
     """Everyone with a staff role: owners first, then admins, then cashiers (oldest first)."""
-    owners = [StaffMember(owner_id, StaffRole.OWNER) for owner_id in sorted(config.owner_ids)]
+    all_rows = await StaffRepo(session).all()
+    profiles = {row.telegram_id: row for row in all_rows if config.is_owner(row.telegram_id)}
+    owners = [
+        StaffMember(
+            owner_id,
+            StaffRole.OWNER,
+            name=profiles[owner_id].name if owner_id in profiles else None,
+            username=profiles[owner_id].username if owner_id in profiles else None,
+        )
+        for owner_id in sorted(config.owner_ids)
+    ]
     rows = [
         StaffMember(
             telegram_id=row.telegram_id,
@@ -204,9 +231,10 @@ async def list_staff(session: AsyncSession, config: CareConfig) -> list[StaffMem
             name=row.name,
             added_by=row.added_by,
             created_at=row.created_at,
+            username=row.username,
         )
-        for row in await StaffRepo(session).all()
-        if not config.is_owner(row.telegram_id)
+        for row in all_rows
+        if not config.is_owner(row.telegram_id) and row.role != StaffRole.OWNER
     ]
     rows.sort(key=lambda staff: -staff.role.rank)  # stable: keeps the oldest first per role
     return owners + rows

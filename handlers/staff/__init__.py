@@ -11,11 +11,13 @@ from __future__ import annotations
 from aiogram import Router
 
 from handlers.staff import (
+    audit,
     broadcast,
     corrections,
     export,
     forum,
     inbox,
+    language,
     member,
     offers,
     profile,
@@ -40,6 +42,8 @@ def build_router() -> Router:
     supervise_campaigns(router)
     router.include_routers(
         staff_admin.build_router(),
+        language.build_router(),
+        audit.build_router(),
         member.build_router(),
         till.build_router(),
         corrections.build_router(),

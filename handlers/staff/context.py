@@ -2,7 +2,11 @@
 
 The staff router's inner middleware builds it once the role filter has let the update in, from
 the keyword data the outer middlewares and the dispatcher already provide (the update's
-session, the shop's config and clock, the translator) plus the staff member and their role.
+session, the shop's config and clock) plus the staff member and their role. It also keeps the
+staff member's profile current (name, @username, language: ``care.staff.profiles``) and swaps
+the update's translator for one in the staff member's own language, so every staff text, even
+in a handler that takes only ``t``, reads in it: the member's language is for the shop's
+messages to them as a shopper.
 A handler then takes ``staff`` and the few aiogram objects it really uses, instead of a long
 list of injected arguments.
 """
@@ -19,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.core.i18n import Translator
+from care.core.i18n import Translator, translator
+from care.staff.profiles import SeenAs, note_staff_seen
 from handlers.middlewares import Handler
 from storage.enums import StaffRole
 
@@ -65,11 +70,21 @@ class StaffContextMiddleware(BaseMiddleware):
         role: StaffRole | None = data.get("staff_role")
         user: User | None = data.get("event_from_user")
         if role is not None and user is not None:
+            config: CareConfig = data["config"]
+            profile = await note_staff_seen(
+                data["session"],
+                config,
+                data["clock"],
+                SeenAs(user.id, user.full_name, user.username, user.language_code),
+                role,
+            )
+            t = translator(profile.locale or config.default_locale)
+            data["t"], data["locale"] = t, t.locale
             data["staff"] = StaffContext(
                 session=data["session"],
-                config=data["config"],
+                config=config,
                 clock=data["clock"],
-                t=data["t"],
+                t=t,
                 user=user,
                 role=role,
             )

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from care.conversations.surveys import score_scale
 from care.core.config import CareConfig
 from care.core.formatting import format_day
+from care.core.i18n import Translator
 
 
 def local(when: datetime, config: CareConfig) -> datetime:
@@ -25,6 +27,11 @@ def local_time(when: datetime, config: CareConfig) -> str:
 
 def short_time(when: datetime, config: CareConfig) -> str:
     return local(when, config).strftime("%m-%d %H:%M")
+
+
+def score_text(t: Translator, score: int, kind: str) -> str:
+    """A survey score with its scale, "3/5" or "6/10": a bare "3" does not say out of what."""
+    return t.plain("staff_language.score", score=score, scale=score_scale(kind))
 
 
 def excerpt(text: str | None, limit: int = 80) -> str:

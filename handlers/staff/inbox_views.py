@@ -12,7 +12,7 @@ from care.conversations.tickets import MEDIA_ICONS
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.loyalty.tiers import tier_name
-from handlers.staff.formatting import excerpt, short_time
+from handlers.staff.formatting import excerpt, score_text, short_time
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
 from storage.enums import MediaKind, MessageAuthor, TicketStatus
 from storage.models import Ticket, TicketMessage
@@ -45,10 +45,10 @@ def context_line(t: Translator, context: MemberContext | None) -> str:
         return t.plain("conversation.inbox.erased_short")
     parts = [
         tier_name(context.tier, t.locale) if context.tier is not None else "—",
-        t.plain("conversation.inbox.points", points=context.points),
+        t.count("conversation.inbox.points", context.points),
     ]
     if context.open_complaints:
-        parts.append(t.plain("conversation.inbox.complaints", count=context.open_complaints))
+        parts.append(t.count("conversation.inbox.complaints", context.open_complaints))
     if context.last_score is not None:
         kind, score = context.last_score
         scale = 10 if kind == "nps" else 5
@@ -224,7 +224,7 @@ def render_followups(
                     "inbox.followup_line",
                     when=short_time(response.created_at, config),
                     kind=t.plain(kind_key) if t.has(kind_key) else response.kind,
-                    score=response.score,
+                    score=score_text(t, response.score, response.kind),
                     name=member.name or "?",
                     code=member.member_code,
                     comment=comment,

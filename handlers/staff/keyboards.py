@@ -113,3 +113,28 @@ def export_choice(
             for table in tables
         ]
     )
+
+
+class CDStaffLang(CallbackData, prefix="sl"):
+    """Set the staff language to ``locale``; empty: show the choice."""
+
+    locale: str = ""
+
+
+class CDAudit(CallbackData, prefix="au"):
+    """A page of the audit log; ``actor`` 0 and ``kind`` empty mean no filter."""
+
+    page: int = 0
+    actor: int = 0
+    kind: str = ""
+
+
+def language_choice(locales: Sequence[str], names: Sequence[str]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(text=name, callback_data=CDStaffLang(locale=locale).pack())
+                for locale, name in zip(locales, names, strict=True)
+            ]
+        ]
+    )

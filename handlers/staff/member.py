@@ -26,7 +26,7 @@ from care.loyalty.tiers import tier_name
 from care.members.lookup import QUERY_MAX
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from handlers.staff.formatting import excerpt, local_date, local_time, short_time
+from handlers.staff.formatting import excerpt, local_date, local_time, score_text, short_time
 from handlers.staff.keyboards import CDMemberPick, member_picker
 from storage.enums import RETIRED_STAGES, MemberStatus, OutboxStatus, StaffRole
 
@@ -261,7 +261,7 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
                     "m360.survey_line",
                     when=short_time(response.created_at, config),
                     kind=_label(t, "m360.survey_kind", response.kind),
-                    score=response.score,
+                    score=score_text(t, response.score, response.kind),
                     expectation=expectation,
                     comment=comment,
                     flag=t.plain("m360.survey_flag") if flagged else "",

@@ -16,16 +16,17 @@ from aiogram.types import (
     BotCommandScopeChat,
     BotCommandScopeDefault,
     CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
     Message,
     MessageOriginHiddenUser,
     MessageOriginUser,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.core.audit import recent_audit
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, Translator, translator
-from care.members.membership import find_member
+from care.staff.profiles import staff_labels
 from care.staff.roles import (
     StaffChange,
     StaffError,
@@ -38,8 +39,8 @@ from care.staff.roles import (
 from handlers.middlewares import after_commit
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from handlers.staff.formatting import local_date, short_time
-from handlers.staff.keyboards import CDStaffRole, role_choice
+from handlers.staff.formatting import local_date
+from handlers.staff.keyboards import CDStaffLang, CDStaffRole, role_choice
 from storage.enums import StaffRole
 
 GRANTABLE = (StaffRole.ADMIN, StaffRole.CASHIER)
@@ -53,6 +54,7 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.CASHIER, "void"),
     (StaffRole.CASHIER, "refund"),
     (StaffRole.CASHIER, "inbox"),
+    (StaffRole.CASHIER, "lang"),
     (StaffRole.ADMIN, "stats"),
     (StaffRole.ADMIN, "broadcast"),
     (StaffRole.ADMIN, "offer"),
@@ -63,7 +65,6 @@ STAFF_MENU: tuple[tuple[StaffRole, str], ...] = (
     (StaffRole.ADMIN, "replies"),
     (StaffRole.OWNER, "audit"),
 )
-AUDIT_LINES = 25
 log = logging.getLogger(__name__)
 
 
@@ -78,10 +79,10 @@ def parse_user_id(text: str) -> int | None:
 async def _display_name(
     session: AsyncSession, t: Translator, user_id: int, name: str | None
 ) -> str:
+    """ "Li Lei (@lilei)": the name a forward just showed, else what the rows know of them."""
     if name:
         return name
-    member = await find_member(session, user_id)
-    return member.name if member is not None and member.name else t.plain("roles.no_name")
+    return (await staff_labels(session, t, [user_id]))[user_id]
 
 
 async def cmd_staff(message: Message, command: CommandObject, staff: StaffContext) -> None:
@@ -98,7 +99,18 @@ async def cmd_staff(message: Message, command: CommandObject, staff: StaffContex
             text += "\n" + t("roles.help_admin") + "\n" + t("rewards.help_admin")
         if allows(role, StaffRole.OWNER):
             text += "\n" + t("roles.help_owner")
-        await message.answer(text)
+        text += "\n" + t("staff_language.help_lang")
+        language = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=t.plain("staff_language.lang_button"),
+                        callback_data=CDStaffLang().pack(),
+                    )
+                ]
+            ]
+        )
+        await message.answer(text, reply_markup=language)
         return
     if not allows(role, StaffRole.ADMIN):
         await message.answer(t("roles.admin_only"))
@@ -111,53 +123,14 @@ async def cmd_staff(message: Message, command: CommandObject, staff: StaffContex
         await _remove_by_id(message, args[1:], staff)
 
 
-async def cmd_audit(message: Message, staff: StaffContext) -> None:
-    session, config, t = staff.session, staff.config, staff.t
-    entries = await recent_audit(session, limit=AUDIT_LINES)
-    if not entries:
-        await message.answer(t("roles.audit_empty"))
-        return
-    names = {person.telegram_id: person.name for person in await list_staff(session, config)}
-    lines = [t("roles.audit_title", count=len(entries))]
-    for entry in entries:
-        actor = entry.actor_telegram_id
-        lines.append(
-            t(
-                "roles.audit_line",
-                when=short_time(entry.created_at, config),
-                actor=(names.get(actor) or str(actor)) if actor is not None else "CLI",
-                role=_label(t, "roles", entry.actor_role) or entry.actor_role or "—",
-                action=_label(t, "roles.audit_action", entry.action) or entry.action,
-                target=_audit_target(t, entry.target),
-            )
-        )
-    await message.answer("\n".join(lines))
-
-
-def _label(t: Translator, prefix: str, code: str | None) -> str:
-    key = f"{prefix}.{(code or '').replace('.', '_')}"
-    return t.plain(key) if code and t.has(key) else ""
-
-
-def _audit_target(t: Translator, target: str | None) -> str:
-    """``member:12`` → ``member #12`` / ``会员 #12``; a target without a known kind (a file
-    name) shows as recorded."""
-    kind, _, ident = (target or "").partition(":")
-    key = f"roles.audit_target.{kind}"
-    return t.plain(key, id=ident) if ident and t.has(key) else (target or "")
-
-
-async def refuse_audit(message: Message, t: Translator) -> None:
-    await message.answer(t("roles.audit_owner_only"))
-
-
 async def render_staff_list(session: AsyncSession, config: CareConfig, t: Translator) -> str:
     staff = await list_staff(session, config)
+    names = await staff_labels(session, t, [person.telegram_id for person in staff])
     lines = [t("roles.list_title", count=len(staff))]
     for person in staff:
         line = t(
             "roles.list_line",
-            name=await _display_name(session, t, person.telegram_id, person.name),
+            name=names[person.telegram_id],
             user_id=person.telegram_id,
             role=role_name(t, person.role),
         )
@@ -233,6 +206,8 @@ async def _apply_role(
     user_id: int,
     role: StaffRole,
     name: str | None = None,
+    username: str | None = None,
+    language_code: str | None = None,
     bot: Bot | None = None,
 ) -> str:
     t = staff.t
@@ -245,13 +220,15 @@ async def _apply_role(
             telegram_id=user_id,
             role=role,
             name=name,
+            username=username,
+            language_code=language_code,
         )
     except StaffError as exc:
         return t(f"roles.err_{exc.reason}", user_id=user_id)
     if change.changed and bot is not None:
         # Cosmetic: after the commit, so a failing menu call cannot undo the role.
         after_commit(partial(set_staff_menu, bot, user_id, change.role))
-    return describe_change(t, change, await _display_name(staff.session, t, user_id, name))
+    return describe_change(t, change, await _display_name(staff.session, t, user_id, None))
 
 
 def describe_change(t: Translator, change: StaffChange, name: str) -> str:
@@ -296,10 +273,11 @@ async def on_forwarded(message: Message, state: FSMContext, staff: StaffContext)
     if person.is_bot:
         await message.answer(t("roles.err_not_staff", user_id=person.id))
         return
-    # Callback data carries ids only; the name the forward showed waits here for the choice.
+    # Callback data carries ids only; what the forward showed of the person (name, @username,
+    # language when Telegram tells it) waits here for the choice.
     data = await state.get_data()
     names = dict(data.get(NAMES_KEY) or {})
-    names[str(person.id)] = person.full_name[:128]
+    names[str(person.id)] = [person.full_name[:128], person.username, person.language_code]
     await state.update_data({NAMES_KEY: dict(list(names.items())[-10:])})
     await _offer_roles(message, staff, person.id, person.full_name)
 
@@ -317,11 +295,15 @@ async def on_role_chosen(
             await callback.answer()
             return
         names = (await state.get_data()).get(NAMES_KEY) or {}
+        seen = names.get(str(callback_data.user_id))
+        name, username, language = seen if isinstance(seen, list) else (seen, None, None)
         text = await _apply_role(
             staff,
             user_id=callback_data.user_id,
             role=role,
-            name=names.get(str(callback_data.user_id)),
+            name=name,
+            username=username,
+            language_code=language,
             bot=callback.bot,
         )
     await callback.answer()
@@ -333,8 +315,6 @@ def build_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type == ChatType.PRIVATE)
     router.message.register(cmd_staff, Command("staff"))
-    router.message.register(cmd_audit, Command("audit"), MinRole(StaffRole.OWNER))
-    router.message.register(refuse_audit, Command("audit"))
     router.message.register(
         on_forwarded,
         MinRole(StaffRole.ADMIN),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import AuditEntry
@@ -27,3 +27,30 @@ class AuditRepo:
         if actor_telegram_id is not None:
             query = query.where(AuditEntry.actor_telegram_id == actor_telegram_id)
         return list(await self.session.scalars(query))
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        action_prefix: str | None = None,
+        actor_telegram_id: int | None = None,
+    ) -> tuple[list[AuditEntry], int]:
+        """One page of entries, newest first, and how many match in all.
+
+        ``action_prefix`` keeps one kind of action: ``purchase`` matches ``purchase.record``.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if action_prefix is not None:
+            conditions.append(AuditEntry.action.startswith(f"{action_prefix}.", autoescape=True))
+        if actor_telegram_id is not None:
+            conditions.append(AuditEntry.actor_telegram_id == actor_telegram_id)
+        total = await self.session.scalar(select(func.count(AuditEntry.id)).where(*conditions))
+        rows = await self.session.scalars(
+            select(AuditEntry)
+            .where(*conditions)
+            .order_by(AuditEntry.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return list(rows), int(total or 0)

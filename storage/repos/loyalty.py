@@ -60,6 +60,12 @@ class OfferRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def titles(self, offer_ids: list[int]) -> dict[int, str]:
+        rows = await self.session.execute(
+            select(Offer.id, Offer.title).where(Offer.id.in_(offer_ids))
+        )
+        return {offer_id: title for offer_id, title in rows}
+
     async def get(self, offer_id: int) -> Offer | None:
         return await self.session.get(Offer, offer_id)
 

@@ -49,6 +49,29 @@ class MemberRepo:
             await self.session.refresh(member, ["interests"])
         return member.interests
 
+    async def locales_by_telegram_id(self, telegram_ids: list[int]) -> dict[int, str]:
+        rows = await self.session.execute(
+            select(Member.telegram_id, Member.locale).where(Member.telegram_id.in_(telegram_ids))
+        )
+        return {telegram_id: locale for telegram_id, locale in rows if telegram_id}
+
+    async def names_by_telegram_id(
+        self, telegram_ids: list[int]
+    ) -> dict[int, tuple[str | None, str | None]]:
+        """Name and @username of the members behind these Telegram ids (an erased member has
+        neither, and no Telegram id left to be found by)."""
+        rows = await self.session.execute(
+            select(Member.telegram_id, Member.name, Member.username).where(
+                Member.telegram_id.in_(telegram_ids)
+            )
+        )
+        return {
+            telegram_id: (name, username) for telegram_id, name, username in rows if telegram_id
+        }
+
+    async def by_ids(self, member_ids: list[int]) -> list[Member]:
+        return list(await self.session.scalars(select(Member).where(Member.id.in_(member_ids))))
+
     async def by_code(self, member_code: str) -> Member | None:
         return await self.session.scalar(
             select(Member).where(Member.member_code == member_code.upper())

@@ -7,13 +7,14 @@ asking for the roles on every update.
 
 from __future__ import annotations
 
-from sqlalchemy import ScalarSelect, delete, select, update
+from sqlalchemy import ScalarSelect, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Staff, StaffVersion
 from storage.repos.upsert import insert_ignoring_conflicts
 
 VERSION_ROW = 1
+OWNER_ROLE = "owner"  # an owner's profile row: configured owners only, never a grant
 
 
 def staff_version_query() -> ScalarSelect[int]:
@@ -28,12 +29,28 @@ class StaffRepo:
     async def by_telegram_id(self, telegram_id: int) -> Staff | None:
         return await self.session.scalar(select(Staff).where(Staff.telegram_id == telegram_id))
 
+    async def by_telegram_ids(self, telegram_ids: list[int]) -> list[Staff]:
+        return list(
+            await self.session.scalars(select(Staff).where(Staff.telegram_id.in_(telegram_ids)))
+        )
+
+    async def by_username(self, username: str) -> Staff | None:
+        """The staff row with this @username (Telegram usernames ignore case)."""
+        return await self.session.scalar(
+            select(Staff).where(func.lower(Staff.username) == username.lower()).limit(1)
+        )
+
     async def all(self) -> list[Staff]:
         return list(await self.session.scalars(select(Staff).order_by(Staff.created_at)))
 
     async def roles(self) -> dict[int, str]:
-        """Every staff member's role by Telegram id (the table is small: a shop's staff)."""
-        rows = await self.session.execute(select(Staff.telegram_id, Staff.role))
+        """Every staff member's role by Telegram id (the table is small: a shop's staff).
+
+        Owners' profile rows grant nothing (owners are configured), so they are left out.
+        """
+        rows = await self.session.execute(
+            select(Staff.telegram_id, Staff.role).where(Staff.role != OWNER_ROLE)
+        )
         return {telegram_id: role for telegram_id, role in rows}
 
     async def version(self) -> int:
