@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.fsm import SqlFsmStorage
+from bot.fsm import RedisFsmStorage, SqlFsmStorage
 from bot.middlewares import UpdateLogMiddleware, update_type
 from bot.settings import Settings
 from bot.startup import StartupError, check_database
@@ -112,9 +112,9 @@ def _fsm_parts(
     services: Services,
 ) -> tuple[BaseStorage, BaseEventIsolation, RedisUpdateQueue | None]:
     if services.settings.redis_url:
-        from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
+        from aiogram.fsm.storage.redis import RedisEventIsolation
 
-        storage = RedisStorage.from_url(services.settings.redis_url)
+        storage = RedisFsmStorage.from_url(services.settings.redis_url)
         queue = RedisUpdateQueue(storage.redis)
         isolation = QueuedEventIsolation(queue, RedisEventIsolation(storage.redis))
         return storage, isolation, queue

@@ -5,7 +5,12 @@ one. The storage keeps the set of keys that *may* have a row: read once from the
 before every write (so it is a superset even while a write is still uncommitted). A key outside
 it has no row, and its state is answered without a query. Keys are never taken out: a stale key
 costs one query, a missing one would lose a conversation. The set is this process's, which fits
-this storage: it goes with ``SimpleEventIsolation``, one process; replicas use Redis.
+this storage: it goes with ``SimpleEventIsolation``, one process; replicas use Redis
+(``RedisFsmStorage``).
+
+Both storages can forget a person (``forget_user``, the erasure hook of
+``care.members.privacy.delete_member_data``): every state and data record in which they are the
+user, in any chat, thread or destiny.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiogram.fsm.state import State
-from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder, StateType, StorageKey
+from aiogram.fsm.storage.redis import RedisStorage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.clock import Clock
@@ -106,3 +112,40 @@ class SqlFsmStorage(BaseStorage):
 
     async def close(self) -> None:
         return None
+
+    async def forget_user(self, telegram_id: int) -> None:
+        """Erase every conversation of this user, in the update's transaction when in one."""
+        async with self._session() as session:
+            await FsmRepo(session).delete_for_user(telegram_id)
+
+
+class RedisFsmStorage(RedisStorage):
+    """aiogram's Redis storage, which can also forget a person everywhere.
+
+    aiogram keeps no index of a user's keys, and its keys never expire by default, so erasure
+    looks for them: a ``SCAN`` over the keys that contain the user's id, each one checked by its
+    shape. ``DefaultKeyBuilder`` writes ``prefix[:bot][:business]:chat[:thread]:user[:destiny]
+    :part``: counted from the end the user's id has a fixed place whatever the optional parts
+    are, so a chat, thread or bot whose number happens to equal the id is never mistaken for it.
+    """
+
+    async def forget_user(self, telegram_id: int) -> None:
+        builder = self.key_builder
+        if not isinstance(builder, DefaultKeyBuilder):
+            raise TypeError(f"cannot find a user's keys with {type(builder).__name__}")
+        sep = builder.separator
+        user_at = -3 if builder.with_destiny else -2
+        doomed: list[bytes | str] = []
+        async for name in self.redis.scan_iter(
+            match=f"{builder.prefix}{sep}*{sep}{telegram_id}{sep}*", count=1000
+        ):
+            text = name.decode() if isinstance(name, bytes) else name
+            parts = text.split(sep)
+            if (
+                len(parts) >= 4
+                and parts[-1] in ("state", "data")
+                and (parts[user_at] == str(telegram_id))
+            ):
+                doomed.append(name)
+        if doomed:
+            await self.redis.delete(*doomed)

@@ -29,8 +29,18 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 log = logging.getLogger(__name__)
 
 
-AfterCommit = Callable[[], Awaitable[None]]
-_after_commit: ContextVar[list[AfterCommit] | None] = ContextVar("after_commit", default=None)
+AfterCommit = Callable[[], Awaitable[Any]]
+# What waits for the commit, in order; True for cosmetic actions (failures only logged).
+_after_commit: ContextVar[list[tuple[AfterCommit, bool]] | None] = ContextVar(
+    "after_commit", default=None
+)
+
+
+def _pending_after_commit() -> list[tuple[AfterCommit, bool]]:
+    pending = _after_commit.get()
+    if pending is None:
+        raise RuntimeError("after_commit() outside an update's unit of work")
+    return pending
 
 
 def after_commit(action: AfterCommit) -> None:
@@ -40,15 +50,25 @@ def after_commit(action: AfterCommit) -> None:
     they must not decide its fate, so they run after it, and their failure is only logged.
     Outside an update's unit of work there is nothing to wait for: use a task instead.
     """
-    pending = _after_commit.get()
-    if pending is None:
-        raise RuntimeError("after_commit() outside an update's unit of work")
-    pending.append(action)
+    _pending_after_commit().append((action, True))
+
+
+def reply_after_commit(send: AfterCommit) -> None:
+    """Send a reply only once this update's unit of work has committed (never if it rolls back).
+
+    For a flow that begins with a write: /start makes the member row and asks the first
+    question. Sent at once, the question would go out before a commit that can still fail (a
+    full disk, a serialization failure, a database gone read-only), followed by an error, and
+    the person would answer a question about a registration that does not exist. Held, the
+    person hears one thing: the question, or the error. Still one commit per update; a reply
+    that fails after the commit is raised like any handler failure (the change is kept).
+    """
+    _pending_after_commit().append((send, False))
 
 
 class DbSessionMiddleware(BaseMiddleware):
     """Opens one session per update and commits once, after the handler succeeded; then runs
-    what the handler left for after the commit (``after_commit``).
+    what the handler left for after the commit (``after_commit``, ``reply_after_commit``).
 
     An update that wrote anything commits its id in the same transaction, so when Telegram
     sends it again (on any replica) it is skipped (``MemberContextMiddleware`` asks, in the
@@ -63,7 +83,7 @@ class DbSessionMiddleware(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         update_id = event.update_id if isinstance(event, Update) else None
-        pending: list[AfterCommit] = []
+        pending: list[tuple[AfterCommit, bool]] = []
         token = _after_commit.set(pending)
         try:
             async with unit_of_work(self.session_factory) as session:
@@ -78,7 +98,10 @@ class DbSessionMiddleware(BaseMiddleware):
             return duplicate_update(update_id)
         finally:
             _after_commit.reset(token)
-        for action in pending:
+        for action, cosmetic in pending:
+            if not cosmetic:
+                await action()
+                continue
             try:
                 await action()
             except Exception:  # cosmetic by contract: the change it follows is committed

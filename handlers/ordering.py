@@ -12,9 +12,21 @@ polls in a tight loop.
 A replica that dies holding the turn cannot block a user for good: the turn is a lease (the head
 ticket's deadline in a hash), and a waiter removes a head whose lease ran out.
 
-Limits: an update that reaches Redis more than ``SETTLE_SECONDS`` after a later one of the same
-user has started cannot be put before it (nothing can); a handler running past
-``LEASE_SECONDS`` lets the next one start.
+What the order depends on, precisely. Telegram sends update ``n`` at ``t`` and the same user's
+``n+1`` a gap ``g`` later; each travels to Redis (network, balancer, the replica's own queue)
+taking ``d_n`` and ``d_n+1``. ``n+1`` can start no earlier than ``SETTLE_SECONDS`` after its
+ticket is queued, and ``n`` runs after it only if ``n``'s ticket was not queued by then,
+that is if ``d_n - d_n+1 > g + SETTLE_SECONDS``. So the gap never causes a reorder — a
+larger gap only widens the margin — and the one thing that can is *delivery skew*: one update
+delayed on its way more than the gap plus 10 ms beyond its successor (a replica stalled that
+long before it queued the ticket, a retried delivery). Nothing at a replica can know of an
+update that has not reached it: Telegram's ids are per bot, not per user, so a missing id says
+nothing about whose update is missing, and waiting for every missing id would hold up every
+user. Such a late update is still handled, once, after the later one; Redis keeps the
+last update id let run per user, and a late one is logged as ``out of order`` so the skew
+can be seen and its cause fixed.
+
+Other limits: a handler running past ``LEASE_SECONDS`` lets the next one start.
 
 Without Redis, one process keeps the order with aiogram's ``SimpleEventIsolation`` (asyncio
 locks are first-in, first-out).
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -36,6 +49,8 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from redis.asyncio import Redis
 
 from handlers.middlewares import Handler
+
+log = logging.getLogger(__name__)
 
 PREFIX = "carebot:order"
 LEASE_SECONDS = 60
@@ -55,8 +70,9 @@ redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]) * 2)
 return 1
 """
 
-# 1 when ARGV[1] takes the turn, 0 while another update holds it or an earlier ticket waits,
-# or (as a fraction) how long a ticket at the head must still wait for its ``SETTLE``.
+# 1 when ARGV[1] takes the turn (-1: takes it, but a later update of this user ran before it),
+# 0 while another update holds it or an earlier ticket waits, or (as a fraction) how long a
+# ticket at the head must still wait for its ``SETTLE``.
 # The holder is a key of its own (expiring with its lease): a smaller ticket that arrives while
 # a later one runs waits for it, so two updates of one user never run at once.
 _TURN = """
@@ -73,6 +89,9 @@ while true do
     local settle = tonumber(ARGV[3])
     if head == ARGV[1] and waited < settle then return tostring(settle - waited) end
     redis.call('SET', KEYS[3], ARGV[1], 'PX', math.ceil(lease * 1000))
+    local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+    if tonumber(ARGV[1]) < last then return -1 end
+    redis.call('SET', KEYS[4], ARGV[1], 'EX', math.ceil(lease * 10))
     return 1
   end
   local deadline = tonumber(redis.call('HGET', KEYS[2], head) or '0')
@@ -110,6 +129,10 @@ class _Ticket:
         return f"{self.queue}:holder"
 
     @property
+    def last(self) -> str:
+        return f"{self.queue}:last"
+
+    @property
     def wake(self) -> str:
         return f"{self.queue}:wake:{self.update_id}"
 
@@ -139,11 +162,19 @@ class RedisUpdateQueue:
         return ticket
 
     async def wait_turn(self, ticket: _Ticket) -> None:
-        keys = [ticket.queue, ticket.leases, ticket.holder]
+        keys = [ticket.queue, ticket.leases, ticket.holder, ticket.last]
         args = [ticket.update_id, self.lease_seconds, SETTLE_SECONDS]
         while True:
             answer = float(await self._turn(keys=keys, args=args))
             if answer == 1:
+                break
+            if answer == -1:
+                log.warning(
+                    "update %s (%s) out of order: a later update of this user ran before it "
+                    "reached Redis (delivery skew)",
+                    ticket.update_id,
+                    ticket.queue.removeprefix(f"{PREFIX}:"),
+                )
                 break
             if answer > 0:
                 await asyncio.sleep(answer)

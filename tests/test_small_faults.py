@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiogram.types import Update
 from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import OperationalError
 
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
@@ -154,3 +155,54 @@ async def test_start_with_a_read_only_database_is_one_polite_answer(app: Running
     await wait_button(user, "English")
     async with app.session() as session:
         assert await session.scalar(select(Member).where(Member.telegram_id == 4501))
+
+
+@pytest.mark.parametrize("failure", ["database or disk is full", "could not serialize access"])
+async def test_start_whose_commit_fails_is_one_polite_answer(
+    app: RunningBot, failure: str
+) -> None:
+    """The write succeeds, the commit does not (a full disk, a serialization failure): the
+    first question must not have gone out already, followed by an error."""
+    engine = app.services.engine
+    failing = True
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def note_writes(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")):
+            connection.info["wrote"] = True
+
+    @event.listens_for(engine.sync_engine, "commit")
+    def refuse_commit(connection: Any) -> None:
+        # Only a commit that has something to keep: the write itself went through.
+        if connection.info.pop("wrote", False) and failing:
+            raise OperationalError("COMMIT", {}, Exception(failure))
+
+    @event.listens_for(engine.sync_engine, "rollback")
+    def forget_writes(connection: Any) -> None:
+        connection.info.pop("wrote", None)
+
+    user = app.user(4502, language_code="en")
+    await user.send("/start")
+    reply = await user.expect("something went wrong")
+    await asyncio.sleep(0.3)
+    await app.settle()
+    assert [m.text for m in app.sim.chat_messages(4502) if m.from_bot] == [reply.text]
+    async with app.session() as session:
+        assert await session.scalar(select(Member).where(Member.telegram_id == 4502)) is None
+
+    failing = False
+    await user.send("/start")
+    await wait_button(user, "English")
+    async with app.session() as session:
+        assert await session.scalar(select(Member).where(Member.telegram_id == 4502))
+
+
+async def test_a_reply_held_for_the_commit_goes_out_after_it(app: RunningBot) -> None:
+    """A referral note and the first question, in order, once the member row is kept."""
+    owner_code = "NOSUCH01"
+    user = app.user(4503, language_code="en")
+    await user.send(f"/start ref_{owner_code}")
+    await wait_button(user, "English")
+    texts = [m.text for m in app.sim.chat_messages(4503) if m.from_bot]
+    assert len(texts) == 2
+    assert texts[0] == label("en", "link.ref_unknown")

@@ -135,7 +135,7 @@ async def test_another_shopper_is_answered_while_a_bad_preview_renders(
     await owner.send("/broadcast")
     await owner.expect("新建群发")
     await owner.press("所有会员（3）")
-    await owner.expect("现在请发送消息文本")
+    await owner.expect("请发送中文版文案")
     shopper = app.user(4242, first_name="Ann", language_code="en")
 
     await owner.send(NESTED_10K)
@@ -148,6 +148,8 @@ async def test_another_shopper_is_answered_while_a_bad_preview_renders(
     assert not rendered.is_set()
     problem = await owner.expect("计算量太大", timeout=10)
     assert "这段文本无法发送" in (problem.text or "")
-    # The step is kept: a corrected text goes on to the photo step.
+    # The step is kept: a corrected text goes on to the English text, then the photo step.
     await owner.send("你好 {{ name }}")
+    await owner.expect("请发送英文版文案")
+    await owner.press("跳过")
     await owner.expect("发送一张图片")

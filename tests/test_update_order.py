@@ -111,3 +111,89 @@ async def test_one_users_updates_are_handled_in_order_across_replicas(
     for user in users:
         sent = [u["update_id"] for u in updates if u["message"]["from"]["id"] == user]
         assert recorder.started[user] == sent
+
+
+class DeliverySkew:
+    """Before the ticket is taken: holds back the updates of one replica, as a slow network
+    path or a busy replica would."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def __call__(self, handler: Any, event: TelegramObject, data: dict[str, Any]) -> Any:
+        await asyncio.sleep(self.seconds)
+        return await handler(event, data)
+
+
+@pytest.mark.parametrize("gap_ms", [0, 5, 30, 200])
+async def test_order_holds_at_every_gap_while_the_skew_stays_within_it(
+    gap_ms: int, redis_url: str, sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
+) -> None:
+    """Two replicas, one of them slower to reach Redis by half the gap: Telegram's order holds
+    at every gap (the gap widens the margin, it never narrows it; see handlers/ordering.py)."""
+    gap = gap_ms / 1000
+    recorder = Recorder()
+    fronts: list[tuple[Dispatcher, Bot]] = []
+    services = []
+    for replica in range(2):
+        service = create_services(make_settings(sqlite_url, sim.base_url, redis_url=redis_url))
+        service.clock = clock
+        dp = create_dispatcher(service)
+        if replica == 0:
+            dp.update.outer_middleware._middlewares.insert(0, DeliverySkew(gap / 2))
+        dp.update.outer_middleware(recorder)
+        fronts.append((dp, create_bot(service.settings)))
+        services.append(service)
+    users = random.sample(range(20_000_000, 30_000_000), 2)
+    base = random.randrange(1_000_000, 2_000_000_000)
+    updates = [text_update(base + n, users[(n // 2) % 2], str(n)) for n in range(16)]
+    try:
+        feeding = []
+        for n, raw in enumerate(updates):
+            dp, bot = fronts[n % 2]
+            update = Update.model_validate(raw, context={"bot": bot})
+            feeding.append(asyncio.create_task(dp.feed_update(bot, update)))
+            if gap:
+                await asyncio.sleep(gap)
+        await asyncio.wait_for(asyncio.gather(*feeding), 30)
+    finally:
+        for dp, bot in fronts:
+            await dp.storage.close()
+            await bot.session.close()
+        for service in services:
+            await service.engine.dispose()
+
+    assert recorder.overlaps == 0
+    for user in users:
+        sent = [u["update_id"] for u in updates if u["message"]["from"]["id"] == user]
+        assert recorder.started[user] == sent
+
+
+async def test_an_update_later_than_its_successor_is_handled_and_reported(
+    redis_url: str,
+    sim: BotAPISimulator,
+    sqlite_url: str,
+    clock: FrozenClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the bound (the successor already ran) nothing can restore the order: the late
+    update is still handled, once, and the skew is logged so it can be found."""
+    recorder = Recorder()
+    service = create_services(make_settings(sqlite_url, sim.base_url, redis_url=redis_url))
+    service.clock = clock
+    dp = create_dispatcher(service)
+    dp.update.outer_middleware(recorder)
+    bot = create_bot(service.settings)
+    user = random.randrange(30_000_000, 40_000_000)
+    base = random.randrange(1_000_000, 2_000_000_000)
+    try:
+        for update_id in (base + 1, base, base + 2):
+            update = Update.model_validate(text_update(update_id, user, "x"), context={"bot": bot})
+            await dp.feed_update(bot, update)
+    finally:
+        await dp.storage.close()
+        await bot.session.close()
+        await service.engine.dispose()
+    assert recorder.started[user] == [base + 1, base, base + 2]
+    late = [r.getMessage() for r in caplog.records if "out of order" in r.getMessage()]
+    assert len(late) == 1 and str(base) in late[0]

@@ -14,7 +14,8 @@ same way, never by searching text):
   (staff alerts quoting their name and words): outbox ``about_member_id``;
 - what they wrote: ticket messages of their tickets (staff answers in those threads quote them,
   so both go), survey comments: by ticket / ``member_id``;
-- conversation state (FSM rows) keyed by their Telegram id;
+- conversation state keyed by their Telegram id: the FSM rows in the database, and wherever else
+  the bot keeps it (Redis with several replicas), through the storage's ``forget_user``;
 - the audit log: entries about them are targeted ``member:<id>``; their details are dropped, and
   entries never quote personal values in the first place (a staff search records whom it found,
   not what was typed);
@@ -25,7 +26,7 @@ same way, never by searching text):
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +53,13 @@ from storage.models import (
 )
 from storage.repos.fsm import FsmRepo
 from storage.repos.members import MemberRepo
+
+
+@runtime_checkable
+class ConversationStates(Protocol):
+    """Where the bot keeps conversation state, able to forget one person in all of it."""
+
+    async def forget_user(self, telegram_id: int) -> None: ...
 
 
 def _iso(value: datetime | date | None) -> str | None:
@@ -138,8 +146,20 @@ async def export_member_data(session: AsyncSession, member: Member) -> dict[str,
     }
 
 
-async def delete_member_data(session: AsyncSession, clock: Clock, member: Member) -> None:
-    """Erase a member on their request (see the module docstring for what stays, anonymously)."""
+async def delete_member_data(
+    session: AsyncSession,
+    clock: Clock,
+    member: Member,
+    *,
+    states: ConversationStates | None = None,
+) -> None:
+    """Erase a member on their request (see the module docstring for what stays, anonymously).
+
+    ``states``: the bot's conversation state when it lives outside the database (Redis). It is
+    erased before the transaction commits: if the commit then fails, the person only lost a
+    half-finished conversation and can ask again; the other way round would leave their words
+    behind after telling them everything was deleted.
+    """
     now = clock.now()
     member_id, telegram_id = member.id, member.telegram_id
 
@@ -181,6 +201,8 @@ async def delete_member_data(session: AsyncSession, clock: Clock, member: Member
     )
     if telegram_id is not None:
         await FsmRepo(session).delete_for_user(telegram_id)
+        if states is not None:
+            await states.forget_user(telegram_id)
 
     member.member_code = await unique_member_code(MemberRepo(session))
     member.telegram_id = None

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.core.clock import Clock
 from care.core.formatting import category_list, format_count, zone_label
 from care.core.i18n import Translator
-from care.members.privacy import delete_member_data, export_member_data
+from care.members.privacy import ConversationStates, delete_member_data, export_member_data
 from handlers.shopper.keyboards import LANGUAGE_NAMES, drop_buttons
 from storage.models import Member
 
@@ -124,7 +124,9 @@ async def on_delete_answer(
         await callback.message.answer(t("delete.kept"))
         return
     await state.clear()
-    await delete_member_data(session, clock, member)
+    # Redis keeps conversations apart from the database: the storage forgets the person there.
+    states = state.storage if isinstance(state.storage, ConversationStates) else None
+    await delete_member_data(session, clock, member, states=states)
     await callback.message.answer(t("delete.done"), reply_markup=ReplyKeyboardRemove())
 
 

@@ -3,6 +3,8 @@
 ``/start`` meets three kinds of people: a stranger (a member row in status ``registering`` is
 made at once, so a referral or source link is kept from the very first tap), someone half-way
 through registering (they start again cleanly) and a member (they get the main menu).
+Its replies wait for the update's commit (``reply_after_commit``): when the commit fails the
+person hears one error, not a first question and then an error.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from care.members.registration import (
     record_referral,
     record_source,
 )
+from handlers.middlewares import reply_after_commit
 from handlers.shopper import registration
 from handlers.shopper.keyboards import main_menu
 from storage.models import Member
@@ -58,11 +61,10 @@ async def cmd_start(
         await state.clear()
         if link.kind == LinkKind.REFERRAL:
             outcome = await record_referral(session, member, link.value)
-            await message.answer(t(REFERRAL_NOTES.get(outcome, "link.ref_member")))
-        await message.answer(
-            t("start.welcome_back", name=member.name or "", code=member.member_code),
-            reply_markup=main_menu(t),
-        )
+            note = t(REFERRAL_NOTES.get(outcome, "link.ref_member"))
+            reply_after_commit(lambda: message.answer(note))
+        welcome = t("start.welcome_back", name=member.name or "", code=member.member_code)
+        reply_after_commit(lambda: message.answer(welcome, reply_markup=main_menu(t)))
         return
 
     if member is None:
@@ -80,8 +82,13 @@ async def cmd_start(
     elif link.kind == LinkKind.REFERRAL:
         outcome = await record_referral(session, member, link.value)
         if outcome != ReferralOutcome.RECORDED:
-            await message.answer(t(REFERRAL_NOTES[outcome]))
-    await registration.begin(message, state, member, t, shop_name)
+            note = t(REFERRAL_NOTES[outcome])
+            reply_after_commit(lambda: message.answer(note))
+    # The first question waits for the member row's commit: a failed commit is one error
+    # message, not a question followed by an error.
+    await registration.restart(state)
+    name = member.name or ""
+    reply_after_commit(lambda: registration.ask_language(message, t, name, shop_name))
 
 
 async def cmd_help(message: Message, t: Translator) -> None:
