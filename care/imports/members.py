@@ -304,15 +304,12 @@ async def _book_batch(
     await session.execute(
         insert(Member.__table__), [_member_row(line, config, now) for line in fresh]
     )
-    ids = dict(
-        (
-            await session.execute(
-                select(Member.member_code, Member.id).where(
-                    Member.member_code.in_([line.code for line in fresh])
-                )
-            )
-        ).tuples()
+    found = await session.execute(
+        select(Member.member_code, Member.id).where(
+            Member.member_code.in_([line.code for line in fresh])
+        )
     )
+    ids: dict[str | None, int] = {code: member_id for code, member_id in found}
     consents = [
         {
             "member_id": ids[line.code],
