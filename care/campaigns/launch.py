@@ -5,6 +5,12 @@ guardrails (consent, reachability, service recovery, frequency cap), renders the
 the coupon if one is attached and queues the message in the outbox, one transaction per batch.
 ``launch_due_campaigns`` is the scheduler's tick over all of them.
 
+A staff text may take up to its time budget to render for each member (see
+``care.core.template_sandbox``): a batch renders in a worker thread, so the event loop keeps
+answering shoppers, and before the batch's first write, so no database write lock (SQLite has
+one for the whole file) is held while it renders. The coupon line, added once coupons exist, is
+no template.
+
 Nothing is sent twice: every message has the key ``campaign:<id>:member:<member id>``, coupons
 are checked per (campaign, member), and the launch cursor only moves by a conditional update,
 so a crashed launch resumes where it stopped and two launchers never share a batch.
@@ -12,21 +18,22 @@ so a crashed launch resumes where it stopped and two launchers never share a bat
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.campaigns.render import offer_notice, render_for_member
+from care.campaigns.render import offer_notice, with_coupon_line
 from care.campaigns.report import finish_if_delivered
 from care.campaigns.schedule import BROADCAST, COUPONS
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import translator
-from care.core.templates import TemplateProblem
-from care.loyalty.coupons import issue_coupons
+from care.core.templates import TemplateProblem, member_context, render_text
+from care.loyalty.coupons import IssuedCoupon, issue_coupons
 from care.loyalty.offers import coupon_expiry, offer_usable
 from care.messaging.guardrails import marketing_blocks
 from care.messaging.outbox import OutboxItem, enqueue_many
@@ -131,21 +138,28 @@ async def _launch_batch(
             await repo.mark_launched(campaign_id, cursor=cursor, now=clock.now())
             await session.commit()
             return False
+        offer = await session.get(Offer, campaign.offer_id) if campaign.offer_id else None
+        offer_gone = bool(campaign.offer_id or campaign.kind == COUPONS) and not _usable(
+            offer, clock
+        )
+        prepared: _Prepared | None = None
+        if campaign.kind != COUPONS and not offer_gone:
+            prepared = await _prepare_broadcast(session, config, clock, campaign, offer, members)
         lease_until = clock.now() + LAUNCH_LEASE
         if not await repo.advance_cursor(
             campaign_id, old=cursor, new=members[-1].id, lease_until=lease_until
         ):
             await session.rollback()
             return False
-        offer = await session.get(Offer, campaign.offer_id) if campaign.offer_id else None
-        if (campaign.offer_id or campaign.kind == COUPONS) and not _usable(offer, clock):
+        if offer_gone:
             # The offer ended or was switched off mid-way: promise no coupon that cannot come.
             batch = LaunchResult(campaign_id, skipped=Counter({OFFER_GONE: len(members)}))
         elif campaign.kind == COUPONS:
             assert offer is not None
             batch = await _coupon_batch(session, config, clock, campaign, offer, members)
         else:
-            batch = await _broadcast_batch(session, config, clock, campaign, offer, members)
+            assert prepared is not None
+            batch = await _broadcast_batch(session, config, clock, campaign, offer, prepared)
         await repo.add_counts(
             campaign_id, queued=batch.queued, coupons=batch.coupons, skipped=dict(batch.skipped)
         )
@@ -160,44 +174,97 @@ def _usable(offer: Offer | None, clock: Clock) -> bool:
     return offer_usable(offer, clock.now())
 
 
-async def _broadcast_batch(
+@dataclass(slots=True)
+class _Prepared:
+    """A broadcast batch read and rendered, before it writes anything."""
+
+    ready: list[tuple[Member, str]]  # each member to message, with the rendered staff text
+    skipped: Counter[str]
+
+
+async def _prepare_broadcast(
     session: AsyncSession,
     config: CareConfig,
     clock: Clock,
     campaign: Campaign,
     offer: Offer | None,
     members: list[Member],
-) -> LaunchResult:
-    batch = LaunchResult(campaign.id)
+) -> _Prepared:
     blocks = await marketing_blocks(session, config, clock, members)
     queued_before = await CampaignRepo(session).queued_member_ids(
         campaign.id, (member.id for member in members)
     )
-    with_photo = campaign.photo_file_id is not None
-    preview_expiry = coupon_expiry(offer, clock.now()) if offer is not None else None
-    ready: list[tuple[Member, str]] = []
+    prepared = _Prepared(ready=[], skipped=Counter())
+    to_render: list[Member] = []
     for member in members:
         if member.id in queued_before:
             continue
         reason = blocks.get(member.id)
         if reason is not None:
-            batch.skipped[reason] += 1
+            prepared.skipped[reason] += 1
             continue
+        to_render.append(member)
+    preview_expiry = coupon_expiry(offer, clock.now()) if offer is not None else None
+    texts = await asyncio.to_thread(
+        _render_all,
+        campaign.template,
+        to_render,
+        config,
+        offer,
+        preview_expiry,
+        campaign.photo_file_id is not None,
+    )
+    for member, text in zip(to_render, texts, strict=True):
+        if text is None:
+            prepared.skipped[TEMPLATE_SKIP] += 1
+        else:
+            prepared.ready.append((member, text))
+    return prepared
+
+
+def _render_all(
+    template: str,
+    members: list[Member],
+    config: CareConfig,
+    offer: Offer | None,
+    preview_expiry: datetime | None,
+    with_photo: bool,
+) -> list[str | None]:
+    """The staff text for each member (None where it cannot be sent); runs in a worker thread.
+
+    Checked with the coupon line it will get, before any coupon exists, so a text that cannot
+    be sent costs no coupon (the preview code and expiry have the real ones' length).
+    """
+    texts: list[str | None] = []
+    for member in members:
         try:
-            # Rendered before any coupon exists, so a text that cannot be sent costs no
-            # coupon (the preview code and expiry have the real ones' length).
-            text = render_for_member(
-                campaign.template,
+            text = render_text(template, member_context(member, config))
+            with_coupon_line(
+                text,
                 member,
-                config,
                 offer=offer,
                 coupon_expires_at=preview_expiry,
                 with_photo=with_photo,
             )
         except TemplateProblem:
-            batch.skipped[TEMPLATE_SKIP] += 1
+            texts.append(None)
             continue
-        ready.append((member, text))
+        texts.append(text)
+    return texts
+
+
+async def _broadcast_batch(
+    session: AsyncSession,
+    config: CareConfig,
+    clock: Clock,
+    campaign: Campaign,
+    offer: Offer | None,
+    prepared: _Prepared,
+) -> LaunchResult:
+    batch = LaunchResult(campaign.id, skipped=prepared.skipped)
+    with_photo = campaign.photo_file_id is not None
+    ready = prepared.ready
+    coupons: dict[int, IssuedCoupon] = {}
     if offer is not None and ready:
         coupons = await issue_coupons(
             session,
@@ -208,22 +275,18 @@ async def _broadcast_batch(
             campaign_id=campaign.id,
         )
         batch.coupons += len(coupons)
-        ready = [
-            (
-                member,
-                render_for_member(
-                    campaign.template,
-                    member,
-                    config,
-                    offer=offer,
-                    coupon_code=coupons[member.id].code,
-                    coupon_expires_at=coupons[member.id].expires_at,
-                    with_photo=with_photo,
-                ),
-            )
-            for member, _ in ready
-        ]
-    items = [_item(campaign, member, text, campaign.photo_file_id) for member, text in ready]
+    items: list[OutboxItem] = []
+    for member, text in ready:
+        coupon = coupons[member.id] if offer is not None else None
+        message = with_coupon_line(
+            text,
+            member,
+            offer=offer,
+            coupon_code=coupon.code if coupon else None,
+            coupon_expires_at=coupon.expires_at if coupon else None,
+            with_photo=with_photo,
+        )
+        items.append(_item(campaign, member, message, campaign.photo_file_id))
     batch.queued = await enqueue_many(session, clock, config, items)
     return batch
 

@@ -79,6 +79,29 @@ def render_for_member(
     long — a photo caption allows 1024 characters).
     """
     text = render_text(campaign_template, member_context(member, config))
+    return with_coupon_line(
+        text,
+        member,
+        offer=offer,
+        coupon_code=coupon_code,
+        coupon_expires_at=coupon_expires_at,
+        with_photo=with_photo,
+    )
+
+
+def with_coupon_line(
+    text: str,
+    member: Member,
+    *,
+    offer: Offer | None = None,
+    coupon_code: str | None = None,
+    coupon_expires_at: datetime | None = None,
+    with_photo: bool = False,
+) -> str:
+    """The staff text already rendered for ``member`` completed as in ``render_for_member``.
+
+    A launch renders the (possibly slow) staff text once and adds each coupon's line later.
+    """
     if offer is not None:
         t = translator(member.locale)
         code = coupon_code or PREVIEW_COUPON_CODE
