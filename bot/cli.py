@@ -250,8 +250,9 @@ def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
         try:
             await check_database(engine)
             factory = create_session_factory(engine)
-            segments = await refresh_segments(factory, settings.care_config(), Clock())
+            # The value model first: where it scores a member, their value tier follows it.
             value = await refresh_value(factory, Clock())
+            segments = await refresh_segments(factory, settings.care_config(), Clock())
         finally:
             await engine.dispose()
         lines = [

@@ -14,6 +14,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.clock import FrozenClock
+from care.core.config import CareConfig
+from care.segments.refresh import refresh_segments
+from care.segments.rules import quintile_positions
+from care.segments.rules import value_tier as rfm_value_tier
 from care.value.model import expected_purchases, probability_alive
 from care.value.refresh import MIN_CUSTOMERS_TO_FIT, refresh_value, value_totals
 from storage.db import create_engine, create_session_factory
@@ -123,3 +127,53 @@ async def test_too_few_customers_leave_the_table_alone(
     assert not stats.fitted and stats.customers < MIN_CUSTOMERS_TO_FIT
     async with any_db() as session:
         assert list(await session.scalars(select(MemberValue))) == []
+
+
+async def test_value_tiers_come_from_predicted_value_where_the_model_scored(
+    any_db: Factory, clock: FrozenClock
+) -> None:
+    async with any_db() as session:
+        await add_members(session, clock, 300)
+        await session.commit()
+    assert (await refresh_value(any_db, clock)).fitted
+    async with any_db() as session:
+        # Bought after the fit: not scored yet, so the RFM reading decides their tier.
+        session.add(
+            Member(
+                telegram_id=899_999,
+                member_code="VLATE001",
+                status=MemberStatus.ACTIVE,
+                created_at=clock.now() - timedelta(days=91),
+                purchase_count=3,
+                total_spent_minor=90_000,
+                first_purchase_at=clock.now() - timedelta(days=90),
+                last_purchase_at=clock.now() - timedelta(days=2),
+            )
+        )
+        await session.commit()
+    await refresh_segments(any_db, CareConfig(), clock)
+
+    async with any_db() as session:
+        rows = await session.execute(select(MemberValue.member_id, MemberValue.value_12m_minor))
+        predicted = {member_id: value for member_id, value in rows}
+        members = {m.id: m for m in await session.scalars(select(Member))}
+    values = sorted(predicted.values())
+    cuts = [values[position - 1] for position in quintile_positions(len(values))]
+    moved_from_rfm = 0
+    for member_id, value in predicted.items():
+        quintile = 1 + sum(value > cut for cut in cuts)
+        expected = "high" if quintile == 5 else "medium" if quintile >= 3 else "low"
+        member = members[member_id]
+        assert member.value_tier == expected, (member_id, value, quintile)
+        rfm = rfm_value_tier((member.rfm_r or 0) + (member.rfm_f or 0) + (member.rfm_m or 0))
+        moved_from_rfm += rfm != expected
+    assert moved_from_rfm > 0  # the prediction, not RFM under another name
+    tiers = [members[i].value_tier for i in predicted]
+    assert tiers.count("high") == pytest.approx(len(tiers) / 5, abs=3)
+    late_member = next(m for m in members.values() if m.member_code == "VLATE001")
+    assert late_member.id not in predicted
+    assert late_member.value_tier == rfm_value_tier(
+        (late_member.rfm_r or 0) + (late_member.rfm_f or 0) + (late_member.rfm_m or 0)
+    )
+    nobody = [m for m in members.values() if not m.purchase_count]
+    assert nobody and all(m.value_tier is None for m in nobody)

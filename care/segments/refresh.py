@@ -50,7 +50,7 @@ from care.segments.rules import (
     quintile_positions,
 )
 from storage.enums import LifecycleStage, ValueTier
-from storage.models import Member, Purchase, Tier
+from storage.models import Member, MemberValue, Purchase, Tier
 from storage.types import UTCDateTime
 
 MIN_MEMBERS_FOR_SHOP_GAP = 20
@@ -79,6 +79,10 @@ class SegmentStats:
 
 
 # One row per live member: the facts the rules read, frozen at the start of the refresh.
+# Predicted-value quintiles (1–5) at or above which a scored member is high / medium value.
+HIGH_VALUE_MIN_QUINTILE = 5
+MEDIUM_VALUE_MIN_QUINTILE = 3
+
 _work = Table(
     "segment_work",
     MetaData(),
@@ -97,6 +101,8 @@ _work = Table(
     Column("gap_days", Float),
     # False until a member's stage was first decided (by a refresh or a live purchase).
     Column("classified", Boolean),
+    # The customer-value model's predicted 12-month value (NULL: not scored).
+    Column("value_12m", BigInteger),
     # The decisions, computed once from the facts above.
     Column("tier_new", String(16)),
     Column("stage_new", String(16)),
@@ -197,8 +203,13 @@ def _snapshot(now: datetime) -> Executable:
             func.coalesce(recent.c.amount, 0),
             now_days - EpochDays(Member.last_purchase_at),
             or_(Member.stage_changed_at.is_not(None), Member.segments_refreshed_at.is_not(None)),
+            MemberValue.value_12m_minor,
         )
-        .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
+        .select_from(
+            Member.__table__.outerjoin(recent, recent.c.member_id == Member.id).outerjoin(
+                MemberValue.__table__, MemberValue.member_id == Member.id
+            )
+        )
         .where(Member.deleted_at.is_(None))
     )
     facts = [column.name for column in _work.columns][: len(rows.selected_columns)]
@@ -278,6 +289,23 @@ async def _decisions(
         )
     )
     rfm_total = rfm_r + rfm_f + rfm_m
+    # Where the customer-value model scored the member, the value tier is where their predicted
+    # 12-month value falls among the scored members' (top fifth high, next two fifths medium,
+    # the rest low); a member it has not scored (bought since the last fit, or no fit yet)
+    # keeps the RFM reading.
+    scored = and_(active, w.value_12m.is_not(None))
+    scored_count = int(await connection.scalar(select(func.count()).where(scored)) or 0)
+    value_cuts = await _quintile_cuts(connection, w.value_12m, scored, scored_count)
+    predicted = _score(w.value_12m, value_cuts, scored)
+    by_prediction = (
+        [
+            (and_(scored, predicted >= HIGH_VALUE_MIN_QUINTILE), ValueTier.HIGH.value),
+            (and_(scored, predicted >= MEDIUM_VALUE_MIN_QUINTILE), ValueTier.MEDIUM.value),
+            (scored, ValueTier.LOW.value),
+        ]
+        if value_cuts
+        else []
+    )
     own_gap = and_(
         w.purchase_count >= config.min_purchases_for_own_gap, w.avg_gap_days.is_not(None)
     )
@@ -324,6 +352,7 @@ async def _decisions(
         rfm_m=rfm_m,
         value_tier=case(
             (~active, null()),
+            *by_prediction,
             (rfm_total >= HIGH_VALUE_MIN_RFM, ValueTier.HIGH.value),
             (rfm_total >= MEDIUM_VALUE_MIN_RFM, ValueTier.MEDIUM.value),
             else_=ValueTier.LOW.value,
