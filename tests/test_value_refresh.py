@@ -18,8 +18,14 @@ from care.core.config import CareConfig
 from care.segments.refresh import refresh_segments
 from care.segments.rules import quintile_positions
 from care.segments.rules import value_tier as rfm_value_tier
-from care.value.model import expected_purchases, probability_alive
-from care.value.refresh import MIN_CUSTOMERS_TO_FIT, refresh_value, value_totals
+from care.value.model import bgnbd_log_likelihood, expected_purchases, probability_alive
+from care.value.refresh import (
+    MIN_CUSTOMERS_TO_FIT,
+    compressed_histories,
+    fit_sample,
+    refresh_value,
+    value_totals,
+)
 from storage.db import create_engine, create_session_factory
 from storage.enums import MemberStatus
 from storage.models import DEFAULT_TIERS, Base, Member, MemberValue, Tier
@@ -177,3 +183,23 @@ async def test_value_tiers_come_from_predicted_value_where_the_model_scored(
     )
     nobody = [m for m in members.values() if not m.purchase_count]
     assert nobody and all(m.value_tier is None for m in nobody)
+
+
+def test_the_fit_reads_a_fixed_sample_of_a_big_shop_and_compressed_histories() -> None:
+    assert fit_sample(10, limit=20) == slice(None)
+    first, again = fit_sample(1_000, limit=100), fit_sample(1_000, limit=100)
+    assert isinstance(first, np.ndarray) and isinstance(again, np.ndarray)
+    assert first.tolist() == again.tolist()  # the same shop fits on the same customers
+    assert first.size == 100 == np.unique(first).size and bool(np.all(np.diff(first) > 0))
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, 2_000).astype(np.float64)
+    T = rng.integers(1, 60, 2_000).astype(np.float64) + rng.random(2_000) * 0.4
+    t_x = np.where(x > 0, np.floor(T * rng.random(2_000)), 0.0)
+    cx, ct, cT, weights = compressed_histories(x, t_x, T)
+    assert weights.sum() == 2_000 and cx.size < 2_000
+    params = np.array([0.5, 10.0, 0.8, 2.5])
+    whole = bgnbd_log_likelihood(params, x, np.rint(t_x), np.rint(T)).sum()
+    assert float(np.dot(weights, bgnbd_log_likelihood(params, cx, ct, cT))) == pytest.approx(
+        float(whole)
+    )

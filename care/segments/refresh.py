@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    cast,
     func,
     insert,
     literal,
@@ -43,11 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.sqltime import SECONDS_PER_DAY, EpochDays, Hundredths
+from care.segments.quintiles import quintile_cuts, quintile_score_sql
 from care.segments.rules import (
     HIGH_VALUE_MIN_RFM,
     MEDIUM_VALUE_MIN_RFM,
     MIN_USUAL_GAP_DAYS,
-    quintile_positions,
 )
 from storage.enums import LifecycleStage, ValueTier
 from storage.models import Member, MemberValue, Purchase, Tier
@@ -232,41 +231,6 @@ async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> flo
     return float(median) if median is not None else config.fallback_gap_days
 
 
-async def _quintile_cuts(
-    connection: AsyncConnection,
-    value: ColumnElement[Any],
-    active: ColumnElement[bool],
-    population: int,
-) -> list[Any]:
-    """The four values at the quintile positions of ``value`` among the active members."""
-    if population == 0:
-        return []
-    positions = quintile_positions(population)
-    numbered = (
-        select(value.label("value"), func.row_number().over(order_by=value).label("position"))
-        .where(active)
-        .subquery()
-    )
-    found = dict(
-        (
-            await connection.execute(
-                select(numbered.c.position, numbered.c.value).where(
-                    numbered.c.position.in_(positions)
-                )
-            )
-        ).all()
-    )
-    return [found[position] for position in positions]
-
-
-def _score(value: ColumnElement[Any], cuts: list[Any], active: ColumnElement[bool]) -> Any:
-    if not cuts:
-        # A typed NULL: PostgreSQL refuses ``NULL + NULL`` (two unknowns) in the RFM total.
-        return cast(null(), SmallInteger)
-    points = [case((value > cut, 1), else_=0) for cut in cuts]
-    return case((active, 1 + points[0] + points[1] + points[2] + points[3]), else_=null())
-
-
 async def _decisions(
     connection: AsyncConnection,
     config: CareConfig,
@@ -279,11 +243,11 @@ async def _decisions(
     active = and_(w.purchase_count > 0, w.last_purchase_at.is_not(None))
     population = int(await connection.scalar(select(func.count()).where(active)) or 0)
     cuts = [
-        await _quintile_cuts(connection, value, active, population)
+        await quintile_cuts(connection, value, active, population)
         for value in (w.last_purchase_at, w.purchases_12m, w.spend_12m)
     ]
     rfm_r, rfm_f, rfm_m = (
-        _score(value, axis_cuts, active)
+        quintile_score_sql(value, axis_cuts, active)
         for value, axis_cuts in zip(
             (w.last_purchase_at, w.purchases_12m, w.spend_12m), cuts, strict=True
         )
@@ -295,8 +259,8 @@ async def _decisions(
     # keeps the RFM reading.
     scored = and_(active, w.value_12m.is_not(None))
     scored_count = int(await connection.scalar(select(func.count()).where(scored)) or 0)
-    value_cuts = await _quintile_cuts(connection, w.value_12m, scored, scored_count)
-    predicted = _score(w.value_12m, value_cuts, scored)
+    value_cuts = await quintile_cuts(connection, w.value_12m, scored, scored_count)
+    predicted = quintile_score_sql(w.value_12m, value_cuts, scored)
     by_prediction = (
         [
             (and_(scored, predicted >= HIGH_VALUE_MIN_QUINTILE), ValueTier.HIGH.value),
