@@ -15,11 +15,12 @@ import argparse
 import asyncio
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.memory import peak_rss_mb
 
 BUDGET_SECONDS = 60.0
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()
         seconds, imported, rejected = asyncio.run(_run(Path(directory), args.members))
     load = ", ".join(f"{x:.1f}" for x in load_before)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mb()
     verdict = "OK" if seconds <= BUDGET_SECONDS and rejected == 0 else "OVER BUDGET"
     print(
         f"carebot import members: {imported:,} members in {seconds:.1f} s "

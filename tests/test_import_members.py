@@ -20,9 +20,12 @@ from care.core.config import CareConfig
 from care.imports.csvfile import ImportFileError
 from care.imports.members import import_members
 from care.imports.purchases import import_purchases
+from care.loyalty.purchases import record_purchase
+from care.members.membership import TelegramIdentity, create_member
+from care.members.registration import claim_imported, set_consent
 from care.segments.audience import Audience, count_audience
 from storage.enums import ConsentKind, MemberStatus, PointsReason
-from storage.models import ConsentEvent, Member, PointsEntry
+from storage.models import ConsentEvent, Member, PointsEntry, Purchase
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, wait_button, without_throttling
 from tests.staff_helpers import OWNER_ID, make_member, session_factory
@@ -300,3 +303,46 @@ async def test_a_phone_nobody_imported_registers_a_new_member(
     async with app.session() as session:
         still = await session.scalar(select(Member).where(Member.member_code == "OLD00017"))
         assert still is not None and still.status == MemberStatus.IMPORTED
+
+
+async def test_a_half_registered_row_merges_into_the_imported_member_safely(
+    factory: async_sessionmaker[AsyncSession], clock: FrozenClock, tmp_path: Path
+) -> None:
+    await import_members(
+        factory, CONFIG, clock, _write(tmp_path, "phone,points\n13800138000,300\n")
+    )
+    async with factory() as session:
+        identity = TelegramIdentity(user_id=6001, chat_id=6001, first_name="Fang")
+        half = await create_member(session, identity, CONFIG, clock)
+        await set_consent(session, clock, half, ConsentKind.PROFILE, True, "registration")
+        # A cashier rang up a purchase for them while they were still registering.
+        await record_purchase(
+            session, CONFIG, clock, member_id=half.id, amount_minor=5_000, receipt_id="T-1"
+        )
+        await session.commit()
+        half_id = half.id
+
+    async with factory() as session:
+        half = await session.get(Member, half_id)
+        assert half is not None
+        # Someone else's number links nobody.
+        assert await claim_imported(session, clock, half, "+8613900000000") is None
+        linked = await claim_imported(session, clock, half, "+8613800138000")
+        await session.commit()
+    assert linked is not None and linked.id != half_id
+
+    async with factory() as session:
+        assert await session.get(Member, half_id) is None
+        member = await session.get(Member, linked.id)
+        assert member is not None
+        assert (member.telegram_id, member.chat_id, member.status) == (
+            6001,
+            6001,
+            MemberStatus.IMPORTED,
+        )
+        assert member.profile_consent_at is not None
+        assert member.purchase_count == 1 and member.points_balance == 300 + 50
+        owners = set(await session.scalars(select(Purchase.member_id)))
+        assert owners == {linked.id}
+        consent_owners = set(await session.scalars(select(ConsentEvent.member_id)))
+        assert consent_owners == {linked.id}
