@@ -323,11 +323,11 @@ async def test_a_half_registered_row_merges_into_the_imported_member_safely(
         half_id = half.id
 
     async with factory() as session:
-        half = await session.get(Member, half_id)
-        assert half is not None
+        registering = await session.get(Member, half_id)
+        assert registering is not None
         # Someone else's number links nobody.
-        assert await claim_imported(session, clock, half, "+8613900000000") is None
-        linked = await claim_imported(session, clock, half, "+8613800138000")
+        assert await claim_imported(session, clock, registering, "+8613900000000") is None
+        linked = await claim_imported(session, clock, registering, "+8613800138000")
         await session.commit()
     assert linked is not None and linked.id != half_id
 
