@@ -22,10 +22,11 @@ from care.imports.members import import_members
 from care.imports.purchases import import_purchases
 from care.loyalty.purchases import record_purchase
 from care.members.membership import TelegramIdentity, create_member
-from care.members.registration import claim_imported, set_consent
+from care.members.registration import claim_imported, find_imported, set_consent
 from care.segments.audience import Audience, count_audience
+from storage.db import create_engine, create_session_factory
 from storage.enums import ConsentKind, MemberStatus, PointsReason
-from storage.models import ConsentEvent, Member, PointsEntry, Purchase
+from storage.models import Base, ConsentEvent, Member, PointsEntry, Purchase
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, wait_button, without_throttling
 from tests.staff_helpers import OWNER_ID, make_member, session_factory
@@ -346,3 +347,29 @@ async def test_a_half_registered_row_merges_into_the_imported_member_safely(
         assert owners == {linked.id}
         consent_owners = set(await session.scalars(select(ConsentEvent.member_id)))
         assert consent_owners == {linked.id}
+
+
+async def test_the_phone_match_runs_on_sqlite_and_postgresql(
+    any_db_url: str, clock: FrozenClock, tmp_path: Path
+) -> None:
+    engine = create_engine(any_db_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+        made = create_session_factory(engine)
+        members = "phone\n13800138000\n+447700900123\n912345678\n12345678\n"
+        report = await import_members(made, CONFIG, clock, _write(tmp_path, members))
+        assert report.imported == 4
+        async with made() as session:
+            by_suffix = await find_imported(session, "+8613800138000")
+            exact = await find_imported(session, "+447700900123")
+            # A country code is never guessed: +44 7700 900123 is not 447700900123 in Germany.
+            assert await find_imported(session, "+497700900123") is None
+            # "…912345678" ends two imported numbers: a person never gets someone else's card.
+            assert await find_imported(session, "+8613912345678") is None
+            only = await find_imported(session, "+8613812345678")
+            assert only is not None and only.phone == "12345678"
+        assert by_suffix is not None and by_suffix.phone == "13800138000"
+        assert exact is not None and exact.phone == "+447700900123"
+    finally:
+        await engine.dispose()
