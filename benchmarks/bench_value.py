@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import cast
 from sqlalchemy import Table
 
 from benchmarks import datagen
+from benchmarks.memory import peak_rss_mb
 
 BUDGET_SECONDS = 60.0
 BUDGET_RSS_MB = 1024.0
@@ -66,7 +66,7 @@ async def _measure(db: Path, what: str) -> dict[str, object]:
             result = {"seconds": segments.seconds, "members": segments.members}
     finally:
         await engine.dispose()
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()  # this process's own (VmHWM), see benchmarks/memory.py
     return result
 
 

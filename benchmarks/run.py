@@ -4,7 +4,7 @@ Each benchmark module exposes ``main(argv: list[str] | None = None)`` (plain or 
 returning 0 or None when every target was met. It is called with no arguments here; run a module
 directly (``python -m benchmarks.bench_delivery --help``) for its options. A module that is not
 there yet is reported and skipped, not fatal. ``python -m benchmarks.run delivery`` runs one
-(``updates``, ``delivery``, ``segments``, ``evaluation``).
+(``updates``, ``delivery``, ``segments``, ``value``, ``evaluation``, ``import``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ BENCHMARKS: tuple[tuple[str, str], ...] = (
     ("benchmarks.bench_segments", "segments: refresh over 1,000,000 members"),
     ("benchmarks.bench_value", "customer value: BG/NBD + Gamma-Gamma over 1,000,000 members"),
     ("benchmarks.bench_evaluation", "care rules: one evaluation pass over 1,000,000 members"),
+    ("benchmarks.bench_import", "import: carebot import members, 100,000 customers"),
 )
 
 

@@ -15,7 +15,7 @@ from bot.logging_setup import setup_logging
 from bot.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from care.imports.purchases import ImportReport
+    from care.imports.csvfile import ImportReport
 
 EXIT_CONFIG = 2
 EXIT_STARTUP = 1
@@ -73,24 +73,23 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from bot.startup import StartupError, check_database
     from care.core.clock import Clock
-    from care.imports.purchases import (
-        ImportFileError,
-        import_purchases,
-        progress_bar,
-        render_report,
-    )
+    from care.imports.csvfile import ImportFileError, progress_bar, render_report
+    from care.imports.members import import_members
+    from care.imports.purchases import import_purchases
     from storage.db import create_engine, create_session_factory
+
+    run_import = import_members if args.what == "members" else import_purchases
 
     async def _import() -> ImportReport:
         engine = create_engine(settings.database_url)
         try:
             await check_database(engine)
-            return await import_purchases(
+            return await run_import(
                 create_session_factory(engine),
                 settings.care_config(),
                 Clock(),
                 args.file,
-                progress=progress_bar(sys.stderr),
+                progress=progress_bar(sys.stderr, what=args.what),
                 dry_run=args.dry_run,
             )
         finally:
@@ -101,7 +100,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     except (StartupError, ImportFileError) as exc:
         print(f"carebot: {exc}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, ImportFileError) else EXIT_STARTUP
-    print(render_report(report))
+    print(render_report(report, "member" if args.what == "members" else "purchase"))
     return 0 if report.ok else EXIT_REJECTED
 
 
@@ -245,8 +244,9 @@ def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
         try:
             await check_database(engine)
             factory = create_session_factory(engine)
-            segments = await refresh_segments(factory, settings.care_config(), Clock())
+            # The value model first: where it scores a member, their value tier follows it.
             value = await refresh_value(factory, Clock())
+            segments = await refresh_segments(factory, settings.care_config(), Clock())
         finally:
             await engine.dispose()
         lines = [
@@ -345,6 +345,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     )
     purchases_parser.add_argument("file", type=Path, help="the CSV file")
     purchases_parser.add_argument(
+        "--dry-run", action="store_true", help="check every line and report; save nothing"
+    )
+    members_parser = import_sub.add_parser(
+        "members",
+        help="the shop's existing customer list: phone, name, birthday, points (see the README)",
+    )
+    members_parser.add_argument("file", type=Path, help="the CSV file")
+    members_parser.add_argument(
         "--dry-run", action="store_true", help="check every line and report; save nothing"
     )
     commands["import"] = cmd_import

@@ -9,6 +9,9 @@ class MemberStatus(StrEnum):
     REGISTERING = "registering"
     ACTIVE = "active"
     DELETED = "deleted"
+    # From the shop's old customer list, not yet in Telegram: no chat, so never messaged; they
+    # become ACTIVE when they share that phone number as their own contact while registering.
+    IMPORTED = "imported"
 
 
 class LifecycleStage(StrEnum):
@@ -51,6 +54,8 @@ class PointsReason(StrEnum):
     EXPIRY = "expiry"
     VOID = "void"
     REFUND = "refund"
+    # The balance a member brought from the shop's old loyalty system (carebot import members).
+    OPENING = "opening"
 
 
 class OfferKind(StrEnum):

@@ -46,13 +46,18 @@ async def _seed(session, now):  # type: ignore[no-untyped-def]
             rfm_r=5, rfm_f=1, rfm_m=2,
         ),
     }  # fmt: skip
-    # The value model thinks the sleeper has likely left, the champion not; no_consent is at
-    # risk too but cannot be written to; the newcomer was not scored.
-    for name, p_alive in (("sleeper", 0.2), ("champion", 0.9), ("no_consent", 0.1)):
+    # The value model expects the sleeper to buy nothing soon, the champion to come back;
+    # no_consent is at risk too but cannot be written to; the newcomer was not scored.
+    for name, p_alive, expected_90d in (
+        ("sleeper", 0.2, 0.3),
+        ("champion", 0.9, 3.0),
+        ("no_consent", 0.1, 0.3),
+    ):
         session.add(
             MemberValue(
-                member_id=members[name].id, p_alive=p_alive, purchases_30d=0.1, purchases_90d=0.3,
-                spend_per_purchase_minor=1000, value_12m_minor=1000, refreshed_at=now,
+                member_id=members[name].id, p_alive=p_alive, purchases_30d=expected_90d / 3,
+                purchases_90d=expected_90d, spend_per_purchase_minor=1000, value_12m_minor=1000,
+                refreshed_at=now,
             )
         )  # fmt: skip
     await session.commit()

@@ -14,8 +14,18 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.clock import FrozenClock
-from care.value.model import expected_purchases, probability_alive
-from care.value.refresh import MIN_CUSTOMERS_TO_FIT, refresh_value, value_totals
+from care.core.config import CareConfig
+from care.segments.refresh import refresh_segments
+from care.segments.rules import quintile_positions
+from care.segments.rules import value_tier as rfm_value_tier
+from care.value.model import bgnbd_log_likelihood, expected_purchases, probability_alive
+from care.value.refresh import (
+    MIN_CUSTOMERS_TO_FIT,
+    compressed_histories,
+    fit_sample,
+    refresh_value,
+    value_totals,
+)
 from storage.db import create_engine, create_session_factory
 from storage.enums import MemberStatus
 from storage.models import DEFAULT_TIERS, Base, Member, MemberValue, Tier
@@ -123,3 +133,73 @@ async def test_too_few_customers_leave_the_table_alone(
     assert not stats.fitted and stats.customers < MIN_CUSTOMERS_TO_FIT
     async with any_db() as session:
         assert list(await session.scalars(select(MemberValue))) == []
+
+
+async def test_value_tiers_come_from_predicted_value_where_the_model_scored(
+    any_db: Factory, clock: FrozenClock
+) -> None:
+    async with any_db() as session:
+        await add_members(session, clock, 300)
+        await session.commit()
+    assert (await refresh_value(any_db, clock)).fitted
+    async with any_db() as session:
+        # Bought after the fit: not scored yet, so the RFM reading decides their tier.
+        session.add(
+            Member(
+                telegram_id=899_999,
+                member_code="VLATE001",
+                status=MemberStatus.ACTIVE,
+                created_at=clock.now() - timedelta(days=91),
+                purchase_count=3,
+                total_spent_minor=90_000,
+                first_purchase_at=clock.now() - timedelta(days=90),
+                last_purchase_at=clock.now() - timedelta(days=2),
+            )
+        )
+        await session.commit()
+    await refresh_segments(any_db, CareConfig(), clock)
+
+    async with any_db() as session:
+        rows = await session.execute(select(MemberValue.member_id, MemberValue.value_12m_minor))
+        predicted = {member_id: value for member_id, value in rows}
+        members = {m.id: m for m in await session.scalars(select(Member))}
+    values = sorted(predicted.values())
+    cuts = [values[position - 1] for position in quintile_positions(len(values))]
+    moved_from_rfm = 0
+    for member_id, value in predicted.items():
+        quintile = 1 + sum(value > cut for cut in cuts)
+        expected = "high" if quintile == 5 else "medium" if quintile >= 3 else "low"
+        member = members[member_id]
+        assert member.value_tier == expected, (member_id, value, quintile)
+        rfm = rfm_value_tier((member.rfm_r or 0) + (member.rfm_f or 0) + (member.rfm_m or 0))
+        moved_from_rfm += rfm != expected
+    assert moved_from_rfm > 0  # the prediction, not RFM under another name
+    tiers = [members[i].value_tier for i in predicted]
+    assert tiers.count("high") == pytest.approx(len(tiers) / 5, abs=3)
+    late_member = next(m for m in members.values() if m.member_code == "VLATE001")
+    assert late_member.id not in predicted
+    assert late_member.value_tier == rfm_value_tier(
+        (late_member.rfm_r or 0) + (late_member.rfm_f or 0) + (late_member.rfm_m or 0)
+    )
+    nobody = [m for m in members.values() if not m.purchase_count]
+    assert nobody and all(m.value_tier is None for m in nobody)
+
+
+def test_the_fit_reads_a_fixed_sample_of_a_big_shop_and_compressed_histories() -> None:
+    assert fit_sample(10, limit=20) == slice(None)
+    first, again = fit_sample(1_000, limit=100), fit_sample(1_000, limit=100)
+    assert isinstance(first, np.ndarray) and isinstance(again, np.ndarray)
+    assert first.tolist() == again.tolist()  # the same shop fits on the same customers
+    assert first.size == 100 == np.unique(first).size and bool(np.all(np.diff(first) > 0))
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, 2_000).astype(np.float64)
+    T = rng.integers(1, 60, 2_000).astype(np.float64) + rng.random(2_000) * 0.4
+    t_x = np.where(x > 0, np.floor(T * rng.random(2_000)), 0.0)
+    cx, ct, cT, weights = compressed_histories(x, t_x, T)
+    assert weights.sum() == 2_000 and cx.size < 2_000
+    params = np.array([0.5, 10.0, 0.8, 2.5])
+    whole = bgnbd_log_likelihood(params, x, np.rint(t_x), np.rint(T)).sum()
+    assert float(np.dot(weights, bgnbd_log_likelihood(params, cx, ct, cT))) == pytest.approx(
+        float(whole)
+    )

@@ -128,7 +128,11 @@ def week_starts(now: datetime, tz_name: str, weeks: int = WEEKS) -> list[datetim
 async def member_stats(session: AsyncSession, clock: Clock) -> MemberStats:
     """Registered members: total, joined in 7 and 30 days, by lifecycle stage and value tier."""
     now = clock.now()
-    registered = (Member.status == MemberStatus.ACTIVE, Member.deleted_at.is_(None))
+    # Customers imported from the shop's old list count too, before they join in Telegram.
+    registered = (
+        Member.status.in_((MemberStatus.ACTIVE, MemberStatus.IMPORTED)),
+        Member.deleted_at.is_(None),
+    )
     row = (
         await session.execute(
             select(

@@ -14,6 +14,9 @@ from storage.enums import MemberStatus
 from storage.models import Member
 
 CODE_RE = re.compile(rf"^[{CODE_ALPHABET}]{{{CODE_LENGTH}}}$")
+# A card code kept from the shop's old system (``carebot import members``) may use any letters
+# and digits; it is looked up as a code first, like carebot's own.
+IMPORTED_CODE_RE = re.compile(r"^[A-Z0-9]{4,16}$")
 PHONE_RE = re.compile(r"^\+?[\d\s\-().]{5,24}$", re.ASCII)
 USERNAME_RE = re.compile(r"^@?[A-Za-z][A-Za-z0-9_]{3,31}$")
 # Enough digits that a suffix match ("13800138000" for "+8613800138000") is not a guess.
@@ -62,7 +65,7 @@ async def find_members(session: AsyncSession, query: str, limit: int = 10) -> li
         return []
 
     code = normalize_code(text)
-    if CODE_RE.match(code):
+    if CODE_RE.match(code) or IMPORTED_CODE_RE.match(code):
         by_code = await session.scalar(_known().where(Member.member_code == code))
         if by_code is not None:
             return [by_code]
@@ -136,7 +139,7 @@ async def find_by_code_or_phone(session: AsyncSession, text: str, limit: int = 2
         return []
     text = cleaned
     code = normalize_code(text)
-    if CODE_RE.match(code):
+    if CODE_RE.match(code) or IMPORTED_CODE_RE.match(code):
         by_code = await session.scalar(_known().where(Member.member_code == code))
         if by_code is not None:
             return [by_code]

