@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from storage.sqlite_hops import adopt
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 SQLITE_POOL_SIZE = 25
 
@@ -48,6 +50,7 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    adopt(dbapi_connection)  # one thread trip per statement (storage/sqlite_hops.py)
     # WAL lets readers work while the one writer writes; NORMAL is durable at every
     # checkpoint and far faster than FULL; the busy timeout turns "database is locked"
     # into a short wait.
