@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,6 +21,36 @@ def member_card_png(code: str) -> bytes:
     changes what it draws (4,096 cards of ~1 kB each).
     """
     return qr_png(code)
+
+
+class CardPhotos:
+    """The Telegram ``file_id`` of each member's card image this bot has sent, by what it draws.
+
+    Telegram keeps every photo a bot sends; sending its ``file_id`` again shows the same image
+    without drawing or uploading it (an upload costs the bot a multipart body, Telegram a new
+    file). The key is everything the image depends on: today only the member code, as the
+    image is the code's QR (the caption carries tier and points). A ``file_id`` belongs to one
+    bot token, so each dispatcher keeps its own; the newest ``limit`` are kept (~100 bytes each).
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, str] = OrderedDict()
+
+    def file_id(self, key: str) -> str | None:
+        found = self._ids.get(key)
+        if found is not None:
+            self._ids.move_to_end(key)
+        return found
+
+    def remember(self, key: str, file_id: str) -> None:
+        self._ids[key] = file_id
+        self._ids.move_to_end(key)
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._ids.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
