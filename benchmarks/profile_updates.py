@@ -120,6 +120,8 @@ async def run(args: argparse.Namespace) -> None:
     profiler = cProfile.Profile() if args.profile else None
     try:
         for kind, text in KINDS:
+            if args.kind and kind != args.kind:
+                continue
             if text == "/card":  # every member's card sent once: a returning member's card
                 for user_id in range(FIRST_USER, FIRST_USER + MEMBERS):
                     await dp.feed_update(bot, update(next(ids), user_id, text))
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--updates", type=int, default=400)
     parser.add_argument("--profile")
+    parser.add_argument("--kind", choices=[kind for kind, _text in KINDS])
     asyncio.run(run(parser.parse_args(argv)))
     return 0
 
