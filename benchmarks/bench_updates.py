@@ -7,12 +7,13 @@ server answers on 127.0.0.1:5432). An update is done when the bot's reply to tha
 the fake API; its latency runs from the moment the update was offered.
 
 For each of ``/points``, ``/card`` and the menu's help button, ``--concurrency`` updates are kept
-in flight (each from a different member) until ``--updates`` have been answered, first on carebot
-and then on the anchor (``benchmarks.anchor_bot``: one session, one SELECT, one reply). Printed:
-updates/s, p50/p95/p99 latency, CPU per update of the bot process (from /proc), carebot's ratio
-to the anchor, and the machine's load. Then carebot alone at a fixed offered load (``--rate``,
-50 updates/s, the three kinds in turn) for its p99. Also printed: how long ``carebot run`` took
-from launch to taking updates.
+in flight (each from a different member) until ``--updates`` have been answered, on carebot and
+on the anchor taking turns in ``--rounds`` rounds (carebot first, then the anchor first, ...;
+the anchor is ``benchmarks.anchor_bot``: one session, one SELECT, one reply). Printed:
+updates/s, p50/p95/p99 latency, CPU per update of the bot process (from /proc) and of this
+driver, carebot's ratio to the anchor, and the machine's load. Then carebot alone at a fixed
+offered load (``--rate``, 50 updates/s, the three kinds in turn) for its p99. Also printed:
+how long ``carebot run`` took from launch to taking updates.
 
 ``/card`` is measured as a returning member's card: before it, every member asks once (printed
 as "first /card", not a target), so carebot sends the image by the ``file_id`` Telegram gave it
@@ -198,6 +199,19 @@ class Figures:
     seconds: float
     latencies: list[float]
     cpu: float
+    driver_cpu: float = 0.0  # this process's: the driver and the fake Bot API
+
+    @classmethod
+    def combined(cls, runs: list[Figures]) -> Figures:
+        """Several measuring rounds of one bot as one figure."""
+        return cls(
+            sum(run.done for run in runs),
+            sum(run.failed for run in runs),
+            sum(run.seconds for run in runs),
+            [latency for run in runs for latency in run.latencies],
+            sum(run.cpu for run in runs),
+            sum(run.driver_cpu for run in runs),
+        )
 
     @property
     def rate(self) -> float:
@@ -212,6 +226,10 @@ class Figures:
     @property
     def cpu_ms(self) -> float:
         return self.cpu / self.done * 1000 if self.done else float("nan")
+
+    @property
+    def driver_cpu_ms(self) -> float:
+        return self.driver_cpu / self.done * 1000 if self.done else float("nan")
 
 
 class Driver:
@@ -283,18 +301,21 @@ class Driver:
                 else:
                     latencies.append(latency)
 
-        cpu_before = cpu_seconds(pid)
+        cpu_before, driver_before = cpu_seconds(pid), time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-        return Figures(len(latencies), failed, seconds, latencies, cpu_seconds(pid) - cpu_before)
+        cpu = cpu_seconds(pid) - cpu_before
+        return Figures(
+            len(latencies), failed, seconds, latencies, cpu, time.process_time() - driver_before
+        )
 
     async def open_loop(self, texts: list[str], rate: float, seconds: float, pid: int) -> Figures:
         """Updates offered at a fixed ``rate`` whatever the bot does, for ``seconds``."""
         latencies: list[float] = []
         failed = 0
         tasks: list[asyncio.Task[float | None]] = []
-        cpu_before = cpu_seconds(pid)
+        cpu_before, driver_before = cpu_seconds(pid), time.process_time()
         started = time.perf_counter()
         for n in range(int(rate * seconds)):
             delay = started + n / rate - time.perf_counter()
@@ -307,7 +328,10 @@ class Driver:
             else:
                 latencies.append(latency)
         elapsed = time.perf_counter() - started
-        return Figures(len(latencies), failed, elapsed, latencies, cpu_seconds(pid) - cpu_before)
+        cpu = cpu_seconds(pid) - cpu_before
+        return Figures(
+            len(latencies), failed, elapsed, latencies, cpu, time.process_time() - driver_before
+        )
 
 
 # ------------------------------------------------------------------ databases and processes
@@ -436,7 +460,8 @@ def row(label: str, figures: Figures) -> str:
     return (
         f"  {label:<22} {figures.rate:7.1f} upd/s  p50 {figures.percentile(0.50):6.1f} ms  "
         f"p95 {figures.percentile(0.95):6.1f} ms  p99 {figures.percentile(0.99):6.1f} ms  "
-        f"CPU {figures.cpu_ms:5.2f} ms/upd{failed}  [{load_text()}]"
+        f"CPU {figures.cpu_ms:5.2f} ms/upd (driver {figures.driver_cpu_ms:4.2f}){failed}  "
+        f"[{load_text()}]"
     )
 
 
@@ -490,7 +515,6 @@ async def bench_pair(
             "anchor": (Driver(api, ANCHOR_TOKEN, args.members, http), anchor.pid),
         }
         for kind, text in KINDS:
-            figures: dict[str, Figures] = {}
             for name, (driver, pid) in drivers.items():
                 if kind == "/card":
                     # Every member's first card: carebot draws and uploads the image; the
@@ -499,7 +523,19 @@ async def bench_pair(
                     first = await driver.closed_loop(text, args.members, args.concurrency, pid)
                     out.say(row(f"first {kind} {name}", first))
                 await driver.closed_loop(text, args.warmup, args.concurrency, pid)
-                figures[name] = await driver.closed_loop(text, args.updates, args.concurrency, pid)
+            # The two bots take turns in short rounds (ABBA...), so a change in the shared
+            # machine's load falls on both alike instead of on whichever ran second.
+            parts: dict[str, list[Figures]] = {name: [] for name in drivers}
+            share = max(1, args.updates // args.rounds)
+            for turn in range(args.rounds):
+                order = list(drivers) if turn % 2 == 0 else list(reversed(drivers))
+                for name in order:
+                    driver, pid = drivers[name]
+                    parts[name].append(
+                        await driver.closed_loop(text, share, args.concurrency, pid)
+                    )
+            figures = {name: Figures.combined(runs) for name, runs in parts.items()}
+            for name in drivers:
                 out.say(row(f"{kind} {name}", figures[name]))
             ratio = figures["carebot"].rate / figures["anchor"].rate
             verdict = "ok" if ratio >= TARGET_RATIO and not figures["carebot"].failed else "MISSED"
@@ -560,6 +596,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=4, help="turns each bot takes per kind")
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--db", choices=["sqlite", "postgres"])
