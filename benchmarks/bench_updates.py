@@ -50,6 +50,7 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from benchmarks.load import load_text
 from care.core.i18n import translator
 from storage import migrate
 from storage.db import create_engine
@@ -69,11 +70,6 @@ KINDS: tuple[tuple[str, str], ...] = (
     ("/card", "/card"),
     ("menu button", translator("zh").plain("menu.help")),
 )
-
-
-def load_text() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def free_port() -> int:
@@ -461,7 +457,7 @@ def row(label: str, figures: Figures) -> str:
         f"  {label:<22} {figures.rate:7.1f} upd/s  p50 {figures.percentile(0.50):6.1f} ms  "
         f"p95 {figures.percentile(0.95):6.1f} ms  p99 {figures.percentile(0.99):6.1f} ms  "
         f"CPU {figures.cpu_ms:5.2f} ms/upd (driver {figures.driver_cpu_ms:4.2f}){failed}  "
-        f"[{load_text()}]"
+        f"{load_text()}"
     )
 
 
