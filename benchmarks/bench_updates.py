@@ -401,13 +401,17 @@ class BotProcess:
     ready_seconds: float
     settled_seconds: float = 0.0
 
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
 
 async def settle(pid: int, quiet: float = 0.1, longest: float = 40.0) -> float:
     """Wait until the process has been nearly idle (under ``quiet`` of a core) for a second.
 
     carebot's scheduler starts its first segment refresh and rule pass a second or two after
     launch; measured beside them, the first figures would be the refresh's, not the updates'.
-    The jobs then run again only at their intervals (minutes apart). Returns the seconds waited.
+    The jobs then run again at their intervals (the rule pass each minute). Returns the seconds waited.
     """
     started = time.perf_counter()
     await asyncio.sleep(0.5)
@@ -417,10 +421,6 @@ async def settle(pid: int, quiet: float = 0.1, longest: float = 40.0) -> float:
         if cpu_seconds(pid) - before < quiet:
             break
     return time.perf_counter() - started
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
 
 @contextlib.asynccontextmanager
