@@ -411,7 +411,7 @@ async def settle(pid: int, quiet: float = 0.1, longest: float = 40.0) -> float:
 
     carebot's scheduler starts its first segment refresh and rule pass a second or two after
     launch; measured beside them, the first figures would be the refresh's, not the updates'.
-    The jobs then run again at their intervals (the rule pass each minute). Returns the seconds waited.
+    They then run again at their intervals (the rule pass each minute). Returns the seconds waited.
     """
     started = time.perf_counter()
     await asyncio.sleep(0.5)
