@@ -46,6 +46,7 @@ from aiohttp import ClientSession
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from benchmarks.load import load_text
 from benchmarks.memory import peak_rss_mb
 from care.core.clock import Clock
 from care.core.config import CareConfig
@@ -439,11 +440,13 @@ async def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             slow = await outbox_window(sim, slow_db, default_rate, args.window)
+            slow_load = load_text()
             slow_naive = await naive_window(sim, 3_000_000, members, default_rate, args.window)
 
             await sim.limits(FAST_SIM_LIMIT)
             print(f"sending {members:,} at {FAST_RATE:.0f}/s (outbox, then naive) …", flush=True)
             fast = await outbox_full(sim, fast_db, FAST_RATE)
+            fast_load = load_text()
             fast_naive = await naive_window(sim, 4_000_000, members, FAST_RATE, args.naive_window)
             await slow_engine.dispose()
             await fast_engine.dispose()
@@ -457,7 +460,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{slow.rate:.2f} msg/s",
                 f">= {slow_target:.2f}",
                 ok,
-                f"{slow_naive.rate:.2f} msg/s",
+                f"{slow_naive.rate:.2f} msg/s  {slow_load}",
             )
         )
         lines.append(
@@ -484,7 +487,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"{fast.rate:.0f} msg/s",
                 f">= {fast_target:.0f}",
                 ok,
-                f"{fast_naive.rate:.0f} msg/s ({fast_naive.seconds:.0f}s window)",
+                f"{fast_naive.rate:.0f} msg/s ({fast_naive.seconds:.0f}s window)  {fast_load}",
             )
         )
         lines.append(
@@ -508,6 +511,7 @@ async def run(args: argparse.Namespace) -> int:
 
         print(f"queueing a {args.million:,}-member broadcast (child process) …", flush=True)
         memory = await memory_figures(directory, args.million, args.naive_million)
+        memory_load = load_text()
     outbox, naive = memory["outbox"], memory["naive"]
     samples = outbox["samples"]
     tenth = samples[1][1] if len(samples) > 1 else samples[0][1]
@@ -540,7 +544,7 @@ async def run(args: argparse.Namespace) -> int:
             f"{growth_after_tenth:+.1f} MB",
             "< 64 MB",
             flat,
-            f"+{naive_per_100k:.0f} MB per 100k members",
+            f"+{naive_per_100k:.0f} MB per 100k members  {memory_load}",
         )
     )
     lines.append(

@@ -38,6 +38,7 @@ from bot.web import UpdateMetricsMiddleware, WebFront
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import LOCALES, normalize_locale, translator
+from care.loyalty.cards import CardPhotos
 from care.messaging.ratelimit import SendLimiter
 from care.messaging.ratelimit import create_limiter as create_send_limiter
 from care.scheduler import CareScheduler
@@ -144,6 +145,7 @@ def create_dispatcher(services: Services) -> Dispatcher:
         shop_name=services.settings.shop_name,
         services=services,
         update_log=update_log,
+        card_photos=CardPhotos(),
     )
     # Logging and flood control see each update as it arrives: before per-user isolation (part
     # of the FSM middleware) queues a flooder's updates one behind the other, and before a

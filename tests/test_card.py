@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
+from aiogram.methods import SendPhoto
+from aiogram.types import InputFile
 from PIL import Image
 
-from care.loyalty.cards import CARD_SIZE, card_view, member_card_image, member_card_png
+from care.loyalty.cards import (
+    CARD_SIZE,
+    CardPhotos,
+    card_image_key,
+    card_view,
+    member_card_image,
+    member_card_png,
+)
 from care.loyalty.purchases import record_purchase
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, walk_to, without_throttling
@@ -111,3 +121,57 @@ async def test_menu_brings_back_the_keyboard_and_help_explains(
     assert [label(locale, "menu.invite"), label(locale, "menu.settings")] in menu.reply_buttons
     await user.press(label(locale, "menu.help"))
     await user.expect("/delete_me")
+
+
+def uploads_of_photos(app: RunningBot) -> list[bool]:
+    """Per sendPhoto the bot makes from now on: True when it uploaded the image."""
+    seen: list[bool] = []
+
+    async def spy(make_request: Any, bot: Any, method: Any) -> Any:
+        if isinstance(method, SendPhoto):
+            seen.append(isinstance(method.photo, InputFile))
+        return await make_request(bot, method)
+
+    app.bot.session.middleware(spy)
+    return seen
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_the_card_image_is_uploaded_once_then_sent_by_its_file_id(
+    app: RunningBot, locale: str
+) -> None:
+    user = app.user(4010, language_code=locale)
+    await register(user, locale)
+    uploads = uploads_of_photos(app)
+    member = await member_of(app, 4010)
+    assert member is not None
+
+    await user.send("/card")
+    first = await user.wait_until(lambda m: m.photo is not None)
+    await user.press(label(locale, "menu.card"))
+    second = await user.wait_until(lambda m: m.photo is not None and m is not first)
+    assert uploads == [True, False]
+    async with app.session() as session:
+        view = await card_view(session, member, locale)
+    card = member_card_image(view, app.config.shop_name, locale)
+    assert first.photo == second.photo == card
+    assert first.caption == second.caption
+
+    # A file_id Telegram no longer knows: the card is uploaded again, and that id kept.
+    photos: CardPhotos = app.dp["card_photos"]
+    key = card_image_key(view, app.config.shop_name, locale)
+    photos.remember(key, "SIMFILE99999999AgACAgIAAxkBAAI-gone")
+    await user.send("/card")
+    third = await user.wait_until(lambda m: m.photo is not None and m not in (first, second))
+    assert third.photo == card
+    assert uploads == [True, False, False, True]
+    assert photos.file_id(key) not in (None, "SIMFILE99999999AgACAgIAAxkBAAI-gone")
+
+
+def test_card_photos_keep_the_newest() -> None:
+    photos = CardPhotos(limit=2)
+    photos.remember("A", "1")
+    photos.remember("B", "2")
+    assert photos.file_id("A") == "1"  # A is now the newest
+    photos.remember("C", "3")
+    assert (photos.file_id("A"), photos.file_id("B"), photos.file_id("C")) == ("1", None, "3")

@@ -13,6 +13,7 @@ draw is left off the image (the caption under the photo carries it in full).
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -62,6 +63,36 @@ def member_card_png(code: str) -> bytes:
     changes what it draws (4,096 cards of ~1 kB each).
     """
     return qr_png(code)
+
+
+class CardPhotos:
+    """The Telegram ``file_id`` of each member's card image this bot has sent, by what it draws.
+
+    Telegram keeps every photo a bot sends; sending its ``file_id`` again shows the same image
+    without drawing or uploading it (an upload costs the bot a multipart body, Telegram a new
+    file). The key is everything the image draws (``card_image_key``: shop, language, code,
+    name, tier and points), so a changed balance draws a new card. A ``file_id`` belongs to one
+    bot token, so each dispatcher keeps its own; the newest ``limit`` are kept (~100 bytes each).
+    """
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._ids: OrderedDict[str, str] = OrderedDict()
+
+    def file_id(self, key: str) -> str | None:
+        found = self._ids.get(key)
+        if found is not None:
+            self._ids.move_to_end(key)
+        return found
+
+    def remember(self, key: str, file_id: str) -> None:
+        self._ids[key] = file_id
+        self._ids.move_to_end(key)
+        while len(self._ids) > self.limit:
+            self._ids.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._ids.pop(key, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +164,13 @@ def drawable(text: str) -> bool:
         return not needs_cjk(text)
     glyphs = _glyphs(path)
     return all(ord(char) in glyphs for char in text if not char.isspace())
+
+
+def card_image_key(view: CardView, shop_name: str, locale: str) -> str:
+    """Everything the card image shows: the same key, the same picture."""
+    return "\x1f".join(
+        (shop_name, locale, view.code, view.name, view.tier_code, view.tier_name, str(view.points))
+    )
 
 
 def member_card_image(view: CardView, shop_name: str, locale: str) -> bytes:

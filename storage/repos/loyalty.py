@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Integer, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
@@ -14,6 +14,16 @@ from storage.repos.upsert import insert_many_unless_exists, insert_unless_exists
 _OFFERS: Table = Offer.__table__
 _COUPONS: Table = Coupon.__table__
 
+# Built once: /card and /points run these on every press, and building a statement (with its
+# cache key) anew costs about as much CPU as running it.
+_TIERS = select(Tier).order_by(Tier.rank)
+_HISTORY = (
+    select(PointsEntry)
+    .where(PointsEntry.member_id == bindparam("member_id"))
+    .order_by(PointsEntry.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
 
 class TierRepo:
     def __init__(self, session: AsyncSession) -> None:
@@ -21,7 +31,7 @@ class TierRepo:
 
     async def all(self) -> list[Tier]:
         """Every tier, lowest rank first."""
-        return list(await self.session.scalars(select(Tier).order_by(Tier.rank)))
+        return list(await self.session.scalars(_TIERS))
 
 
 class PointsRepo:
@@ -47,12 +57,7 @@ class PointsRepo:
         return entry
 
     async def history(self, member_id: int, limit: int) -> list[PointsEntry]:
-        rows = await self.session.scalars(
-            select(PointsEntry)
-            .where(PointsEntry.member_id == member_id)
-            .order_by(PointsEntry.id.desc())
-            .limit(limit)
-        )
+        rows = await self.session.scalars(_HISTORY, {"member_id": member_id, "limit": limit})
         return list(rows)
 
 

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import BigInteger, Select, bindparam, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Member, MemberInterest
 from storage.repos.staff import staff_version_query
 from storage.repos.updates import handled_before
+
+
+@cache
+def _context_statements() -> tuple[Select[Member, int, bool], Select[int, bool]]:
+    """The update-context SELECTs, built once: every update runs one, and building the
+    statement (and its cache key) anew cost about as much CPU as running it. An ``update_id``
+    of None matches no row, so it reads as "not handled before"."""
+    version = func.coalesce(staff_version_query(), 0)
+    handled = handled_before(bindparam("update_id", type_=BigInteger))
+    member = select(Member, version, handled).where(
+        Member.telegram_id == bindparam("telegram_id", type_=BigInteger)
+    )
+    return member, select(version, handled)
 
 
 class MemberRepo:
@@ -31,16 +45,12 @@ class MemberRepo:
         Interests stay unloaded (``load_interests`` where they are used); the staff version
         tells the caller whether its in-process copy of the staff roles is still current.
         """
-        version = func.coalesce(staff_version_query(), 0)
-        handled = handled_before(update_id)
-        row = (
-            await self.session.execute(
-                select(Member, version, handled).where(Member.telegram_id == telegram_id)
-            )
-        ).first()
+        member_statement, stranger_statement = _context_statements()
+        params = {"telegram_id": telegram_id, "update_id": update_id}
+        row = (await self.session.execute(member_statement, params)).first()
         if row is not None:
             return row[0], int(row[1]), bool(row[2])
-        stranger = (await self.session.execute(select(version, handled))).one()
+        stranger = (await self.session.execute(stranger_statement, params)).one()
         return None, int(stranger[0]), bool(stranger[1])
 
     async def load_interests(self, member: Member) -> list[MemberInterest]:

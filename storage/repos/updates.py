@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, delete, exists, false, select
+from sqlalchemy import BindParameter, ColumnElement, delete, exists, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import ProcessedUpdate
 
 
-def handled_before(update_id: int | None) -> ColumnElement[bool]:
-    """Whether ``update_id`` was handled before, as a column to select beside other things."""
+def handled_before(update_id: int | BindParameter[int] | None) -> ColumnElement[bool]:
+    """Whether ``update_id`` (a value or a bound parameter) was handled before, as a column to
+    select beside other things."""
     if update_id is None:
         return false()
     return exists().where(ProcessedUpdate.update_id == update_id)
