@@ -1,11 +1,13 @@
-"""What a Telegram message carries, as a conversation keeps it: text and one attachment by
-file id (shared by the shopper's side and the staff's answers)."""
+"""What a Telegram message carries, as carebot keeps it: who sent it (a ``TelegramIdentity``
+for a new member row), and its text and one attachment by file id (shared by the shopper's side
+and the staff's answers)."""
 
 from __future__ import annotations
 
 from aiogram.types import Message
 
 from care.conversations.tickets import Media
+from care.members.membership import TelegramIdentity
 from storage.enums import MediaKind
 
 # Attachments carried by file id, in the order a message is checked (an animation also
@@ -19,6 +21,20 @@ _FILE_FIELDS: tuple[MediaKind, ...] = (
     MediaKind.DOCUMENT,
     MediaKind.STICKER,
 )
+
+
+def sender_identity(message: Message) -> TelegramIdentity:
+    """The sender of a private message, as a new member row records them."""
+    user = message.from_user
+    assert user is not None  # private chats always have a sender
+    return TelegramIdentity(
+        user_id=user.id,
+        chat_id=message.chat.id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        username=user.username,
+        language_code=user.language_code,
+    )
 
 
 def message_content(message: Message) -> tuple[str | None, Media | None] | None:

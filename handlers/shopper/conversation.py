@@ -24,9 +24,9 @@ from care.conversations.tickets import (
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
-from care.members.membership import TelegramIdentity, create_member
+from care.members.membership import create_member
 from care.staff.roles import role_of
-from handlers.content import message_content
+from handlers.content import message_content, sender_identity
 from storage.models import Member
 
 
@@ -75,17 +75,7 @@ async def on_shopper_message(
     if content is None:
         return
     if member is None:
-        user = message.from_user
-        assert user is not None  # private chats always have a sender
-        identity = TelegramIdentity(
-            user_id=user.id,
-            chat_id=message.chat.id,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            username=user.username,
-            language_code=user.language_code,
-        )
-        member = await create_member(session, identity, config, clock)
+        member = await create_member(session, sender_identity(message), config, clock)
     text, media = content
     try:
         received = await receive_member_message(

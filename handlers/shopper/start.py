@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator, labels
-from care.members.membership import TelegramIdentity, create_member
+from care.members.membership import create_member
 from care.members.registration import (
     LinkKind,
     ReferralOutcome,
@@ -27,6 +27,7 @@ from care.members.registration import (
     record_referral,
     record_source,
 )
+from handlers.content import sender_identity
 from handlers.middlewares import reply_after_commit
 from handlers.shopper import registration
 from handlers.shopper.keyboards import main_menu
@@ -68,15 +69,7 @@ async def cmd_start(
         return
 
     if member is None:
-        identity = TelegramIdentity(
-            user_id=user.id,
-            chat_id=message.chat.id,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            username=user.username,
-            language_code=user.language_code,
-        )
-        member = await create_member(session, identity, config, clock)
+        member = await create_member(session, sender_identity(message), config, clock)
     if link.kind == LinkKind.SOURCE:
         record_source(member, link.value)
     elif link.kind == LinkKind.REFERRAL:
