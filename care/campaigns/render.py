@@ -21,6 +21,7 @@ from care.campaigns.schedule import CampaignError
 from care.core.clock import Clock
 from care.core.codes import display_code
 from care.core.config import CareConfig
+from care.core.formatting import format_day
 from care.core.i18n import LOCALES, Translator, translator
 from care.core.quiet_hours import member_zone
 from care.core.templates import (
@@ -42,8 +43,9 @@ CAPTION_LIMIT = 1024
 PREVIEW_COUPON_CODE = "ABCD2345"
 
 
-def _local_day(value: datetime | None, tz_name: str | None) -> str | None:
-    return value.astimezone(member_zone(tz_name)).date().isoformat() if value else None
+def _local_day(value: datetime | None, tz_name: str | None, locale: str) -> str | None:
+    """The member's local date as it reads in a sentence: 11月30日 / 30 Nov."""
+    return format_day(value.astimezone(member_zone(tz_name)), locale) if value else None
 
 
 def coupon_line(
@@ -59,7 +61,7 @@ def coupon_line(
         key = "content.coupon_line_unnamed"
     else:
         key, values["title"] = "campaign.coupon_line", name
-    expires = _local_day(expires_at, tz_name)
+    expires = _local_day(expires_at, tz_name, t.locale)
     if expires is None:
         return t(key, **values)
     return t(f"{key}_expires", date=expires, **values)
