@@ -150,6 +150,21 @@ async def test_a_shared_location_sets_the_timezone(app: RunningBot) -> None:
     assert member is not None and member.timezone == "Asia/Tokyo"
 
 
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_a_location_in_kolkata_yields_india_time(app: RunningBot, locale: str) -> None:
+    """The zone comes from the zone boundaries, not from the nearest city on a list."""
+    user = app.user(8007, language_code=locale)
+    await register(user, locale)
+    await open_settings(user, locale)
+    await user.press(label(locale, "settings.btn_timezone"))
+    await wait_button(user, label(locale, "tz.location_button"))
+    await user.send_location(22.5726, 88.3639)
+    saved = await user.expect("UTC+5:30")
+    assert "Asia/" not in saved.content
+    member = await member_of(app, 8007)
+    assert member is not None and member.timezone == "Asia/Kolkata"
+
+
 async def test_a_city_or_an_offset_can_be_picked(app: RunningBot) -> None:
     user = app.user(8006, language_code="zh")
     await register(user, "zh")
