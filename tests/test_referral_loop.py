@@ -65,6 +65,7 @@ async def test_the_inviter_is_told_when_a_friend_joins_and_when_the_reward_lands
     cashier = app.user(CASHIER_ID, first_name="Qian", language_code="en")
     await cashier.send(f"/purchase {friend_member.member_code} 50")
     await cashier.next_message()
+    await app.settle()  # the reply comes before the purchase's commit
     outcomes = await engine.evaluate(
         app.services.session_factory, app.config, app.clock, only="referral_reward"
     )
