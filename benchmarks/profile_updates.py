@@ -71,7 +71,8 @@ class AnsweringSession(BaseSession):
         return response.result
 
     async def stream_content(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
+        # The profiled updates never download a file; reaching this is a bug in the profile.
+        raise NotImplementedError("the profile's fake session serves no downloads")
 
     async def close(self) -> None:
         return None
