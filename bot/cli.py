@@ -331,7 +331,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     commands: dict[str, Command] = {}
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("run", help="migrate the database and run the bot (long polling)")
+    sub.add_parser(
+        "run", help="migrate the database and run the bot (by webhook when WEBHOOK_URL is set)"
+    )
     commands["run"] = cmd_run
 
     migrate_parser = sub.add_parser("migrate", help="bring the database schema up to date")
