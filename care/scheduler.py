@@ -197,6 +197,8 @@ class CareScheduler:
         self._stop = asyncio.Event()
         self._worker_task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[Any]] = set()
+        # Lease renewals in flight: a stop waits for them too, so none is cut off mid-query.
+        self._renewing: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ lifecycle
@@ -252,12 +254,13 @@ class CareScheduler:
 
     async def stop(self) -> None:
         """Stop firing, let running jobs finish, stop the worker, and hand the lease over."""
-        if self._scheduler is None:
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
             return
-        self._scheduler.shutdown(wait=False)
-        self._scheduler = None
+        # Paused, not shut down yet: APScheduler's shutdown cancels the jobs still running.
+        scheduler.pause()
         self._stop.set()
-        pending = [task for task in self._running if not task.done()]
+        pending = [task for task in (*self._running, *self._renewing) if not task.done()]
         if self._worker_task is not None:
             pending.append(self._worker_task)
         if pending:
@@ -266,6 +269,7 @@ class CareScheduler:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*late, return_exceptions=True)
+        scheduler.shutdown(wait=False)
         self._worker_task = None
         with contextlib.suppress(Exception):
             await release_lease(self.session_factory, self.holder)
@@ -286,6 +290,8 @@ class CareScheduler:
         self._worker_task = None
 
     async def _tracked(self, job: Callable[[], Awaitable[Any]]) -> None:
+        if self._stop.is_set():  # fired just as the scheduler stops: not started at all
+            return
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
@@ -309,14 +315,23 @@ class CareScheduler:
     # ---------------------------------------------------------------- leadership
     async def renew(self) -> bool:
         """Renew (or take) the lease; a leader that cannot stops its jobs before it expires."""
+        if self._stop.is_set():  # stopping: the lease is being handed over, not renewed
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            self._renewing.add(task)
         try:
-            leading = await self.is_leader()
-        except Exception:
-            log.warning("could not renew the leader lease", exc_info=True)
-            leading = False
-        if not leading and time.monotonic() >= self._leading_until:
-            self._step_down()
-        return leading
+            try:
+                leading = await self.is_leader()
+            except Exception:
+                log.warning("could not renew the leader lease", exc_info=True)
+                leading = False
+            if not leading and time.monotonic() >= self._leading_until:
+                self._step_down()
+            return leading
+        finally:
+            if task is not None:
+                self._renewing.discard(task)
 
     def _step_down(self) -> None:
         was_leading = self._leading_until >= 0
