@@ -56,6 +56,8 @@ class PointsReason(StrEnum):
     REFUND = "refund"
     # The balance a member brought from the shop's old loyalty system (carebot import members).
     OPENING = "opening"
+    # A goodwill gesture from staff (service recovery), with the reason the member was told.
+    GOODWILL = "goodwill"
 
 
 class OfferKind(StrEnum):
@@ -98,6 +100,8 @@ class MediaKind(StrEnum):
 class MessageAuthor(StrEnum):
     MEMBER = "member"
     STAFF = "staff"
+    # A line staff see in the thread and the shopper does not (a goodwill gesture given).
+    NOTE = "note"
 
 
 class SurveyKind(StrEnum):

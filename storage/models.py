@@ -338,6 +338,9 @@ class Ticket(Base):
     waiting_since: Mapped[datetime | None]
     # The staff member (Telegram id) who took the conversation.
     assigned_to: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    # The low survey score this conversation follows up (staff opened or continued it from
+    # the score's alert); no foreign key: responses point at tickets through their invitation.
+    followup_of: Mapped[int | None] = mapped_column(BigInteger)
 
     messages: Mapped[list[TicketMessage]] = relationship(
         order_by="TicketMessage.id", cascade="all, delete-orphan", passive_deletes=True

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from care.console.goodwill import RECOVERY_ACTIONS, recovery_values
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.core.money import format_money
@@ -41,6 +42,7 @@ KINDS: tuple[str, ...] = (
     "survey",
     "import",
     "stats",
+    "goodwill",
 )
 
 
@@ -154,7 +156,11 @@ class _Names:
             {
                 offer_id
                 for entry in entries
-                if (offer_id := _int(_ident(entry.target, "offer"))) is not None
+                for offer_id in (
+                    _int(_ident(entry.target, "offer")),
+                    _int((entry.details or {}).get("offer_id")),  # a goodwill coupon's offer
+                )
+                if offer_id is not None
             }
         )
         members: dict[int, str] = {}
@@ -229,6 +235,10 @@ class _Names:
             values["n"] = details.get("imported", 0)
             values["duplicates"] = details.get("duplicates", 0)
             values["rejected"] = details.get("rejected", 0)
+        elif entry.action in RECOVERY_ACTIONS:
+            if not details:  # erasing the member dropped what was given and why
+                code += "_erased"
+            values.update(recovery_values(t, details, self.offers))
         elif entry.action.startswith("export."):
             code = "export"
             values["table"] = entry.action.partition(".")[2]

@@ -4,8 +4,8 @@ low-score follow-ups.
 
 Ticket mechanics (recording, sending through the outbox, the rating invitation) belong to
 ``care.conversations.tickets`` and ``care.conversations.surveys``; this module pages and joins for
-staff, and audits every
-change a staff member makes.
+staff, and audits every change a staff member makes. A staff answer in a conversation that
+follows up a low score marks the score followed up.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class Thread:
     # False once the member erased their data: nothing can be sent to them any more.
     reachable: bool = True
     context: MemberContext | None = None
+    # The low score this conversation follows up (care.conversations.followups), if any.
+    followup: SurveyResponse | None = None
 
 
 def _clamp(page: int, total: int, size: int) -> tuple[int, int]:
@@ -140,6 +142,9 @@ async def ticket_thread(session: AsyncSession, ticket_id: int) -> Thread | None:
         names,
         reachable=await member_reachable(session, ticket),
         context=await member_context(session, member),
+        followup=(
+            await FollowUpRepo(session).get(ticket.followup_of) if ticket.followup_of else None
+        ),
     )
 
 
@@ -218,6 +223,13 @@ async def answer_ticket(
         target=f"ticket:{ticket_id}",
         details={"length": len(text or ""), "media": media.kind if media else None},
     )
+    if ticket.followup_of is not None:  # writing to a low scorer is following the score up
+        response = await FollowUpRepo(session).get(ticket.followup_of)
+        if response is not None and response.needs_followup:
+            await mark_response_followed_up(
+                session, clock, response_id=response.id, staff_telegram_id=staff_telegram_id,
+                staff_role=staff_role,
+            )  # fmt: skip
     return ticket
 
 

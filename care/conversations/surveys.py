@@ -33,6 +33,8 @@ from storage.repos.surveys import SurveyRepo
 from storage.repos.tickets import TicketRepo
 
 SURVEY_PREFIX = "sv:"
+# The "write to the member" button under a low-score alert (handled by the staff console).
+FOLLOWUP_PREFIX = "fu:"
 MAX_COMMENT_CHARS = 1000
 INVITATION_TTL = timedelta(days=7)
 
@@ -47,6 +49,18 @@ FOLLOWUP_AT_OR_BELOW: dict[str, int] = {
     SurveyKind.TICKET: 2,
     SurveyKind.NPS: 6,
 }
+
+
+def followup_data(response_id: int) -> str:
+    """Callback data of the button that opens the conversation following up a low score."""
+    return f"{FOLLOWUP_PREFIX}{response_id}"
+
+
+def parse_followup(data: str | None) -> int | None:
+    if not data or not data.startswith(FOLLOWUP_PREFIX):
+        return None
+    tail = data.removeprefix(FOLLOWUP_PREFIX)
+    return int(tail) if tail.isdigit() else None
 
 
 def score_scale(kind: str) -> int:
@@ -314,6 +328,7 @@ async def _record_score(
             config,
             key=f"survey:{response.id}",
             text_key=f"survey.alert.low_{invitation.kind}",
+            buttons=[("goodwill.followup.write", followup_data(response.id))],
             score=score,
             about_member_id=member.id,
             name=member.name or member.member_code,
@@ -358,6 +373,7 @@ async def add_comment(
             config,
             key=f"survey:{response.id}:comment",
             text_key="survey.alert.comment",
+            buttons=[("goodwill.followup.write", followup_data(response.id))],
             about_member_id=member.id,
             name=member.name or member.member_code,
             code=member.member_code,

@@ -33,6 +33,7 @@ from storage.enums import (
 )
 from storage.models import Member, Ticket, TicketMessage
 from storage.repos.members import MemberRepo
+from storage.repos.surveys import SurveyRepo
 from storage.repos.tickets import TicketRepo
 
 # How an attachment shows in a one-line alert or thread.
@@ -274,6 +275,21 @@ async def member_ticket(session: AsyncSession, member: Member, ticket_id: int) -
     return ticket if ticket is not None and ticket.member_id == member.id else None
 
 
+async def write_back_ticket(
+    session: AsyncSession, member: Member, ticket_id: int
+) -> Ticket | None:
+    """Where the shopper's "write back" on ``ticket_id`` goes: the ticket while it is open; once
+    closed, the conversation they have open, else the ticket itself, reopened for their message
+    (it waits for the shop again). None if the ticket is not theirs."""
+    ticket = await member_ticket(session, member, ticket_id)
+    if ticket is None or ticket.status != TicketStatus.CLOSED:
+        return ticket
+    if (current := await current_ticket(session, member)) is not None:
+        return current
+    ticket.status, ticket.closed_at, ticket.closed_by = TicketStatus.ANSWERED, None, None
+    return ticket
+
+
 async def _reachable_member(session: AsyncSession, ticket: Ticket) -> Member:
     member = await MemberRepo(session).get(ticket.member_id)
     if member is None or member.status == MemberStatus.DELETED or member.chat_id is None:
@@ -439,18 +455,22 @@ async def close_ticket(
         or member.status == MemberStatus.DELETED
         or member.chat_id is None
         or not member.surveys_opt_in
+        or await SurveyRepo(session).ticket_invited(ticket.id)  # reopened, closed again
     ):
         return ticket
     invitation = await create_invitation(
         session, clock, member_id=member.id, kind=SurveyKind.TICKET, ticket_id=ticket.id
     )
+    text = invitation_text(invitation, member.locale)
+    if ticket.kind == TicketKind.MESSAGE:
+        text = translator(member.locale)("survey.ticket.question_message")
     await enqueue(
         session,
         clock,
         config,
         key=f"ticket:{ticket.id}:rating",
         chat_id=member.chat_id,
-        text=invitation_text(invitation, member.locale),
+        text=text,
         kind=MessageKind.SERVICE,
         member=member,
         reply_markup=invitation_markup(invitation, member.locale),

@@ -335,6 +335,7 @@ class Adjustment:
     member: Member
     delta: int
     balance: int
+    entry_id: int = 0
 
 
 async def adjust_points(
@@ -347,42 +348,56 @@ async def adjust_points(
     reason: str,
     staff_telegram_id: int,
     staff_role: StaffRole,
+    action: str = "points.adjust",
+    ledger_reason: PointsReason = PointsReason.ADJUSTMENT,
+    limit: int = MAX_ADJUST,
+    told_key: str | None = None,
+    details: dict[str, object] | None = None,
 ) -> Adjustment:
     """Move a member's points by hand, with the reason the member is shown; audited.
 
-    Raises ``CorrectionError``: ``bad_delta`` (zero or out of range), ``no_reason``,
+    Raises ``CorrectionError``: ``bad_delta`` (zero or beyond ``limit``), ``no_reason``,
     ``not_enough`` (the balance would go below zero) — with nothing changed. The member hears
-    of it outside their quiet hours (an admin's correction is rarely made at the till).
+    of it outside their quiet hours (an admin's correction is rarely made at the till); a
+    ``told_key`` of its own (a goodwill gesture in a conversation) reaches them at once.
+    ``action``, ``ledger_reason`` and ``details`` say what kind of movement it is in the audit
+    log and the ledger.
     """
     reason = " ".join(reason.split())[:REASON_LIMIT]
-    if isinstance(delta, bool) or delta == 0 or abs(delta) > MAX_ADJUST:
+    if isinstance(delta, bool) or delta == 0 or abs(delta) > limit:
         raise CorrectionError("bad_delta")
     if not reason:
         raise CorrectionError("no_reason")
     try:
         balance = await add_points(
             session, clock, member_id=member.id, delta=delta,
-            reason=PointsReason.ADJUSTMENT, note=reason,
+            reason=ledger_reason, note=reason,
         )  # fmt: skip
     except ValueError:
         raise CorrectionError("not_enough") from None
     entry = (await PointsRepo(session).history(member.id, 1))[0]
     await audit(
         session, clock, actor_telegram_id=staff_telegram_id, actor_role=staff_role,
-        action="points.adjust", target=f"member:{member.id}",
-        details={"delta": delta, "reason": reason, "balance": balance, "entry_id": entry.id},
+        action=action, target=f"member:{member.id}",
+        details={
+            "delta": delta, "reason": reason, "balance": balance, "entry_id": entry.id,
+            **(details or {}),
+        },
     )  # fmt: skip
     if _reachable(member):
         assert member.chat_id is not None
         t = member_translator(member, config)
+        key = told_key or ("rewards.told.added" if delta > 0 else "rewards.told.removed")
         text = t(
-            "rewards.told.added" if delta > 0 else "rewards.told.removed",
+            key,
             points=points_text(t, abs(delta)),
             reason=reason,
             balance=points_text(t, balance),
         )
         await enqueue(
             session, clock, config, key=f"adjust:{entry.id}", chat_id=member.chat_id,
-            text=text, kind=MessageKind.SERVICE, member=member, rule="adjustment",
+            text=text, kind=MessageKind.SERVICE, member=member,
+            rule="goodwill" if told_key else "adjustment",
+            respect_quiet_hours=told_key is None,
         )  # fmt: skip
-    return Adjustment(member=member, delta=delta, balance=balance)
+    return Adjustment(member=member, delta=delta, balance=balance, entry_id=entry.id)

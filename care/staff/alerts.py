@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,7 @@ async def alert_staff(
     key: str,
     text_key: str,
     about_member_id: int | None,
+    buttons: Sequence[tuple[str, str]] = (),
     **values: Any,
 ) -> int:
     """Queue an ALERT to every owner and admin, and to the staff chat if one is configured.
@@ -34,6 +36,8 @@ async def alert_staff(
 
     ``about_member_id`` is the member the alert quotes (their name, their words), or None when it
     quotes nobody: erasing that member deletes these alerts, whoever they were sent to.
+    ``buttons`` go under the alert, one per row: (label key, callback data), each label in the
+    reader's language.
     """
     recipients = await staff_recipients(session, config)
     locales = await staff_locales(session, config, recipients)
@@ -42,15 +46,27 @@ async def alert_staff(
         targets.append((config.staff_chat_id, config.default_locale))
     queued = 0
     for chat_id, locale in targets:
+        t = translator(locale)
+        markup = (
+            {
+                "inline_keyboard": [
+                    [{"text": t.plain(label, **values), "callback_data": data}]
+                    for label, data in buttons
+                ]
+            }
+            if buttons
+            else None
+        )
         message = await enqueue(
             session,
             clock,
             config,
             key=f"alert:{key}:{chat_id}",
             chat_id=chat_id,
-            text=translator(locale)(text_key, **values),
+            text=t(text_key, **values),
             kind=MessageKind.ALERT,
             about_member_id=about_member_id,
+            reply_markup=markup,
             respect_quiet_hours=False,
         )
         queued += message is not None

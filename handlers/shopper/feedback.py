@@ -27,6 +27,7 @@ from care.conversations.tickets import (
     notify_staff,
     open_ticket,
     parse_write_back,
+    write_back_ticket,
 )
 from care.core.clock import Clock
 from care.core.config import CareConfig
@@ -34,7 +35,7 @@ from care.core.i18n import Translator, labels
 from handlers.shopper.conversation import content_or_refusal
 from handlers.shopper.menu import Registered
 from handlers.shopper.prompts import leaves_flow, on_leave_flow, remember_prompt
-from storage.enums import TicketKind, TicketStatus
+from storage.enums import TicketKind
 from storage.models import Member
 
 # What /feedback offers; a "message" conversation opens by simply writing.
@@ -186,10 +187,11 @@ async def _begin_write_back(
     state: FSMContext, session: AsyncSession, member: Member, ticket_id: int
 ) -> str | None:
     """Wait for the member's next message to their ticket; else the key of the refusal."""
+    # A closed ticket is written back to as well: the message continues the conversation.
     ticket = await member_ticket(session, member, ticket_id)
-    if ticket is None or ticket.status == TicketStatus.CLOSED:
+    if ticket is None:
         await end_flow(state)
-        return "feedback.gone" if ticket is None else "feedback.closed"
+        return "feedback.gone"
     await state.set_state(FeedbackStates.write_back)
     await state.update_data(ticket=ticket.id)
     return None
@@ -233,7 +235,7 @@ async def on_write_back_text(
         return
     ticket_id = int((await state.get_data()).get("ticket", 0))
     await end_flow(state)
-    ticket = await member_ticket(session, member, ticket_id)
+    ticket = await write_back_ticket(session, member, ticket_id)
     if ticket is None:
         await message.answer(t("feedback.gone"))
         return

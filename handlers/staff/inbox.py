@@ -13,6 +13,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
+from care.console.goodwill import may_grant
 from care.conversations.inbox import (
     Thread,
     answer_ticket,
@@ -180,7 +181,10 @@ async def on_ticket(
         refreshed = await ticket_thread(session, ticket_id)
         assert refreshed is not None
         thread = refreshed
-    await _edit(callback, *render_thread(thread, t, config, page, staff.user_id))
+    await _edit(
+        callback,
+        *render_thread(thread, t, config, page, staff.user_id, goodwill=may_grant(staff.role)),
+    )
 
 
 async def _saved_view(
@@ -252,7 +256,12 @@ async def on_saved_reply(
     assert thread is not None
     name = thread.member.name if thread.member and thread.member.name else "?"
     await callback.answer(t.plain("inbox.reply_sent", number=ticket_id, name=name))
-    await _edit(callback, *render_thread(thread, t, staff.config, page, staff.user_id))
+    await _edit(
+        callback,
+        *render_thread(
+            thread, t, staff.config, page, staff.user_id, goodwill=may_grant(staff.role)
+        ),
+    )
 
 
 async def _send_attachments(

@@ -8,11 +8,13 @@ from datetime import datetime
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from care.conversations.inbox import FollowUpPage, InboxPage, MemberContext, Thread
+from care.conversations.surveys import followup_data
 from care.conversations.tickets import MEDIA_ICONS
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.loyalty.tiers import tier_name
 from handlers.staff.formatting import excerpt, score_text, short_time
+from handlers.staff.goodwill_views import followup_line, goodwill_button, note_line
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
 from storage.enums import MediaKind, MessageAuthor, TicketStatus
 from storage.models import Ticket, TicketMessage
@@ -140,8 +142,15 @@ def _media_label(t: Translator, message: TicketMessage) -> str:
 
 
 def render_thread(
-    thread: Thread, t: Translator, config: CareConfig, page: int, me: int | None = None
+    thread: Thread,
+    t: Translator,
+    config: CareConfig,
+    page: int,
+    me: int | None = None,
+    *,
+    goodwill: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup]:
+    """The thread and its buttons; ``goodwill``: the reader may give goodwill (an admin)."""
     ticket, member = thread.ticket, thread.member
     lines = [
         t(
@@ -155,6 +164,8 @@ def render_thread(
         ),
         context_line(t, thread.context),
     ]
+    if thread.followup is not None:
+        lines.insert(1, followup_line(t, thread.followup, config))
     if ticket.assigned_to is not None:
         who = (
             t.plain("conversation.inbox.you")
@@ -173,7 +184,11 @@ def render_thread(
         if message.media_kind:
             body = f"{_media_label(t, message)} {body}".strip()
         when = short_time(message.created_at, config)
-        if message.author == MessageAuthor.STAFF:
+        if message.author == MessageAuthor.NOTE:
+            staff_id = message.staff_telegram_id
+            staff = thread.staff_names.get(staff_id, "?") if staff_id is not None else "?"
+            lines.append(note_line(t, message, when, staff))
+        elif message.author == MessageAuthor.STAFF:
             staff_id = message.staff_telegram_id
             staff = thread.staff_names.get(staff_id, "?") if staff_id is not None else "?"
             lines.append(t("inbox.thread_staff", when=when, staff=staff, text=body))
@@ -196,6 +211,8 @@ def render_thread(
         keyboard.append(row)
     elif thread.reachable:
         keyboard.append([act("conversation.inbox.reopen", "reopen")])
+    if goodwill and thread.reachable and member is not None:
+        keyboard.append([goodwill_button(t, member.id, ticket.id)])
     attachments = [m for m in ticket.messages if m.media_kind and m.file_id]
     if attachments:
         if all(m.media_kind == MediaKind.PHOTO for m in attachments):
@@ -230,8 +247,16 @@ def render_followups(
                     comment=comment,
                 )
             )
-            label = t.plain("inbox.followup_done", name=excerpt(member.name or "?", 24))
-            keyboard.append([button(label, CDFollowedUp(response_id=response.id).pack())])
+            short = excerpt(member.name or "?", 24)
+            label = t.plain("inbox.followup_done", name=short)
+            keyboard.append(
+                [
+                    button(
+                        t.plain("goodwill.followup.write", name=short), followup_data(response.id)
+                    ),
+                    button(label, CDFollowedUp(response_id=response.id).pack()),
+                ]
+            )
         nav = []
         if page.page > 0:
             nav.append(button(t.plain("inbox.prev"), CDFollowUps(page=page.page - 1).pack()))

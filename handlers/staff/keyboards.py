@@ -138,3 +138,14 @@ def language_choice(locales: Sequence[str], names: Sequence[str]) -> InlineKeybo
             ]
         ]
     )
+
+
+class CDGoodwill(CallbackData, prefix="gw"):
+    """A step of giving goodwill to ``member_id`` (from conversation ``ticket_id``, 0: from
+    /member): ``action`` ``start`` | ``points`` | ``coupon`` | ``offer`` (``value``: the offer
+    id) | ``give`` | ``cancel``."""
+
+    action: str
+    member_id: int
+    ticket_id: int = 0
+    value: int = 0

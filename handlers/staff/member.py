@@ -9,6 +9,7 @@ from aiogram.enums import ChatType
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, Message
 
+from care.console.goodwill import may_grant
 from care.console.member_view import MemberView, open_member_view, search_members
 from care.core.config import CareConfig
 from care.core.formatting import (
@@ -27,8 +28,15 @@ from care.members.lookup import QUERY_MAX
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_date, local_time, score_text, short_time
-from handlers.staff.keyboards import CDMemberPick, member_picker
-from storage.enums import RETIRED_STAGES, MemberStatus, OutboxStatus, StaffRole
+from handlers.staff.goodwill_views import goodwill_button
+from handlers.staff.keyboards import CDMemberPick, markup, member_picker
+from storage.enums import (
+    RETIRED_STAGES,
+    MemberStatus,
+    MessageAuthor,
+    OutboxStatus,
+    StaffRole,
+)
 
 PICK_LIMIT = 8
 
@@ -91,7 +99,11 @@ async def _show(message: Message, staff: StaffContext, member_id: int) -> None:
     if view is None:
         await message.answer(staff.t("m360.gone"))
         return
-    await message.answer(render_member_view(view, staff.t, staff.config, staff.clock.now()))
+    keyboard = None
+    if may_grant(staff.role):
+        keyboard = markup([[goodwill_button(staff.t, view.member.id)]])
+    text = render_member_view(view, staff.t, staff.config, staff.clock.now())
+    await message.answer(text, reply_markup=keyboard)
 
 
 def _consent(t: Translator, config: CareConfig, granted: bool, when: datetime | None) -> str:
@@ -270,10 +282,11 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
     if view.tickets:
         lines += ["", t("m360.tickets_title", open=view.open_tickets)]
         for ticket in view.tickets:
-            first = ticket.messages[0] if ticket.messages else None
-            text = (
-                excerpt(first.text, 50) if first and first.text else t.plain("inbox.thread_photo")
-            )
+            first = next((m for m in ticket.messages if m.author == MessageAuthor.MEMBER), None)
+            if first is None:  # opened by staff (a follow-up): nothing from the member yet
+                text = none
+            else:
+                text = excerpt(first.text, 50) if first.text else t.plain("inbox.thread_photo")
             lines.append(
                 t(
                     "m360.ticket_line",

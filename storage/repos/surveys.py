@@ -51,3 +51,10 @@ class SurveyRepo:
         return await self.session.scalar(
             select(SurveyResponse).where(SurveyResponse.invitation_id == invitation_id)
         )
+
+    async def ticket_invited(self, ticket_id: int) -> bool:
+        """Whether the shopper was already asked to rate this ticket."""
+        found = await self.session.scalar(
+            select(SurveyInvitation.id).where(SurveyInvitation.ticket_id == ticket_id).limit(1)
+        )
+        return found is not None
