@@ -218,9 +218,12 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
     assert any(f"工单 #{ticket.id} 处理评分 2/5" in text for text in texts)
     assert any("Took three days" in text for text in texts)
 
-    # Writing back into a closed ticket is politely refused.
+    # Writing back into a closed ticket continues it: it waits for the shop again.
     await user.press(t.plain("feedback.reply.write_back"), answer)
-    refusal = await user.expect(f"Ticket #{ticket.id} is closed")
-    assert user.messages[-2:] == [thanks, refusal]  # no prompt to write first
-    await settled(app)
-    assert len((await tickets_of(app))[0].messages) == 4
+    prompt = await user.expect(f"Write your message for ticket #{ticket.id}")
+    assert user.messages[-2:] == [thanks, prompt]
+    await user.send("And the receipt printer too")
+    await user.expect(f"Added to ticket #{ticket.id}")
+    [continued] = await tickets_of(app)
+    assert continued.status == TicketStatus.OPEN and continued.closed_at is None
+    assert continued.messages[-1].text == "And the receipt printer too"

@@ -45,6 +45,9 @@ from storage.enums import StaffRole
 from storage.models import Member
 from storage.repos.loyalty import OfferRepo
 
+# A refusal after the confirmation, by GoodwillError reason (the rest have a key of their own).
+REFUSALS = {"bad_points": "bad_points_given", "reason_too_long": "no_reason"}
+
 
 class GoodwillFlow(StatesGroup):
     points = State()
@@ -246,7 +249,7 @@ async def _give(
             )
     except GoodwillError as problem:
         await callback.answer(
-            t.plain(f"goodwill.{problem.reason}", name=_who(member)), show_alert=True
+            t.plain(f"goodwill.{REFUSALS.get(problem.reason, problem.reason)}"), show_alert=True
         )
         await _edit(callback, t("goodwill.cancelled"), None)
         return
