@@ -355,7 +355,7 @@ async def test_an_erased_member_gets_no_goodwill_and_no_follow_up(shop: RunningB
 
 async def test_write_back_on_a_closed_ticket_continues_it(shop: RunningBot) -> None:
     app = shop
-    member_id, shopper = await member_user(app, 6005, "en")
+    _, shopper = await member_user(app, 6005, "en")
     await shopper.send("/feedback")
     await shopper.expect("What would you like to tell us?")
     await shopper.press(EN.plain("feedback.kind.complaint"))
