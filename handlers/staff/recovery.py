@@ -119,7 +119,8 @@ async def on_goodwill(
         await callback.answer(t.plain("goodwill.not_allowed"), show_alert=True)
         return
     if action == "cancel":
-        await state.clear()
+        if (await state.get_data()).get("gw_member") == member_id:  # not another flow's state
+            await state.clear()
         await callback.answer()
         await _edit(callback, t("goodwill.cancelled"), None)
         return
