@@ -6,6 +6,7 @@ the simulator by pressing the buttons the bot sent, in English and Chinese."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -73,7 +74,7 @@ async def _member(app: RunningBot, member_id: int) -> Member:
         return member
 
 
-async def _rows(app: RunningBot, model: type, *where: object) -> list:  # type: ignore[type-arg]
+async def _rows(app: RunningBot, model: Any, *where: Any) -> list[Any]:
     await settled(app)
     async with app.session() as session:
         return list(await session.scalars(select(model).where(*where)))

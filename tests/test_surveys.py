@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -445,7 +446,7 @@ async def test_alerts_reach_admins_in_their_language_and_the_staff_chat_once(
     speaker = TelegramIdentity(user_id=admin, chat_id=admin, first_name="Al", language_code="en")
     await create_member(session, speaker, CONFIG, clock, status=MemberStatus.ACTIVE)
 
-    values = {"name": "Li", "code": "ABCD2345", "score": 1, "number": 0}
+    values: dict[str, Any] = {"name": "Li", "code": "ABCD2345", "score": 1, "number": 0}
     queued = await alert_staff(
         session,
         clock,
