@@ -247,7 +247,8 @@ async def grant_coupon(
             "ticket_id": ticket.id if ticket is not None else None,
         },
     )  # fmt: skip
-    if member.chat_id is not None and member.blocked_at is None:
+    reachable = member.status == MemberStatus.ACTIVE and member.blocked_at is None
+    if reachable and member.chat_id is not None:  # as adjust_points tells of points
         t = translator(member.locale)
         line = coupon_line(t, offer, coupon.code, coupon.expires_at, member.timezone)
         text = t("goodwill.told.coupon", reason=reason, coupon=Markup(line))
