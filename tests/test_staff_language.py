@@ -286,3 +286,14 @@ async def test_the_audit_log_pages_and_filters(app: RunningBot) -> None:
     assert "recorded" not in staff_only.text and "changed Li Lei" not in staff_only.text
     assert "No audit entries match" in staff_only.text  # Li Lei changed no staff
     assert [b for row in staff_only.inline_buttons for b in row if "•" in b] == ["• staff changes"]
+
+
+async def test_a_cashier_whose_language_is_unknown_is_greeted_in_both(app: RunningBot) -> None:
+    """Added by id before writing to the bot: nothing tells their language, so both are used."""
+    owner = app.user(OWNER_ID, first_name="Chen", language_code="zh")
+    await owner.send(f"/staff add {CASHIER} cashier")
+    await owner.next_message()
+    await app.settle()
+    [welcome] = await alerts_to(app, CASHIER)
+    assert "收银员" in welcome and "You are now <b>cashier</b>" in welcome
+    assert welcome.index("收银员") < welcome.index("You are now")  # the shop's language first

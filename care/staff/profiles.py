@@ -110,11 +110,21 @@ async def staff_locales(
     session: AsyncSession, config: CareConfig, telegram_ids: Iterable[int]
 ) -> dict[int, str]:
     """The language each of these staff members reads staff texts in (two queries at most)."""
+    known = await known_staff_locales(session, config, telegram_ids)
+    return {telegram_id: locale or config.default_locale for telegram_id, locale in known.items()}
+
+
+async def known_staff_locales(
+    session: AsyncSession, config: CareConfig, telegram_ids: Iterable[int]
+) -> dict[int, str | None]:
+    """Each person's language as far as the shop knows it: their choice or Telegram's, the
+    owner setting, their member profile; ``None`` when nothing tells (a new cashier who has
+    never written to the bot)."""
     wanted = list(dict.fromkeys(telegram_ids))
     if not wanted:
         return {}
     rows = {row.telegram_id: row for row in await StaffRepo(session).by_telegram_ids(wanted)}
-    found: dict[int, str] = {}
+    found: dict[int, str | None] = {}
     missing: list[int] = []
     for telegram_id in wanted:
         row = rows.get(telegram_id)
@@ -126,7 +136,7 @@ async def staff_locales(
     if missing:
         member_locales = await MemberRepo(session).locales_by_telegram_id(missing)
         for telegram_id in missing:
-            found[telegram_id] = member_locales.get(telegram_id) or config.default_locale
+            found[telegram_id] = member_locales.get(telegram_id)
     return found
 
 

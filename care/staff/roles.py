@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.core.i18n import normalize_locale, translator
+from care.core.i18n import LOCALES, normalize_locale, translator
 from care.messaging.outbox import enqueue
-from care.staff.profiles import staff_locale
+from care.staff.profiles import known_staff_locales
 from storage.enums import MessageKind, StaffRole
 from storage.models import Staff
 from storage.repos.staff import StaffRepo
@@ -161,15 +161,23 @@ async def add_staff(
 async def _tell_new_role(
     session: AsyncSession, config: CareConfig, clock: Clock, telegram_id: int, role: StaffRole
 ) -> None:
-    """Let the person know (through the outbox) what they can do now."""
-    t = translator(await staff_locale(session, config, telegram_id))
+    """Let the person know (through the outbox) what they can do now: in their language, or in
+    every language the shop speaks when nothing tells which one they read yet."""
+    known = (await known_staff_locales(session, config, [telegram_id]))[telegram_id]
+    locales = (
+        [known] if known else sorted(LOCALES, key=lambda locale: locale != config.default_locale)
+    )
+    texts = []
+    for locale in locales:
+        t = translator(locale)
+        texts.append(t("roles.welcome", role=t.plain(f"roles.{role}")))
     await enqueue(
         session,
         clock,
         config,
         key=f"staff:{telegram_id}:{role}:{clock.now().isoformat()}",
         chat_id=telegram_id,
-        text=t("roles.welcome", role=t.plain(f"roles.{role}")),
+        text="\n\n".join(texts),
         kind=MessageKind.ALERT,
         respect_quiet_hours=False,
     )
