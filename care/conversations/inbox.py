@@ -30,12 +30,13 @@ from care.conversations.tickets import (
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.i18n import LOCALES, Translator, translator
+from care.staff.profiles import staff_labels
 from storage.enums import MemberStatus
 from storage.models import Member, SurveyResponse, Ticket, Tier
 from storage.repos.conversations import ConversationRepo
 from storage.repos.followups import FollowUpRepo
 from storage.repos.members import MemberRepo
-from storage.repos.staff import StaffRepo
 
 PAGE_SIZE = 5
 
@@ -121,18 +122,18 @@ async def inbox_page(session: AsyncSession, page: int, size: int = PAGE_SIZE) ->
     )
 
 
-async def ticket_thread(session: AsyncSession, ticket_id: int) -> Thread | None:
-    """One ticket with its whole thread, its member and the names of staff who answered."""
+async def ticket_thread(
+    session: AsyncSession, ticket_id: int, t: Translator | None = None
+) -> Thread | None:
+    """One ticket with its whole thread, its member and how to show the staff who answered or
+    have it ("Li Lei (@lilei)", in ``t``'s language; the shop's first language without one)."""
     ticket = await get_ticket(session, ticket_id)
     if ticket is None:
         return None
-    staff = StaffRepo(session)
-    names: dict[int, str] = {}
     wanted = [m.staff_telegram_id for m in ticket.messages] + [ticket.assigned_to]
-    for staff_id in wanted:
-        if staff_id is not None and staff_id not in names:
-            row = await staff.by_telegram_id(staff_id)
-            names[staff_id] = row.name if row is not None and row.name else str(staff_id)
+    names = await staff_labels(
+        session, t or translator(LOCALES[0]), [i for i in wanted if i is not None]
+    )
     member = await MemberRepo(session).get(ticket.member_id)
     return Thread(
         ticket,

@@ -188,7 +188,7 @@ async def _answer_in_topic(
         key = refusals.get(exc.reason, "conversation.inbox.reply_unsupported")
         await message.reply(t(key, number=ticket_id))
         return
-    thread = await ticket_thread(staff.session, ticket_id)
+    thread = await ticket_thread(staff.session, ticket_id, staff.t)
     member = thread.member if thread is not None else None
     await message.reply(t("inbox.forum.sent", name=member.name if member and member.name else "?"))
 
