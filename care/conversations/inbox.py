@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -144,8 +145,22 @@ async def ticket_thread(
     )
 
 
+def _via(details: dict[str, Any] | None, via: str | None) -> dict[str, Any] | None:
+    """An audit entry's details, saying where the action was taken (``forum``: in the staff
+    group's topic) when not in the private /inbox."""
+    if via is None:
+        return details
+    return {**(details or {}), "via": via}
+
+
 async def take_ticket(
-    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int, staff_role: str
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    ticket_id: int,
+    staff_telegram_id: int,
+    staff_role: str,
+    via: str | None = None,
 ) -> int | None:
     """Assign the conversation to this staff member; returns who had it before. Audited.
 
@@ -162,13 +177,19 @@ async def take_ticket(
             actor_role=staff_role,
             action="ticket.take",
             target=f"ticket:{ticket_id}",
-            details={"from": previous} if previous is not None else None,
+            details=_via({"from": previous} if previous is not None else None, via),
         )
     return previous
 
 
 async def reopen_ticket_by_staff(
-    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int, staff_role: str
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    ticket_id: int,
+    staff_telegram_id: int,
+    staff_role: str,
+    via: str | None = None,
 ) -> Ticket:
     """Reopen a closed conversation (see ``reopen_ticket`` for the refusals); audited."""
     ticket = await reopen_ticket(
@@ -181,6 +202,7 @@ async def reopen_ticket_by_staff(
         actor_role=staff_role,
         action="ticket.reopen",
         target=f"ticket:{ticket_id}",
+        details=_via(None, via),
     )
     return ticket
 
@@ -195,9 +217,11 @@ async def answer_ticket(
     staff_telegram_id: int,
     staff_role: str,
     media: Media | None = None,
+    saved_reply: str | None = None,
+    via: str | None = None,
 ) -> Ticket:
     """Send a staff answer (text and/or an attachment) to the shopper through the outbox;
-    audited.
+    audited (with the title of the saved reply it came from, if it did).
 
     Raises ``care.conversations.tickets.TicketError`` as ``staff_reply`` does.
     """
@@ -217,7 +241,14 @@ async def answer_ticket(
         actor_role=staff_role,
         action="ticket.reply",
         target=f"ticket:{ticket_id}",
-        details={"length": len(text or ""), "media": media.kind if media else None},
+        details=_via(
+            {
+                "length": len(text or ""),
+                "media": media.kind if media else None,
+                **({"saved_reply": saved_reply} if saved_reply else {}),
+            },
+            via,
+        ),
     )
     return ticket
 
@@ -230,6 +261,7 @@ async def close_ticket_by_staff(
     ticket_id: int,
     staff_telegram_id: int,
     staff_role: str,
+    via: str | None = None,
 ) -> tuple[Ticket, bool]:
     """Close a ticket; returns it and whether this call closed it (audited only then)."""
     before = await get_ticket(session, ticket_id)
@@ -245,6 +277,7 @@ async def close_ticket_by_staff(
             actor_role=staff_role,
             action="ticket.close",
             target=f"ticket:{ticket_id}",
+            details=_via(None, via),
         )
     return ticket, was_open
 

@@ -243,6 +243,7 @@ async def on_saved_reply(
             text=reply.text,
             staff_telegram_id=staff.user_id,
             staff_role=staff.role,
+            saved_reply=reply.title,
         )
     except TicketError as exc:
         key = REFUSALS.get(exc.reason, "inbox.ticket_not_found")
