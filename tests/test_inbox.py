@@ -7,9 +7,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from care.console.audit_log import AuditFilter, audit_page
 from care.conversations.tickets import Media, add_member_message, open_ticket
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
+from care.core.i18n import translator
 from care.staff.profiles import SeenAs, set_staff_locale
 from storage.enums import MediaKind, MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
@@ -257,6 +259,20 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
         assert topic.closed
         topic_posts = [m.content for m in group.topic_messages(topic.message_thread_id)]
         assert topic_posts.count("👤 Shopper 0: Still waiting") == 1
+        # The audit log says the answer and the closing were done in the staff group.
+        async with app.session() as session:
+            entries = await recent_audit(session, actor_telegram_id=CASHIER_ID)
+            assert [(e.action, (e.details or {}).get("via")) for e in entries] == [
+                ("ticket.close", "forum"),
+                ("ticket.reply", "forum"),
+            ]
+            log = await audit_page(
+                session, app.config, translator("en"), page=0,
+                filter=AuditFilter(actor=CASHIER_ID),
+            )  # fmt: skip
+        closing = log.lines[0]
+        assert f"· Cashier Qian closed conversation #{ticket_id} with Shopper 0 (" in closing
+        assert closing.endswith(") (in the staff group)")
 
         # Closed from the inbox instead: the topic hears of it and closes too.
         [second] = await _tickets(app, 1, first=1)

@@ -203,7 +203,9 @@ class _Names:
         title = self.t.plain(title_key) if self.t.has(title_key) else role
         if entry.actor_telegram_id is None:
             return title or "—"
-        name = self.staff.get(entry.actor_telegram_id, str(entry.actor_telegram_id))
+        name = self.staff.get(entry.actor_telegram_id) or self.t.plain(
+            "staff_language.label_unknown", user_id=entry.actor_telegram_id
+        )
         return self.t.plain("staff_language.audit.actor", role=title, name=name).strip()
 
     def role(self, role: Any) -> str:
