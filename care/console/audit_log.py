@@ -265,7 +265,12 @@ class _Names:
             values["points"] = details.get("points", 0)
         elif entry.action.startswith("staff."):
             staff_id = _int(_ident(entry.target, "staff"))
-            values["staff"] = self.staff.get(staff_id, values["id"]) if staff_id else values["id"]
+            values["staff"] = (
+                self.staff.get(staff_id)
+                or t.plain("staff_language.label_unknown", user_id=staff_id)
+                if staff_id
+                else values["id"]
+            )
             values["role"] = self.role(details.get("role"))
             values["previous"] = self.role(details.get("previous_role"))
         elif entry.action == "coupon.redeem":
