@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from datetime import timedelta
 
 from fontTools.ttLib import TTFont
 from matplotlib import font_manager
@@ -13,6 +14,7 @@ from matplotlib.text import Text
 
 from care.console.charts import CJK_FONT_FILE, stats_chart_figure, stats_chart_png
 from care.console.stats import shop_stats
+from care.core.formatting import format_duration
 from care.core.i18n import catalogue
 from tests.conftest import RunningBot
 
@@ -21,8 +23,14 @@ HAN = re.compile(r"[\u4e00-\u9fff]")
 
 def test_the_shipped_font_covers_every_chinese_chart_label_and_carries_its_licence() -> None:
     cmap = TTFont(CJK_FONT_FILE)["cmap"].getBestCmap()
-    texts = [text for key, text in catalogue("zh").items() if key.startswith("chart.")]
+    texts = [
+        text
+        for key, text in catalogue("zh").items()
+        if key.startswith(("chart.", "stats.ratings."))
+    ]
     assert texts
+    # The conversation panel's durations, as Babel writes them in Chinese.
+    texts += [format_duration(span, "zh") for span in (timedelta(seconds=5), timedelta(days=1.6))]
     missing = {ch for text in texts for ch in text if not ch.isspace() and ord(ch) not in cmap}
     assert not missing, f"re-run scripts/subset_cjk_font.py: {sorted(missing)}"
     assert "SIL Open Font License" in (CJK_FONT_FILE.parent / "OFL.txt").read_text()

@@ -7,9 +7,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from care.console.audit_log import AuditFilter, audit_page
 from care.conversations.tickets import Media, add_member_message, open_ticket
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
+from care.core.i18n import translator
+from care.staff.profiles import SeenAs, set_staff_locale
 from storage.enums import MediaKind, MessageKind, StaffRole, TicketKind, TicketStatus
 from storage.models import OutboxMessage, SurveyInvitation, SurveyResponse, Ticket
 from tests.conftest import RunningBot, running_bot
@@ -256,6 +259,20 @@ async def test_forum_mode_gives_each_ticket_a_topic_where_staff_answer(
         assert topic.closed
         topic_posts = [m.content for m in group.topic_messages(topic.message_thread_id)]
         assert topic_posts.count("👤 Shopper 0: Still waiting") == 1
+        # The audit log says the answer and the closing were done in the staff group.
+        async with app.session() as session:
+            entries = await recent_audit(session, actor_telegram_id=CASHIER_ID)
+            assert [(e.action, (e.details or {}).get("via")) for e in entries] == [
+                ("ticket.close", "forum"),
+                ("ticket.reply", "forum"),
+            ]
+            log = await audit_page(
+                session, app.config, translator("en"), page=0,
+                filter=AuditFilter(actor=CASHIER_ID),
+            )  # fmt: skip
+        closing = log.lines[0]
+        assert f"· Cashier Qian closed conversation #{ticket_id} with Shopper 0 (" in closing
+        assert closing.endswith(") (in the staff group)")
 
         # Closed from the inbox instead: the topic hears of it and closes too.
         [second] = await _tickets(app, 1, first=1)
@@ -289,3 +306,46 @@ async def test_photos_in_a_ticket_can_be_seen(app: RunningBot) -> None:
     photo = await cashier.wait_until(lambda m: m.photo is not None)
     assert photo.photo == TINY_PNG
     assert photo.caption == f"#{ticket.id} · 03-02 11:00 Look at this"
+
+
+async def test_the_inbox_names_who_has_each_conversation_in_both_languages(
+    app: RunningBot,
+) -> None:
+    first, second = await _tickets(app, 2)
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, 800003, StaffRole.ADMIN, "Zhao")
+        await session.commit()
+    qian = app.user(CASHIER_ID, first_name="Qian", username="qian", language_code="en")
+    await qian.send("/inbox")
+    await qian.expect("📥 Inbox")
+    await qian.press_data(f"tk:take:{first}:0")
+    await qian.wait_until(lambda m: "🙋 Assigned to you" in m.text)
+    await qian.press_data(f"tk:reply:{first}:0")
+    await qian.wait_until(lambda m: "Write your answer" in m.text)
+    await qian.send("On it")
+    await qian.expect("on its way")
+
+    zhao = app.user(800003, first_name="Zhao", language_code="en")
+    await zhao.send("/inbox")
+    inbox = await zhao.expect("📥 Inbox")
+    assert f"#{first} complaint · Shopper 0 · 2 h · 🙋 Qian (@qian)" in inbox.text
+    assert f"#{second} complaint · Shopper 1 · 1 h\n" in inbox.text  # nobody has it yet
+    assert "9002" not in inbox.text and str(CASHIER_ID) not in inbox.text
+    await zhao.press_data(f"tk:open:{first}:0")
+    thread = await zhao.wait_until(lambda m: m.text.startswith("🎫"))
+    assert "🙋 Assigned to Qian (@qian)" in thread.text
+    assert "(Qian (@qian)): On it" in thread.text
+
+    zh = app.user(800003, first_name="Zhao", language_code="zh")
+    async with app.session() as session:
+        await set_staff_locale(
+            session, app.config, app.clock, SeenAs(800003, "Zhao", None, "zh"),
+            StaffRole.ADMIN, "zh",
+        )  # fmt: skip
+        await session.commit()
+    await zh.send("/inbox")
+    zh_inbox = await zh.expect("📥 收件箱")
+    assert f"#{first} 投诉 · Shopper 0 · 2 小时 · 🙋 Qian（@qian） 负责" in zh_inbox.text
+    await zh.press_data(f"tk:open:{first}:0")
+    zh_thread = await zh.wait_until(lambda m: m.text.startswith("🎫") and "负责人" in m.text)
+    assert "🙋 负责人：Qian（@qian）" in zh_thread.text

@@ -10,12 +10,15 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
+from care.conversations.tickets import get_ticket
+from care.core.i18n import translator
 from care.core.timezones import PICKER_CITIES, is_valid_zone, offset_zone, zone_for_location
 from care.members.registration import InputProblem, parse_birthday
-from storage.models import ConsentEvent
+from storage.models import ConsentEvent, Ticket
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, member_of, register, wait_button, without_throttling
 from tests.simulator import BotAPISimulator, SimUser
+from tests.test_registration import visible
 
 
 @pytest.fixture
@@ -281,3 +284,43 @@ async def test_a_switch_on_a_message_too_old_to_edit_still_works(
     assert not fresh.edited
     member = await member_of(app, 8009)
     assert member is not None and member.marketing_opt_in is False
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_a_question_or_a_photo_while_a_setting_waits_reaches_the_shop(
+    app: RunningBot, locale: str
+) -> None:
+    t = translator(locale)
+    kept = t.plain("conversation.kept")
+    question = "你们送货上门吗？" if locale == "zh" else "Do you deliver to my street?"
+    user = app.user(8020, language_code=locale)
+    await register(user, locale)
+    await open_settings(user, locale)
+    await user.press(label(locale, "settings.btn_birthday"))
+    await user.expect(visible(t.plain("settings.birthday_ask"))[:8])
+    await user.send(question)  # not a date: kept, and the date asked for again
+    assert (await user.expect(kept)).text.endswith(visible(t.plain("settings.birthday_ask")))
+    await user.send_photo(caption="my card")
+    await user.expect(kept)
+    await user.send("soon")  # an attempt at a date: only re-asked
+    assert kept not in (await user.expect(visible(t.plain("reg.birthday_format"))[:8])).text
+    await user.send("1990-05-17")
+    await user.expect("1990")
+
+    # The time zone: a sentence is kept; a menu press then closes the question cleanly.
+    await open_settings(user, locale)
+    await user.press(label(locale, "settings.btn_timezone"))
+    cities = await wait_button(user, label(locale, "tz.by_offset"))
+    await user.send(question)
+    tz_again = await user.expect(kept)
+    assert label(locale, "tz.cancel_button") in [b for row in tz_again.reply_buttons for b in row]
+    await user.send("/card")  # the location keyboard hides the menu: a command instead
+    await user.expect(visible(t.plain("tz.unchanged"))[:6])
+    await user.wait_until(lambda m: m.message_id == cities.message_id and not m.inline_buttons)
+
+    member = await member_of(app, 8020)
+    assert member is not None and member.birthday == date(1990, 5, 17)
+    async with app.session() as session:
+        [ticket] = list(await session.scalars(select(Ticket).where(Ticket.member_id == member.id)))
+        texts = [(m.media_kind, m.text) for m in (await get_ticket(session, ticket.id)).messages]
+    assert texts == [(None, question), ("photo", "my card"), (None, question)]

@@ -5,7 +5,7 @@ grouped alike, English plurals right, discounts and dates as people say them."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,10 @@ from care.core.clock import FrozenClock
 from care.core.config import DEFAULT_CATEGORIES
 from care.core.formatting import (
     discount_label,
+    format_average,
     format_count,
     format_day,
+    format_duration,
     join_list,
     zone_label,
 )
@@ -202,3 +204,22 @@ async def test_points_are_grouped_alike_for_shoppers_and_staff(
     cashier = app.user(800031, language_code=language)
     await cashier.send(f"/member {code}")
     assert staff_sees in (await cashier.next_message()).text
+
+
+@pytest.mark.parametrize(
+    ("span", "zh", "en"),
+    [
+        (timedelta(seconds=40), "40秒", "40 secs"),
+        (timedelta(minutes=1), "1分钟", "1 min"),
+        (timedelta(hours=2, minutes=15), "2小时15分钟", "2 hrs 15 mins"),
+        (timedelta(hours=1, seconds=29), "1小时", "1 hr"),
+        (timedelta(days=1, hours=23, minutes=59), "2天", "2 days"),
+        (timedelta(days=3, hours=4, minutes=10), "3天4小时", "3 days 4 hrs"),
+    ],
+)
+def test_durations_read_natively_in_both_languages(span: timedelta, zh: str, en: str) -> None:
+    assert (format_duration(span, "zh"), format_duration(span, "en")) == (zh, en)
+
+
+def test_average_scores_drop_a_needless_decimal() -> None:
+    assert (format_average(4.5), format_average(4.0), format_average(3.666)) == ("4.5", "4", "3.7")

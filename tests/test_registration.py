@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
 from sqlalchemy import func, select
 
 from care.core.i18n import translator
-from storage.models import ConsentEvent, Member
+from storage.models import ConsentEvent, Member, Ticket, TicketMessage
 from tests.conftest import RunningBot, running_bot
 from tests.journey_helpers import (
     buttons,
@@ -392,3 +393,95 @@ async def test_a_forged_language_button_changes_nothing(app: RunningBot) -> None
     await wait_button(user, label("en", "reg.consent_yes"))
     member = await member_of(app, 3034)
     assert member is not None and member.locale == "en"
+
+
+# ------------------------------------------------------------------ no lost drafts
+
+MID_FLOW = {
+    "zh": {
+        "name_question": "你们周日营业吗？",
+        "sentence": "我昨天在这里买的牛奶是酸的，能退吗",
+        "attempt": "不告诉你",
+        "interests_attempt": "美妆",
+    },
+    "en": {
+        "name_question": "Are you open on Sunday?",
+        "sentence": "I bought milk here yesterday and it was sour",
+        "attempt": "next tuesday",
+        "interests_attempt": "beauty please",
+    },
+}
+
+
+def visible(html: str) -> str:
+    """A catalogue text as the chat shows it (without its HTML tags)."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_messages_typed_during_registration_reach_the_shop_and_the_step_stays(
+    app: RunningBot, locale: str
+) -> None:
+    texts, t = MID_FLOW[locale], translator(locale)
+    kept = t.plain("conversation.kept")
+    user = app.user(3040, first_name="Mei", language_code=locale)
+    await walk_to(user, locale, "name")
+
+    # A question is not a name: it reaches the shop, and the name is asked for again.
+    await user.send(texts["name_question"])
+    again = await user.expect(kept)
+    assert again.text == f"{kept}\n\n{t.plain('reg.reprompt_name')}"
+    await user.send("Mei")
+    await wait_button(user, label(locale, "reg.phone_button"))
+    await user.send(texts["sentence"])  # the phone step takes the contact button only
+    phone_again = await user.expect(kept)
+    assert label(locale, "reg.phone_button") in buttons(phone_again)
+    await user.press(label(locale, "reg.phone_button"))
+    await wait_button(user, label(locale, "reg.birthday_skip"))
+
+    # The optional steps: a photo and a sticker are kept, an album answered once; an attempt
+    # at the step is only re-asked.
+    await user.send_photo(caption="receipt")
+    assert visible(t.plain("reg.reprompt_birthday")) in (await user.expect(kept)).text
+    await user.send_album(3)
+    await user.expect(kept)
+    await user.send_sticker()
+    await user.expect(kept)
+    await user.send(texts["attempt"])
+    attempt = await user.expect(visible(t.plain("reg.birthday_format"))[:8])
+    assert kept not in attempt.text
+    await user.send("1990-05-17")
+    await wait_button(user, label(locale, "buttons.done"))
+    await user.send(texts["interests_attempt"])
+    assert kept not in (await user.expect(t.plain("reg.reprompt_interests")[:6])).text
+    await user.send(texts["sentence"])
+    assert t.plain("reg.reprompt_interests") in (await user.expect(kept)).text
+    await user.press(label(locale, "buttons.done"))
+    await user.wait_until(lambda m: m.photo is not None)
+    # One kept note per message, the album's one included: 2 + 1 + 1 + 1 + 1.
+    assert sum(1 for m in user.messages if kept in (m.text or "")) == 6
+
+    member = await member_of(app, 3040)
+    assert member is not None and member.status == "active" and member.name == "Mei"
+    async with app.session() as session:
+        tickets = list(await session.scalars(select(Ticket).where(Ticket.member_id == member.id)))
+        assert len(tickets) == 1  # one conversation, now the member's
+        [ticket] = tickets
+        messages = list(
+            await session.scalars(
+                select(TicketMessage)
+                .where(TicketMessage.ticket_id == ticket.id)
+                .order_by(TicketMessage.id)
+            )
+        )
+    assert [(m.media_kind, m.text) for m in messages] == [
+        (None, texts["name_question"]),
+        (None, texts["sentence"]),
+        ("photo", "receipt"),
+        ("photo", None),
+        ("photo", None),
+        ("photo", None),
+        ("sticker", None),
+        (None, texts["sentence"]),
+    ]
+    assert member.birthday == date(1990, 5, 17)

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from care.console.charts import stats_chart_png
 from care.console.stats import nps_score, shop_stats, week_starts
 from care.core.clock import FrozenClock
+from care.core.config import CareConfig
 from care.staff.roles import add_staff
 from storage.enums import CampaignStatus, MemberStatus, StaffRole
 from storage.models import (
@@ -20,12 +21,16 @@ from storage.models import (
     Member,
     MemberValue,
     OutboxMessage,
+    Staff,
     SurveyInvitation,
     SurveyResponse,
     Ticket,
+    TicketMessage,
 )
 from tests.conftest import RunningBot
-from tests.console_helpers import seed_member
+from tests.console_helpers import schema_session_factory, seed_member
+from tests.staff_helpers import make_staff
+from tests.test_feedback import deliver, member_user, tickets_of
 
 OWNER_ID = 900001
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -167,7 +172,7 @@ async def test_owner_gets_text_and_chart_in_both_languages(app: RunningBot) -> N
     assert "Members: 5" in text.text and "new in 7 days: 2" in text.text
     assert "NPS +0" in text.text and "promoters 40%" in text.text
     assert "CSAT 3.67" in text.text and "worse 33%" in text.text
-    assert "Open tickets: 3" in text.text and "oldest waiting 10 d" in text.text
+    assert "Open conversations: 3" in text.text and "oldest open 10 days" in text.text
     assert "sent 2 · failed 1" in text.text
     assert "Win-back: 1 · 100% · +100.0 pp" in text.text
     assert "Likely spend" not in text.text  # no value model fitted yet: no outlook line
@@ -186,7 +191,7 @@ async def test_owner_gets_text_and_chart_in_both_languages(app: RunningBot) -> N
         await session.commit()
     await admin.send("/stats")
     zh_text = await admin.expect("店铺数据")
-    assert "会员：5" in zh_text.text and "未结工单：3" in zh_text.text
+    assert "会员：5" in zh_text.text and "未结会话：3" in zh_text.text
     zh_chart = await admin.wait_until(lambda m: m.photo is not None)
     assert zh_chart.photo is not None and zh_chart.photo.startswith(PNG_MAGIC)
 
@@ -265,3 +270,167 @@ async def test_the_value_model_outlook_by_value_tier_in_both_languages(app: Runn
         line.startswith("🔮 预计未来 12 个月消费：") and "¥2,000.00" in line for line in zh_text
     )
     assert "🛒 预计未来 30 天会员购买次数：2" in zh_text
+
+
+QIAN_ID, WANG_ID = 800010, 800011
+
+
+async def seed_conversations(session: AsyncSession, config: CareConfig, now: datetime) -> None:
+    """Conversations with known answer and closing times, and ratings by two staff members.
+
+    First answers after 45 min, 2 h 15 min, 4 h and 10 min (median 1 h 30 min); closings after
+    2 h, 2 days and 1 day (median 1 day); Qian rated 5 and 4, Wang 3; one old conversation
+    outside the 12 weeks, and one still waiting for the shop.
+    """
+    clock = FrozenClock(now)
+    await make_staff(session, config, clock, QIAN_ID, StaffRole.CASHIER, "Qian")
+    await make_staff(session, config, clock, WANG_ID, StaffRole.CASHIER, "Wang Fang")
+    qian = await session.scalar(select(Staff).where(Staff.telegram_id == QIAN_ID))
+    assert qian is not None
+    qian.username = "qian"
+    member = await seed_member(session, now - timedelta(days=200))
+    hour, day, minute = timedelta(hours=1), timedelta(days=1), timedelta(minutes=1)
+
+    def conversation(
+        opened: datetime,
+        answered_after: timedelta | None,
+        staff: int | None,
+        closed_after: timedelta | None = None,
+        rating: int | None = None,
+    ) -> Ticket:
+        messages = [TicketMessage(author="member", text="Hello?", created_at=opened)]
+        if answered_after is not None:
+            messages += [
+                TicketMessage(author="member", text="Anyone?", created_at=opened + minute),
+                TicketMessage(
+                    author="staff", text="Yes!", staff_telegram_id=staff,
+                    created_at=opened + answered_after,
+                ),
+                TicketMessage(
+                    author="staff", text="Later", staff_telegram_id=staff,
+                    created_at=opened + answered_after + hour,
+                ),
+            ]  # fmt: skip
+        closed = opened + closed_after if closed_after is not None else None
+        status = "closed" if closed else ("answered" if answered_after else "open")
+        return Ticket(
+            member_id=member.id, kind="message", status=status, created_at=opened,
+            updated_at=closed or opened, closed_at=closed, closed_by=staff if closed else None,
+            assigned_to=staff, handling_rating=rating, messages=messages,
+            waiting_since=opened if status == "open" else None,
+        )  # fmt: skip
+
+    session.add_all(
+        [
+            conversation(now - 10 * hour, 45 * minute, QIAN_ID, 2 * hour, rating=5),
+            conversation(now - 5 * day, 2 * hour + 15 * minute, WANG_ID, 2 * day, rating=3),
+            conversation(now - day, 4 * hour, QIAN_ID),
+            conversation(now - 2 * day, 10 * minute, QIAN_ID, day, rating=4),
+            conversation(now - 3 * hour, None, None),
+            # 100 days ago: outside the 12 weeks, its times and its rating count nowhere.
+            conversation(now - 100 * day, 2 * day, WANG_ID, 10 * day, rating=1),
+        ]
+    )
+    await session.commit()
+
+
+async def test_conversation_figures_from_seeded_conversations_in_both_languages(
+    app: RunningBot,
+) -> None:
+    async with app.session() as session:
+        await seed_conversations(session, app.config, app.clock.now())
+    async with app.session() as session:
+        stats = await shop_stats(session, app.config, app.clock)
+    figures = stats.conversations
+    assert (figures.open, figures.waiting) == (2, 1)
+    assert (figures.first_response, figures.first_response_count) == (timedelta(hours=1.5), 4)
+    assert (figures.resolution, figures.resolution_count) == (timedelta(days=1), 3)
+    assert [(r.staff_telegram_id, r.average, r.count) for r in figures.ratings] == [
+        (QIAN_ID, 4.5, 2),
+        (WANG_ID, 3.0, 1),
+    ]
+
+    owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
+    await owner.send("/stats")
+    lines = (await owner.expect("Shop numbers")).text.splitlines()
+    assert "Conversations, last 12 weeks" in lines
+    assert (
+        "📨 Open conversations: 2 · waiting for our answer: 1 · oldest open 1 day"
+        " · median age 13 hrs 30 mins" in lines
+    )
+    assert "⏱ First answer: median 1 hr 30 mins after the shopper wrote (4 conversations)" in lines
+    assert "✅ Closed: median 1 day after it opened (3 conversations)" in lines
+    assert "• Qian (@qian): 4.5/5 (2 ratings)" in lines
+    assert "• Wang Fang: 3/5 (1 rating)" in lines
+    chart = await owner.wait_until(lambda m: m.photo is not None)
+    assert chart.photo is not None and chart.photo.startswith(PNG_MAGIC)
+
+    admin = app.user(4242, first_name="王", language_code="zh")
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, 4242, StaffRole.ADMIN)
+        await session.commit()
+    await admin.send("/stats")
+    zh_lines = (await admin.expect("店铺数据")).text.splitlines()
+    assert "会话（近 12 周）" in zh_lines
+    assert "📨 未结会话：2 · 等待我们回复：1 · 最久已开 1天 · 中位时长 13小时30分钟" in zh_lines
+    assert "⏱ 首次回复：顾客来信后中位 1小时30分钟（4 个会话）" in zh_lines
+    assert "✅ 关闭：开启后中位 1天（3 个会话）" in zh_lines
+    assert "• Qian（@qian）：4.5/5（2 个评分）" in zh_lines
+    assert "• Wang Fang：3/5（1 个评分）" in zh_lines
+    zh_chart = await admin.wait_until(lambda m: m.photo is not None)
+    assert zh_chart.photo is not None and zh_chart.photo.startswith(PNG_MAGIC)
+
+
+async def test_a_conversation_answered_closed_and_rated_through_the_bot_shows_in_stats(
+    app: RunningBot,
+) -> None:
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, QIAN_ID, StaffRole.CASHIER, "Qian")
+        await session.commit()
+    shopper = await member_user(app, 5101, "en")
+    await shopper.send("Are you open on Sunday?")
+    await shopper.expect("reached our team")
+    [ticket] = await tickets_of(app)
+
+    app.clock.advance(minutes=45)
+    cashier = app.user(QIAN_ID, first_name="Qian", username="qian", language_code="en")
+    await cashier.send("/inbox")
+    await cashier.expect("📥")
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.wait_until(lambda m: "Write your answer" in m.text)
+    await cashier.send("Yes, 10 to 18.")
+    await cashier.expect("on its way")
+    app.clock.advance(hours=2)
+    await cashier.press_data(f"tk:close:{ticket.id}:0")
+    await cashier.wait_until(lambda m: "· closed ·" in m.text)
+    await app.settle()
+    await deliver(app)
+    invitation = await shopper.wait_until(lambda m: any("4 🙂" in row for row in m.inline_buttons))
+    await shopper.press("4 🙂", invitation)
+    await shopper.expect("tell us why")
+
+    owner = app.user(OWNER_ID, first_name="Boss", language_code="en")
+    await owner.send("/stats")
+    lines = (await owner.expect("Shop numbers")).text.splitlines()
+    assert "📨 No open conversations." in lines
+    assert "⏱ First answer: median 45 mins after the shopper wrote (1 conversation)" in lines
+    assert "✅ Closed: median 2 hrs 45 mins after it opened (1 conversation)" in lines
+    assert "• Qian (@qian): 4/5 (1 rating)" in lines
+
+
+async def test_conversation_medians_read_the_same_on_sqlite_and_postgres(
+    any_db_url: str, clock: FrozenClock
+) -> None:
+    config = CareConfig(owner_ids=frozenset({OWNER_ID}))
+    async with schema_session_factory(any_db_url) as factory:
+        async with factory() as session:
+            await seed_conversations(session, config, clock.now())
+        async with factory() as session:
+            figures = (await shop_stats(session, config, clock)).conversations
+    assert (figures.open, figures.waiting) == (2, 1)
+    assert (figures.first_response, figures.first_response_count) == (timedelta(hours=1.5), 4)
+    assert (figures.resolution, figures.resolution_count) == (timedelta(days=1), 3)
+    assert [(r.staff_telegram_id, r.average, r.count) for r in figures.ratings] == [
+        (QIAN_ID, 4.5, 2),
+        (WANG_ID, 3.0, 1),
+    ]

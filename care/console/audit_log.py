@@ -90,7 +90,16 @@ def _member_ids(entry: AuditEntry) -> list[int]:
 
 def _staff_ids(entry: AuditEntry) -> list[int]:
     found = [entry.actor_telegram_id, _int(_ident(entry.target, "staff"))]
+    if entry.details:
+        found.append(_int(entry.details.get("from")))  # whom a conversation was taken from
     return [telegram_id for telegram_id in found if telegram_id is not None]
+
+
+def _ids(entries: list[AuditEntry], kind: str) -> list[int]:
+    """The ids of ``kind`` (``ticket``, ``response`` …) the entries' targets name."""
+    return list(
+        {ident for entry in entries if (ident := _int(_ident(entry.target, kind))) is not None}
+    )
 
 
 async def find_actor(session: AsyncSession, config: CareConfig, who: str) -> int | None:
@@ -144,23 +153,31 @@ async def audit_page(
 @dataclass(slots=True)
 class _Names:
     t: Translator
-    staff: dict[int, str]
-    members: dict[int, str]
-    offers: dict[int, str]
+    staff: dict[int, str] = field(default_factory=dict)
+    members: dict[int, str] = field(default_factory=dict)
+    offers: dict[int, str] = field(default_factory=dict)
+    # Whose conversation (ticket id) or low score (response id) an entry is about.
+    ticket_members: dict[int, int] = field(default_factory=dict)
+    response_members: dict[int, int] = field(default_factory=dict)
+    rewards: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, session: AsyncSession, t: Translator, entries: list[AuditEntry]) -> _Names:
         staff_ids = [telegram_id for entry in entries for telegram_id in _staff_ids(entry)]
-        member_ids = list({member_id for entry in entries for member_id in _member_ids(entry)})
+        repo = AuditRepo(session)
+        ticket_members = await repo.members_of_tickets(_ids(entries, "ticket"))
+        response_members = await repo.members_of_responses(_ids(entries, "response"))
+        member_ids = list(
+            {member_id for entry in entries for member_id in _member_ids(entry)}
+            | set(ticket_members.values())
+            | set(response_members.values())
+        )
         offer_ids = list(
-            {
+            set(_ids(entries, "offer"))
+            | {  # a goodwill coupon names its offer in the details
                 offer_id
                 for entry in entries
-                for offer_id in (
-                    _int(_ident(entry.target, "offer")),
-                    _int((entry.details or {}).get("offer_id")),  # a goodwill coupon's offer
-                )
-                if offer_id is not None
+                if (offer_id := _int((entry.details or {}).get("offer_id"))) is not None
             }
         )
         members: dict[int, str] = {}
@@ -174,7 +191,15 @@ class _Names:
                     handle=member.member_code,
                 )
         offers = await OfferRepo(session).titles(offer_ids) if offer_ids else {}
-        return cls(t, await staff_labels(session, t, staff_ids), members, offers)
+        return cls(
+            t,
+            await staff_labels(session, t, staff_ids),
+            members,
+            offers,
+            ticket_members,
+            response_members,
+            await repo.reward_names(_ids(entries, "reward")),
+        )
 
     def member(self, member_id: int | None) -> str:
         if member_id is None:
@@ -187,23 +212,54 @@ class _Names:
         title = self.t.plain(title_key) if self.t.has(title_key) else role
         if entry.actor_telegram_id is None:
             return title or "—"
-        name = self.staff.get(entry.actor_telegram_id, str(entry.actor_telegram_id))
+        name = self.staff.get(entry.actor_telegram_id) or self.t.plain(
+            "staff_language.label_unknown", user_id=entry.actor_telegram_id
+        )
         return self.t.plain("staff_language.audit.actor", role=title, name=name).strip()
 
     def role(self, role: Any) -> str:
         key = f"roles.{role}"
         return self.t.plain(key) if isinstance(role, str) and self.t.has(key) else "—"
 
+    def points(self, n: Any) -> str:
+        """``5 points`` / ``5 积分``, counted in the reader's language."""
+        return self.t.count("conversation.inbox.points", n if isinstance(n, int) else 0)
+
+    def subject(self, entry: AuditEntry, details: dict[str, Any]) -> int | None:
+        """The member an entry is about: named in it, or the owner of its conversation or score."""
+        return (
+            _int(_ident(entry.target, "member"))
+            or _int(details.get("member_id"))
+            or self.ticket_members.get(_int(_ident(entry.target, "ticket")) or 0)
+            or self.response_members.get(_int(_ident(entry.target, "response")) or 0)
+        )
+
     def sentence(self, entry: AuditEntry) -> str:
         """What the entry says happened, as a sentence with names and amounts."""
+        described = self.describe(entry)
+        if described is not None:
+            return described
+        # An action without a sentence yet still reads as who, what and on what.
+        t = self.t
+        action_key = f"roles.audit_action.{entry.action.replace('.', '_')}"
+        kind, _, ident = (entry.target or "").partition(":")
+        target_key = f"roles.audit_target.{kind}"
+        return t(
+            "staff_language.audit.fallback",
+            actor=self.actor(entry),
+            action=t.plain(action_key) if t.has(action_key) else entry.action,
+            target=t.plain(target_key, id=ident) if t.has(target_key) else (entry.target or ""),
+        )
+
+    def describe(self, entry: AuditEntry) -> str | None:
+        """The entry's own sentence, or None for an action that has none yet."""
         t, details = self.t, entry.details or {}
         code = entry.action.replace(".", "_")
         values: dict[str, Any] = {
             "actor": self.actor(entry),
             "id": (entry.target or "").partition(":")[2],
         }
-        member_id = _int(_ident(entry.target, "member")) or _int(details.get("member_id"))
-        values["member"] = self.member(member_id)
+        values["member"] = self.member(self.subject(entry, details))
         if entry.action == "purchase.record":
             amount = details.get("amount_minor")
             currency = details.get("currency")
@@ -218,7 +274,12 @@ class _Names:
             values["points"] = details.get("points", 0)
         elif entry.action.startswith("staff."):
             staff_id = _int(_ident(entry.target, "staff"))
-            values["staff"] = self.staff.get(staff_id, values["id"]) if staff_id else values["id"]
+            values["staff"] = (
+                self.staff.get(staff_id)
+                or t.plain("staff_language.label_unknown", user_id=staff_id)
+                if staff_id
+                else values["id"]
+            )
             values["role"] = self.role(details.get("role"))
             values["previous"] = self.role(details.get("previous_role"))
         elif entry.action == "coupon.redeem":
@@ -231,7 +292,7 @@ class _Names:
             values["n"] = details.get("recipients", 0)
         elif entry.action == "member.search":
             values["n"] = details.get("matches", 0)
-        elif entry.action == "import.purchases":
+        elif entry.action.startswith("import."):
             values["n"] = details.get("imported", 0)
             values["duplicates"] = details.get("duplicates", 0)
             values["rejected"] = details.get("rejected", 0)
@@ -244,19 +305,71 @@ class _Names:
             values["table"] = entry.action.partition(".")[2]
             values["rows"] = details.get("rows", 0)
             values["format"] = str(details.get("format", "")).upper()
+        elif entry.action.startswith(("ticket.", "saved_reply.")):
+            code = self.conversation_code(entry, details, code, values)
+        elif entry.action in ("purchase.void", "purchase.refund"):
+            amount, currency = details.get("refunded_minor"), details.get("currency")
+            if not (isinstance(amount, int) and isinstance(currency, str)):
+                code += "_erased"  # erasing the member dropped the amounts
+            else:
+                values["amount"] = format_money(amount, currency)
+                receipt = details.get("receipt_id")
+                values["receipt"] = (
+                    t.plain("staff_language.audit.receipt", receipt=receipt) if receipt else ""
+                )
+                values["points"] = self.points(details.get("points_taken"))
+        elif entry.action == "points.adjust":
+            delta = details.get("delta")
+            if not isinstance(delta, int):
+                code += "_erased"
+            else:
+                code += "_add" if delta > 0 else "_remove"
+                values["points"] = self.points(abs(delta))
+                values["reason"] = details.get("reason") or "—"
+        elif entry.action.startswith("reward."):
+            reward_id = _int(values["id"]) or 0
+            names = self.rewards.get(reward_id)
+            values["reward"] = (
+                (names[0] if t.locale == "zh" else names[1]) if names else f"#{values['id']}"
+            )
+            values["points"] = self.points(details.get("points_cost"))
         key = f"staff_language.audit.sentence.{code}"
-        if t.has(key):
-            return t(key, **values)
-        # An action without a sentence yet still reads as who, what and on what.
-        action_key = f"roles.audit_action.{entry.action.replace('.', '_')}"
-        kind, _, ident = (entry.target or "").partition(":")
-        target_key = f"roles.audit_target.{kind}"
-        return t(
-            "staff_language.audit.fallback",
-            actor=values["actor"],
-            action=t.plain(action_key) if t.has(action_key) else entry.action,
-            target=t.plain(target_key, id=ident) if t.has(target_key) else (entry.target or ""),
-        )
+        if not t.has(key):
+            return None
+        sentence = t(key, **values)
+        if details.get("via") == "forum":
+            sentence += t("staff_language.audit.in_forum")
+        return sentence
+
+    def conversation_code(
+        self, entry: AuditEntry, details: dict[str, Any], code: str, values: dict[str, Any]
+    ) -> str:
+        """The sentence of a conversation action: who it was taken from, the saved reply or the
+        kind of attachment an answer carried, a saved reply's title."""
+        t = self.t
+        values["title"] = details.get("title") or details.get("saved_reply") or ""
+        if entry.action == "ticket.take" and _int(details.get("from")) is not None:
+            previous = _int(details.get("from")) or 0
+            values["previous"] = self.staff.get(previous) or t.plain(
+                "staff_language.label_unknown", user_id=previous
+            )
+            return "ticket_take_from"
+        if entry.action == "ticket.reply" and details.get("saved_reply"):
+            return "ticket_reply_saved"
+        media = details.get("media")
+        if entry.action == "ticket.reply" and isinstance(media, str):
+            media_key = f"staff_language.audit.media.{media}"
+            values["media"] = t.plain(
+                media_key if t.has(media_key) else "staff_language.audit.media.document"
+            )
+            return "ticket_reply_media"
+        return code
+
+
+def sentence_for(t: Translator, entry: AuditEntry) -> str | None:
+    """The sentence an entry reads as with no names loaded (for checks that every action the
+    code records has one); None when the action falls back to the generic line."""
+    return _Names(t).describe(entry)
 
 
 def kind_label(t: Translator, kind: str) -> str:

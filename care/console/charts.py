@@ -1,4 +1,5 @@
-"""The /stats chart: weekly NPS and CSAT lines over 12 weeks, and members by lifecycle stage.
+"""The /stats chart: weekly NPS and CSAT lines over 12 weeks, members by lifecycle stage, and
+the conversations: handling ratings per staff member under the answer times and open counts.
 
 Rendered off-screen into PNG bytes on matplotlib's Agg canvas, set explicitly per figure (no
 pyplot, no global backend state, no display needed). Labels come from the message
@@ -11,16 +12,19 @@ from Noto Sans CJK SC (SIL Open Font License, ``fonts/OFL.txt``) by
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from care.console.stats import ShopStats
-from care.core.formatting import format_day
-from care.core.i18n import translator
-from storage.enums import CURRENT_STAGES
+from care.conversations.surveys import score_scale
+from care.core.formatting import format_average, format_count, format_day, format_duration
+from care.core.i18n import Translator, translator
+from storage.enums import CURRENT_STAGES, SurveyKind
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 CJK_FONT_FILE = (
@@ -30,6 +34,7 @@ CJK_FAMILY = "Carebot CJK"
 NPS_COLOR = "#2b6cb0"
 CSAT_COLOR = "#dd6b20"
 BAR_COLOR = "#38a169"
+RATING_COLOR = "#805ad5"
 
 
 @cache
@@ -42,25 +47,30 @@ def chart_families() -> list[str]:
     return [CJK_FAMILY, "DejaVu Sans"]
 
 
-def stats_chart_png(stats: ShopStats, locale: str) -> bytes:
-    """A PNG with two panels: NPS and CSAT per week, and members per lifecycle stage."""
+def stats_chart_png(
+    stats: ShopStats, locale: str, staff_names: dict[int, str] | None = None
+) -> bytes:
+    """A PNG with three panels: NPS and CSAT per week, members per lifecycle stage, and the
+    conversations (ratings per staff member, named by ``staff_names``)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    figure = stats_chart_figure(stats, locale)
+    figure = stats_chart_figure(stats, locale, staff_names)
     buffer = io.BytesIO()
     FigureCanvasAgg(figure).print_png(buffer)
     return buffer.getvalue()
 
 
-def stats_chart_figure(stats: ShopStats, locale: str) -> Figure:
+def stats_chart_figure(
+    stats: ShopStats, locale: str, staff_names: dict[int, str] | None = None
+) -> Figure:
     """The chart as a matplotlib figure, labelled in ``locale``."""
     # Imported here, not at the top: the bot starts without paying for matplotlib.
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     t, families = translator(locale), chart_families()
-    figure = Figure(figsize=(9, 7.5), dpi=100, layout="constrained")
-    trend, stages = figure.subplots(2, 1, height_ratios=(3, 2))
+    figure = Figure(figsize=(9, 10), dpi=100, layout="constrained")
+    trend, stages, conversations = figure.subplots(3, 1, height_ratios=(3, 2, 2))
 
     labels = [format_day(week.start, t.locale) for week in stats.weeks]
     positions = list(range(len(labels)))
@@ -115,4 +125,72 @@ def stats_chart_figure(stats: ShopStats, locale: str) -> Figure:
     stages.set_ylabel(t.plain("chart.members"), fontfamily=families)
     stages.yaxis.set_major_locator(MaxNLocator(integer=True))
     stages.margins(y=0.15)
+    _conversations_panel(conversations, stats, t, families, staff_names or {})
     return figure
+
+
+def _conversations_panel(
+    axes: Axes,
+    stats: ShopStats,
+    t: Translator,
+    families: list[str],
+    staff_names: dict[int, str],
+) -> None:
+    """Ratings per staff member as bars on the 1–5 scale, the answer times and open counts
+    in the panel's title."""
+    figures = stats.conversations
+
+    def duration(span: timedelta | None) -> str:
+        return format_duration(span, t.locale) if span is not None else "–"
+
+    axes.set_title(
+        t.plain("chart.conversations_title")
+        + "\n"
+        + t.plain(
+            "chart.conversations_figures",
+            first=duration(figures.first_response),
+            resolution=duration(figures.resolution),
+            open=format_count(figures.open),
+            waiting=format_count(figures.waiting),
+        ),
+        fontfamily=families,
+        fontsize=10,
+    )
+    scale = score_scale(SurveyKind.TICKET)
+    axes.set_xlim(0, scale + 0.9)
+    if not figures.ratings:
+        axes.set_yticks([])
+        axes.text(
+            0.5,
+            0.5,
+            t.plain("chart.no_ratings"),
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
+            color="#777777",
+            fontfamily=families,
+        )
+        return
+    ratings = list(reversed(figures.ratings))  # the best on top
+    names = [
+        staff_names.get(rating.staff_telegram_id)
+        or t.plain("staff_language.label_unknown", user_id=rating.staff_telegram_id)
+        for rating in ratings
+    ]
+    bars = axes.barh(range(len(ratings)), [r.average for r in ratings], color=RATING_COLOR)
+    axes.bar_label(
+        bars,
+        [
+            t.plain(
+                "chart.rating_bar",
+                score=format_average(r.average),
+                scale=scale,
+                ratings=t.count("stats.ratings", r.count),
+            )
+            for r in ratings
+        ],
+        padding=3,
+        fontsize=8,
+        fontfamily=families,
+    )
+    axes.set_yticks(range(len(ratings)), names, fontsize=8, fontfamily=families)

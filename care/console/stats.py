@@ -1,4 +1,5 @@
-"""The shop's numbers for /stats: members, satisfaction over 12 weeks, tickets, campaigns, rules.
+"""The shop's numbers for /stats: members, satisfaction over 12 weeks, tickets and
+conversations (``conversation_stats``), campaigns, rules.
 
 Every figure is a grouped query over indexed columns; nothing walks the members in Python. Weeks
 are shop-local calendar weeks (Monday to Sunday in ``config.default_timezone``), the current one
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.automation.report import RuleResult, rule_report
 from care.campaigns.report import CampaignReport, campaign_report
+from care.console.conversation_stats import ConversationStats, conversation_stats
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.quiet_hours import member_zone
@@ -104,6 +106,7 @@ class ShopStats:
     tickets: TicketStats
     campaigns: list[CampaignReport]
     rules: list[RuleResult] = field(default_factory=list)
+    conversations: ConversationStats = field(default_factory=ConversationStats)
 
 
 def nps_score(promoters: int, passives: int, detractors: int) -> float | None:
@@ -301,6 +304,7 @@ async def shop_stats(
 ) -> ShopStats:
     """Everything /stats shows, as of now; the care rules with any touch in the report period."""
     weeks = await survey_weeks(session, config, clock)
+    period_start = week_starts(clock.now(), config.default_timezone)[0]
     return ShopStats(
         at=clock.now(),
         members=await member_stats(session, clock),
@@ -313,6 +317,7 @@ async def shop_stats(
             for result in await rule_report(session, clock, config)
             if result.sent or result.held_out
         ],
+        conversations=await conversation_stats(session, period_start, clock.now()),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,12 +31,13 @@ from care.conversations.tickets import (
 from care.core.audit import audit
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.i18n import LOCALES, Translator, translator
+from care.staff.profiles import staff_labels
 from storage.enums import MemberStatus
 from storage.models import Member, SurveyResponse, Ticket, Tier
 from storage.repos.conversations import ConversationRepo
 from storage.repos.followups import FollowUpRepo
 from storage.repos.members import MemberRepo
-from storage.repos.staff import StaffRepo
 
 PAGE_SIZE = 5
 
@@ -123,18 +125,18 @@ async def inbox_page(session: AsyncSession, page: int, size: int = PAGE_SIZE) ->
     )
 
 
-async def ticket_thread(session: AsyncSession, ticket_id: int) -> Thread | None:
-    """One ticket with its whole thread, its member and the names of staff who answered."""
+async def ticket_thread(
+    session: AsyncSession, ticket_id: int, t: Translator | None = None
+) -> Thread | None:
+    """One ticket with its whole thread, its member and how to show the staff who answered or
+    have it ("Li Lei (@lilei)", in ``t``'s language; the shop's first language without one)."""
     ticket = await get_ticket(session, ticket_id)
     if ticket is None:
         return None
-    staff = StaffRepo(session)
-    names: dict[int, str] = {}
     wanted = [m.staff_telegram_id for m in ticket.messages] + [ticket.assigned_to]
-    for staff_id in wanted:
-        if staff_id is not None and staff_id not in names:
-            row = await staff.by_telegram_id(staff_id)
-            names[staff_id] = row.name if row is not None and row.name else str(staff_id)
+    names = await staff_labels(
+        session, t or translator(LOCALES[0]), [i for i in wanted if i is not None]
+    )
     member = await MemberRepo(session).get(ticket.member_id)
     return Thread(
         ticket,
@@ -148,8 +150,22 @@ async def ticket_thread(session: AsyncSession, ticket_id: int) -> Thread | None:
     )
 
 
+def _via(details: dict[str, Any] | None, via: str | None) -> dict[str, Any] | None:
+    """An audit entry's details, saying where the action was taken (``forum``: in the staff
+    group's topic) when not in the private /inbox."""
+    if via is None:
+        return details
+    return {**(details or {}), "via": via}
+
+
 async def take_ticket(
-    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int, staff_role: str
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    ticket_id: int,
+    staff_telegram_id: int,
+    staff_role: str,
+    via: str | None = None,
 ) -> int | None:
     """Assign the conversation to this staff member; returns who had it before. Audited.
 
@@ -166,13 +182,19 @@ async def take_ticket(
             actor_role=staff_role,
             action="ticket.take",
             target=f"ticket:{ticket_id}",
-            details={"from": previous} if previous is not None else None,
+            details=_via({"from": previous} if previous is not None else None, via),
         )
     return previous
 
 
 async def reopen_ticket_by_staff(
-    session: AsyncSession, clock: Clock, *, ticket_id: int, staff_telegram_id: int, staff_role: str
+    session: AsyncSession,
+    clock: Clock,
+    *,
+    ticket_id: int,
+    staff_telegram_id: int,
+    staff_role: str,
+    via: str | None = None,
 ) -> Ticket:
     """Reopen a closed conversation (see ``reopen_ticket`` for the refusals); audited."""
     ticket = await reopen_ticket(
@@ -185,6 +207,7 @@ async def reopen_ticket_by_staff(
         actor_role=staff_role,
         action="ticket.reopen",
         target=f"ticket:{ticket_id}",
+        details=_via(None, via),
     )
     return ticket
 
@@ -199,9 +222,11 @@ async def answer_ticket(
     staff_telegram_id: int,
     staff_role: str,
     media: Media | None = None,
+    saved_reply: str | None = None,
+    via: str | None = None,
 ) -> Ticket:
     """Send a staff answer (text and/or an attachment) to the shopper through the outbox;
-    audited.
+    audited (with the title of the saved reply it came from, if it did).
 
     Raises ``care.conversations.tickets.TicketError`` as ``staff_reply`` does.
     """
@@ -221,7 +246,14 @@ async def answer_ticket(
         actor_role=staff_role,
         action="ticket.reply",
         target=f"ticket:{ticket_id}",
-        details={"length": len(text or ""), "media": media.kind if media else None},
+        details=_via(
+            {
+                "length": len(text or ""),
+                "media": media.kind if media else None,
+                **({"saved_reply": saved_reply} if saved_reply else {}),
+            },
+            via,
+        ),
     )
     if ticket.followup_of is not None:  # writing to a low scorer is following the score up
         response = await FollowUpRepo(session).get(ticket.followup_of)
@@ -241,6 +273,7 @@ async def close_ticket_by_staff(
     ticket_id: int,
     staff_telegram_id: int,
     staff_role: str,
+    via: str | None = None,
 ) -> tuple[Ticket, bool]:
     """Close a ticket; returns it and whether this call closed it (audited only then)."""
     before = await get_ticket(session, ticket_id)
@@ -256,6 +289,7 @@ async def close_ticket_by_staff(
             actor_role=staff_role,
             action="ticket.close",
             target=f"ticket:{ticket_id}",
+            details=_via(None, via),
         )
     return ticket, was_open
 

@@ -10,11 +10,13 @@ CLDR through Babel rather than from hand-made tables.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from babel import Locale
 from babel.dates import format_skeleton, get_timezone_name
+from babel.lists import format_list
+from babel.units import format_unit
 
 from care.core.i18n import Translator
 from care.core.timezones import utc_offset_label
@@ -70,6 +72,38 @@ def format_day(day: date | datetime, locale: str, *, with_year: bool = False) ->
 def format_day_time(when: datetime, locale: str, *, with_year: bool = False) -> str:
     """``11月30日 18:30`` / ``30 Nov 18:30``: an already-local time in a sentence."""
     return f"{format_day(when, locale, with_year=with_year)} {when:%H:%M}"
+
+
+def format_average(value: float) -> str:
+    """An average score with one decimal, a whole one without: ``4.5``, ``4``."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
+# The units a duration reads in, largest first, with their length in seconds.
+_DURATION_UNITS: tuple[tuple[str, int], ...] = (
+    ("duration-day", 86_400),
+    ("duration-hour", 3_600),
+    ("duration-minute", 60),
+)
+
+
+def format_duration(span: timedelta, locale: str) -> str:
+    """A span of time as people say it, in its two largest units, by CLDR through Babel:
+    ``2小时15分钟`` / ``2 hrs 15 mins``, ``3天4小时`` / ``3 days 4 hrs``; under a minute it reads
+    in seconds (``45秒`` / ``45 secs``). Rounded to the minute (to the hour from a day on)."""
+    cldr = _cldr(locale)
+    seconds = max(0, round(span.total_seconds()))
+    if seconds < 60:
+        return str(format_unit(seconds, "duration-second", length="short", locale=cldr))
+    # Round to the smallest unit shown, so "1 day 23 hrs 59 mins" does not read "1 day 23 hrs".
+    step = 3_600 if seconds >= 86_400 else 60
+    seconds = (seconds + step // 2) // step * step
+    parts: list[str] = []
+    for unit, size in _DURATION_UNITS:
+        amount, seconds = divmod(seconds, size)
+        if amount:
+            parts.append(str(format_unit(amount, unit, length="short", locale=cldr)))
+    return str(format_list(parts, style="unit-narrow", locale=cldr))
 
 
 def discount_label(percent: int | Decimal, locale: str) -> str:

@@ -113,6 +113,47 @@ def check_birthday(born: date, today: date) -> date:
     return born
 
 
+class Expects(StrEnum):
+    """What a step waiting for the shopper's input can take."""
+
+    CHOICE = "choice"  # a button (language, consent, interests, a time zone)
+    NAME = "name"
+    PHONE = "phone"  # the contact button; a typed number is an attempt
+    DATE = "date"  # a birthday
+
+
+_QUESTION = re.compile(r"[?？]")
+_DIGIT = re.compile(r"\d")
+# A step's answer is short: beyond this many words, or CJK characters, it is a sentence.
+_SENTENCE_WORDS = {Expects.CHOICE: 3, Expects.PHONE: 3, Expects.DATE: 3, Expects.NAME: 6}
+_SENTENCE_CJK = {Expects.CHOICE: 6, Expects.PHONE: 6, Expects.DATE: 6, Expects.NAME: 9}
+
+
+def _cjk_count(text: str) -> int:
+    return sum(1 for ch in text if unicodedata.east_asian_width(ch) in ("W", "F"))
+
+
+def is_message_to_shop(text: str | None, expects: Expects) -> bool:
+    """Whether text typed while a step waits is clearly not an answer to it but something said
+    to the shop (a question, a sentence), which then belongs in the shopper's conversation.
+
+    "yes", "中文", "next tuesday", "beauty please" or a mistyped date are attempts at the step
+    (re-asked with a hint); "Are you open on Sunday?", "你们周日营业吗" or "I bought milk here
+    yesterday and it was sour" are not. A date step takes anything with a digit for an attempt.
+    """
+    words = (text or "").split()
+    if not words or words[0].startswith("/"):
+        return False
+    joined = " ".join(words)
+    if _QUESTION.search(joined):
+        return True
+    if expects in (Expects.DATE, Expects.PHONE) and _DIGIT.search(joined):
+        return False
+    if expects == Expects.NAME and len(joined) > NAME_MAX_LENGTH and len(words) > 1:
+        return True
+    return len(words) >= _SENTENCE_WORDS[expects] or _cjk_count(joined) >= _SENTENCE_CJK[expects]
+
+
 def local_today(clock: Clock, timezone: str) -> date:
     """Today's date on the member's wall clock (birthdays and ages are local)."""
     return clock.now().astimezone(ZoneInfo(timezone)).date()

@@ -11,7 +11,10 @@ shopper's: flows and commands go first.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -86,6 +89,47 @@ async def on_shopper_message(
         return
     if received.opened:
         await message.answer(acknowledgement(t, config))
+
+
+Kept = Literal["refused", "kept", "quiet"]
+KEPT_ALBUM_KEY = "kept_album"
+
+
+async def keep_mid_flow(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    clock: Clock,
+    config: CareConfig,
+) -> Kept:
+    """Something sent while a flow waits that is clearly not an answer to it (a question, a
+    sentence, a photo, a sticker …) joins the shopper's conversation like any other message,
+    and staff are alerted: nothing typed mid-flow is dropped. ``"kept"``: the caller tells the
+    shopper (``kept_note``) and asks its question again; ``"quiet"``: a further photo of an
+    album already kept, which needs no answer; ``"refused"``: nothing a conversation can keep
+    (a poll, a dice, an overlong text), so the caller just asks again."""
+    content = message_content(message)
+    if content is None:
+        return "refused"
+    text, media = content
+    # The FSM state first: its storage commits on a connection of its own, which must not wait
+    # behind this update's write transaction.
+    group, quiet = message.media_group_id, False
+    if group is not None:
+        quiet = (await state.get_data()).get(KEPT_ALBUM_KEY) == group
+        if not quiet:
+            await state.update_data({KEPT_ALBUM_KEY: group})
+    try:
+        await receive_member_message(session, clock, config, member=member, text=text, media=media)
+    except TicketError:
+        return "refused"
+    return "quiet" if quiet else "kept"
+
+
+def kept_note(t: Translator, kept: Kept, question: str) -> str:
+    """The step's question again, after "that reached our team" when the message was kept."""
+    return f"{t('conversation.kept')}\n\n{question}" if kept == "kept" else question
 
 
 def build_router() -> Router:

@@ -1,8 +1,11 @@
 """Registration: language, privacy and consent, name, phone, birthday, interests, welcome.
 
 Each step is an FSM state kept in the database, so a shopper who leaves half-way continues where
-they were, even after a restart. Anything unexpected in a step (a sticker, a command, a 10,000
-character message, a stale button) gets a short re-prompt and the step stays.
+they were, even after a restart. Anything unexpected in a step (a command, a 10,000 character
+message, a stale button, a mistyped date) gets a short re-prompt and the step stays. What is
+clearly not an answer to the step but something said to the shop — a question, a sentence, a
+photo, a sticker — is not lost: it joins the shopper's conversation (staff see it in the inbox,
+and it stays theirs once they have joined), the shopper is told so, and the step is asked again.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from care.core.i18n import LOCALES, Translator, translator
 from care.loyalty.cards import card_view
 from care.members.referrals import tell_referrer_joined
 from care.members.registration import (
+    Expects,
     InputProblem,
     RegistrationAnswers,
     check_birthday,
     claim_imported,
     clean_name,
     complete_registration,
+    is_message_to_shop,
     local_today,
     normalize_phone,
     parse_birthday,
@@ -40,6 +45,7 @@ from care.members.registration import (
     set_locale,
 )
 from handlers.shopper.card import send_card
+from handlers.shopper.conversation import Kept, keep_mid_flow, kept_note
 from handlers.shopper.keyboards import (
     drop_buttons,
     interests_keyboard,
@@ -143,6 +149,13 @@ def _interests_markup(
 async def ask_interests(message: Message, t: Translator, config: CareConfig) -> None:
     await message.answer(t("reg.interests"), reply_markup=_interests_markup(t, config, []))
 
+
+# What each step takes, to tell an attempt at it from a message to the shop.
+EXPECTS = {
+    Registration.name.state: Expects.NAME,
+    Registration.phone.state: Expects.PHONE,
+    Registration.birthday.state: Expects.DATE,
+}
 
 REPROMPTS = {
     Registration.language.state: "reg.reprompt_language",
@@ -262,7 +275,20 @@ async def _accept_name(message: Message, state: FSMContext, t: Translator, name:
     await ask_phone(message, t)
 
 
-async def on_name_text(message: Message, state: FSMContext, t: Translator) -> None:
+async def on_name_text(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    if is_message_to_shop(message.text, Expects.NAME):
+        kept = await keep_mid_flow(message, state, session, member, clock, config)
+        if kept != "refused":
+            await message.answer(kept_note(t, kept, t("reg.reprompt_name")))
+            return
     try:
         name = clean_name(message.text)
     except InputProblem as problem:
@@ -351,6 +377,7 @@ async def _accept_birthday(
 async def on_birthday_text(
     message: Message,
     state: FSMContext,
+    session: AsyncSession,
     member: Member,
     t: Translator,
     config: CareConfig,
@@ -359,6 +386,11 @@ async def on_birthday_text(
     try:
         born = parse_birthday(message.text, local_today(clock, member.timezone))
     except InputProblem as problem:
+        if is_message_to_shop(message.text, Expects.DATE):
+            kept = await keep_mid_flow(message, state, session, member, clock, config)
+            if kept != "refused":
+                await message.answer(kept_note(t, kept, t("reg.reprompt_birthday")))
+                return
         await message.answer(t(f"reg.birthday_{problem.reason}"))
         return
     await _drop_prompt_buttons(message, state)
@@ -449,17 +481,35 @@ async def on_interests_done(
 # ------------------------------------------------------------------ the unexpected
 
 
-async def on_unexpected_message(message: Message, state: FSMContext, t: Translator) -> None:
-    """Anything a step cannot use: say what the step needs, and stay in it."""
+async def _reprompt(message: Message, state: FSMContext, t: Translator, kept: Kept) -> None:
     current = await state.get_state()
     key = REPROMPTS.get(current or "", "reg.reprompt_language")
     markup = share_contact_keyboard(t) if current == Registration.phone.state else None
-    await message.answer(t(key), reply_markup=markup)
+    await message.answer(kept_note(t, kept, t(key)), reply_markup=markup)
+
+
+async def on_unexpected_message(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    """Anything a step cannot use: a message to the shop is kept in the shopper's conversation;
+    then say what the step needs, and stay in it."""
+    expects = EXPECTS.get(await state.get_state() or "", Expects.CHOICE)
+    kept: Kept = "refused"
+    if message.text is None or is_message_to_shop(message.text, expects):
+        kept = await keep_mid_flow(message, state, session, member, clock, config)
+    if kept != "quiet":
+        await _reprompt(message, state, t, kept)
 
 
 async def on_command_mid_flow(message: Message, state: FSMContext, t: Translator) -> None:
     await message.answer(t("reg.finish_first"))
-    await on_unexpected_message(message, state, t)
+    await _reprompt(message, state, t, "refused")
 
 
 async def on_stale_button(callback: CallbackQuery, t: Translator) -> None:

@@ -2,6 +2,9 @@
 
 Every switch is a consent change recorded with its time. A language switch re-renders everything
 at once: the settings message, and the main-menu keyboard (sent again in the new language).
+While the birthday or the time zone is asked for, a question, a sentence or a photo is not an
+answer: it joins the shopper's conversation (handlers/shopper/conversation.py), they are told
+so, and the question is asked again.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from care.core.timezones import (
 )
 from care.members.registration import (
     BirthdayLocked,
+    Expects,
     InputProblem,
+    is_message_to_shop,
     local_today,
     parse_birthday,
     set_birthday,
@@ -39,6 +44,7 @@ from care.members.registration import (
     set_timezone,
 )
 from handlers.middlewares import MemberInterestsMiddleware
+from handlers.shopper.conversation import Kept, keep_mid_flow, kept_note
 from handlers.shopper.keyboards import (
     LANGUAGE_NAMES,
     category_label,
@@ -282,11 +288,22 @@ async def on_birthday_menu(
 
 
 async def on_birthday_text(
-    message: Message, state: FSMContext, member: Member, t: Translator, clock: Clock
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
 ) -> None:
     try:
         born = parse_birthday(message.text, local_today(clock, member.timezone))
     except InputProblem as problem:
+        if is_message_to_shop(message.text, Expects.DATE):
+            kept = await keep_mid_flow(message, state, session, member, clock, config)
+            if kept != "refused":
+                await message.answer(kept_note(t, kept, t("settings.birthday_ask")))
+                return
         await message.answer(t(f"reg.birthday_{problem.reason}"))
         return
     await state.clear()
@@ -386,12 +403,38 @@ async def on_timezone_cancel(message: Message, state: FSMContext, t: Translator)
     await message.answer(t("tz.unchanged"), reply_markup=main_menu(t))
 
 
-async def on_timezone_unexpected(message: Message, t: Translator) -> None:
-    await message.answer(t("tz.reprompt"), reply_markup=share_location_keyboard(t))
+async def on_timezone_unexpected(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    """Neither a location nor a button: a message to the shop is kept; the question again."""
+    kept: Kept = "refused"
+    if message.text is None or is_message_to_shop(message.text, Expects.CHOICE):
+        kept = await keep_mid_flow(message, state, session, member, clock, config)
+    if kept != "quiet":
+        await message.answer(
+            kept_note(t, kept, t("tz.reprompt")), reply_markup=share_location_keyboard(t)
+        )
 
 
-async def on_birthday_unexpected(message: Message, t: Translator) -> None:
-    await message.answer(t("settings.birthday_ask"))
+async def on_birthday_unexpected(
+    message: Message,
+    state: FSMContext,
+    session: AsyncSession,
+    member: Member,
+    t: Translator,
+    clock: Clock,
+    config: CareConfig,
+) -> None:
+    """A photo, a sticker … instead of a date: it reaches the shop; the question again."""
+    kept = await keep_mid_flow(message, state, session, member, clock, config)
+    if kept != "quiet":
+        await message.answer(kept_note(t, kept, t("settings.birthday_ask")))
 
 
 async def leave_settings_flow(message: Message, state: FSMContext, t: Translator) -> None:

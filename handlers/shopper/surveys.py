@@ -3,7 +3,9 @@
 Invitations arrive through the outbox (care rules, a closed ticket); their buttons carry the
 invitation id and nonce, and ``care.conversations.surveys`` decides whether a press counts. A
 refusal is a
-short notice on the button (answerCallbackQuery) and changes nothing.
+short notice on the button (answerCallbackQuery) and changes nothing. A photo or a sticker
+sent instead of the comment, or a comment too long for a survey, is not lost: it joins the
+shopper's conversation (handlers/shopper/conversation.py) and the comment is asked for again.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from care.conversations.surveys import (
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.i18n import Translator
+from handlers.shopper.conversation import Kept, keep_mid_flow, kept_note
 from handlers.shopper.feedback import end_flow
 from handlers.shopper.prompts import leaves_flow
 from storage.enums import SurveyKind
@@ -102,7 +105,12 @@ async def on_comment(
 ) -> None:
     text = (message.text or "").strip()
     if not text or len(text) > MAX_COMMENT_CHARS:
-        await message.answer(t("survey.comment_bad", limit=MAX_COMMENT_CHARS))
+        kept: Kept = "refused"
+        if member is not None:
+            kept = await keep_mid_flow(message, state, session, member, clock, config)
+        if kept == "quiet":
+            return
+        await message.answer(kept_note(t, kept, t("survey.comment_bad", limit=MAX_COMMENT_CHARS)))
         return
     data = await state.get_data()
     await end_flow(state)

@@ -39,6 +39,8 @@ from storage.enums import StaffRole
 log = logging.getLogger(__name__)
 
 SYNC_INTERVAL_SECONDS = 1.0
+# How the audit log tells actions taken in the staff group's topics.
+VIA_FORUM = "forum"
 CAPTION_MAX = 1024
 
 
@@ -135,6 +137,7 @@ async def on_topic_close(message: Message, topic_id: int, staff: StaffContext, b
         ticket_id=ticket.id,
         staff_telegram_id=staff.user_id,
         staff_role=staff.role,
+        via=VIA_FORUM,
     )
     if not closed_now:
         await message.reply(t("inbox.ticket_already_closed", number=ticket.id))
@@ -166,7 +169,12 @@ async def on_topic_message(message: Message, topic_id: int, staff: StaffContext)
 
 
 async def _answer_in_topic(
-    message: Message, staff: StaffContext, ticket_id: int, text: str | None, media: Media | None
+    message: Message,
+    staff: StaffContext,
+    ticket_id: int,
+    text: str | None,
+    media: Media | None,
+    saved_reply: str | None = None,
 ) -> None:
     t = staff.t
     try:
@@ -179,6 +187,8 @@ async def _answer_in_topic(
             media=media,
             staff_telegram_id=staff.user_id,
             staff_role=staff.role,
+            saved_reply=saved_reply,
+            via=VIA_FORUM,
         )
     except TicketError as exc:
         refusals = {
@@ -188,7 +198,7 @@ async def _answer_in_topic(
         key = refusals.get(exc.reason, "conversation.inbox.reply_unsupported")
         await message.reply(t(key, number=ticket_id))
         return
-    thread = await ticket_thread(staff.session, ticket_id)
+    thread = await ticket_thread(staff.session, ticket_id, staff.t)
     member = thread.member if thread is not None else None
     await message.reply(t("inbox.forum.sent", name=member.name if member and member.name else "?"))
 
@@ -203,6 +213,7 @@ async def on_topic_take(message: Message, topic_id: int, staff: StaffContext) ->
         ticket_id=ticket.id,
         staff_telegram_id=staff.user_id,
         staff_role=staff.role,
+        via=VIA_FORUM,
     )
     name = message.from_user.full_name if message.from_user else "?"
     await message.reply(staff.t("conversation.forum.taken", number=ticket.id, staff=name))
@@ -219,6 +230,7 @@ async def on_topic_reopen(message: Message, topic_id: int, staff: StaffContext, 
             ticket_id=ticket.id,
             staff_telegram_id=staff.user_id,
             staff_role=staff.role,
+            via=VIA_FORUM,
         )
     except TicketError as exc:
         await message.reply(staff.t(f"conversation.inbox.reopen_{exc.reason}", number=ticket.id))
@@ -264,7 +276,9 @@ async def on_topic_saved_press(
     await callback.answer()
     with contextlib.suppress(TelegramAPIError):
         await callback.message.edit_reply_markup(reply_markup=None)
-    await _answer_in_topic(callback.message, staff, callback_data.ticket_id, reply.text, None)
+    await _answer_in_topic(
+        callback.message, staff, callback_data.ticket_id, reply.text, None, reply.title
+    )
 
 
 def build_router() -> Router:

@@ -35,6 +35,7 @@ from care.conversations.tickets import (
 )
 from care.core.config import CareConfig
 from care.core.i18n import Translator
+from care.staff.profiles import staff_labels
 from handlers.content import message_content
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
@@ -72,7 +73,9 @@ class InboxReply(StatesGroup):
 async def _inbox_view(staff: StaffContext, page: int) -> tuple[str, InlineKeyboardMarkup]:
     followups = await count_followups(staff.session)
     page_view = await inbox_page(staff.session, page)
-    return render_inbox(page_view, followups, staff.t, staff.clock.now(), staff.user_id)
+    assigned = [i.ticket.assigned_to for i in page_view.items if i.ticket.assigned_to is not None]
+    assignees = await staff_labels(staff.session, staff.t, assigned)
+    return render_inbox(page_view, followups, staff.t, staff.clock.now(), staff.user_id, assignees)
 
 
 async def _edit(callback: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup) -> None:
@@ -103,7 +106,7 @@ async def on_ticket(
 ) -> None:
     session, config, t = staff.session, staff.config, staff.t
     ticket_id, page = callback_data.ticket_id, callback_data.page
-    thread = await ticket_thread(session, ticket_id)
+    thread = await ticket_thread(session, ticket_id, t)
     if thread is None:
         await callback.answer(t.plain("inbox.ticket_not_found"), show_alert=True)
         return
@@ -178,7 +181,7 @@ async def on_ticket(
     else:
         await callback.answer()
     if action != "open":
-        refreshed = await ticket_thread(session, ticket_id)
+        refreshed = await ticket_thread(session, ticket_id, t)
         assert refreshed is not None
         thread = refreshed
     await _edit(
@@ -244,6 +247,7 @@ async def on_saved_reply(
             text=reply.text,
             staff_telegram_id=staff.user_id,
             staff_role=staff.role,
+            saved_reply=reply.title,
         )
     except TicketError as exc:
         key = REFUSALS.get(exc.reason, "inbox.ticket_not_found")
@@ -252,7 +256,7 @@ async def on_saved_reply(
             show_alert=True,
         )
         return
-    thread = await ticket_thread(staff.session, ticket_id)
+    thread = await ticket_thread(staff.session, ticket_id, staff.t)
     assert thread is not None
     name = thread.member.name if thread.member and thread.member.name else "?"
     await callback.answer(t.plain("inbox.reply_sent", number=ticket_id, name=name))
@@ -313,7 +317,7 @@ async def on_reply(message: Message, state: FSMContext, staff: StaffContext) -> 
         key = REFUSALS.get(exc.reason, "inbox.ticket_not_found")
         await message.answer(t(key, number=ticket_id, length=length, limit=limit))
         return
-    thread = await ticket_thread(staff.session, ticket_id)
+    thread = await ticket_thread(staff.session, ticket_id, staff.t)
     name = thread.member.name if thread and thread.member and thread.member.name else "?"
     await message.answer(t("inbox.reply_sent", number=ticket_id, name=name))
 

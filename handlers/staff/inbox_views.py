@@ -67,8 +67,15 @@ def _status_icon(ticket: Ticket) -> str:
 
 
 def render_inbox(
-    page: InboxPage, followups: int, t: Translator, now: datetime, me: int | None = None
+    page: InboxPage,
+    followups: int,
+    t: Translator,
+    now: datetime,
+    me: int | None = None,
+    assignees: dict[int, str] | None = None,
 ) -> tuple[str, InlineKeyboardMarkup]:
+    """The inbox page; ``assignees`` shows whom a conversation is assigned to ("Li Lei
+    (@lilei)", from ``care.staff.profiles.staff_labels``)."""
     keyboard: list[list[InlineKeyboardButton]] = []
     if not page.total:
         text = t("inbox.empty")
@@ -92,7 +99,10 @@ def render_inbox(
             elif ticket.assigned_to == me:
                 owner = t.plain("conversation.inbox.mine")
             else:
-                owner = t.plain("conversation.inbox.taken")
+                who = (assignees or {}).get(ticket.assigned_to) or t.plain(
+                    "staff_language.label_unknown", user_id=ticket.assigned_to
+                )
+                owner = t.plain("conversation.inbox.taken_by", staff=who)
             lines.append(
                 t(
                     "conversation.inbox.item",
@@ -170,7 +180,8 @@ def render_thread(
         who = (
             t.plain("conversation.inbox.you")
             if ticket.assigned_to == me
-            else thread.staff_names.get(ticket.assigned_to, str(ticket.assigned_to))
+            else thread.staff_names.get(ticket.assigned_to)
+            or t.plain("staff_language.label_unknown", user_id=ticket.assigned_to)
         )
         lines.append(t("conversation.inbox.assigned", staff=who))
     if not thread.reachable:

@@ -13,14 +13,23 @@ from aiogram.types import BufferedInputFile, Message
 from care.automation.report import RuleResult
 from care.campaigns.report import CampaignReport
 from care.console.charts import stats_chart_png
+from care.console.conversation_stats import ConversationStats
 from care.console.stats import MemberStats, ShopStats, WeekStats, shop_stats
-from care.core.formatting import format_count, format_day, join_list
+from care.conversations.surveys import score_scale
+from care.core.formatting import (
+    format_average,
+    format_count,
+    format_day,
+    format_duration,
+    join_list,
+)
 from care.core.i18n import Translator
 from care.core.money import format_money
 from care.core.quiet_hours import member_zone
+from care.staff.profiles import staff_labels
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from storage.enums import CURRENT_STAGES, StaffRole, ValueTier
+from storage.enums import CURRENT_STAGES, StaffRole, SurveyKind, ValueTier
 
 
 def _percent(part: int, whole: int) -> str:
@@ -28,12 +37,61 @@ def _percent(part: int, whole: int) -> str:
 
 
 def _age(t: Translator, age: timedelta | None) -> str:
-    if age is None:
-        return "–"
-    hours = int(age.total_seconds() // 3600)
-    if hours < 48:
-        return t.plain("stats.hours", n=hours)
-    return t.plain("stats.days", n=hours // 24)
+    return format_duration(age, t.locale) if age is not None else "–"
+
+
+def _conversations(t: Translator, stats: ShopStats, staff_names: dict[int, str]) -> list[str]:
+    """Open and waiting now; first answer and closing times; ratings per staff member."""
+    figures: ConversationStats = stats.conversations
+    lines = [
+        t("stats.conversations_title"),
+        t(
+            "stats.tickets",
+            open=format_count(figures.open),
+            waiting=format_count(figures.waiting),
+            oldest=_age(t, stats.tickets.oldest_age),
+            median=_age(t, stats.tickets.median_age),
+        )
+        if figures.open
+        else t("stats.tickets_none"),
+    ]
+    if figures.first_response is not None:
+        lines.append(
+            t(
+                "stats.first_response",
+                median=format_duration(figures.first_response, t.locale),
+                conversations=t.count("stats.conversations", figures.first_response_count),
+            )
+        )
+    else:
+        lines.append(t("stats.first_response_none"))
+    if figures.resolution is not None:
+        lines.append(
+            t(
+                "stats.resolution",
+                median=format_duration(figures.resolution, t.locale),
+                conversations=t.count("stats.conversations", figures.resolution_count),
+            )
+        )
+    else:
+        lines.append(t("stats.resolution_none"))
+    if not figures.ratings:
+        lines.append(t("stats.ratings_none"))
+        return lines
+    lines.append(t("stats.ratings_title"))
+    scale = score_scale(SurveyKind.TICKET)
+    for rating in figures.ratings:
+        lines.append(
+            t(
+                "stats.rating_line",
+                staff=staff_names.get(rating.staff_telegram_id)
+                or t.plain("staff_language.label_unknown", user_id=rating.staff_telegram_id),
+                score=format_average(rating.average),
+                scale=scale,
+                ratings=t.count("stats.ratings", rating.count),
+            )
+        )
+    return lines
 
 
 def _satisfaction(t: Translator, period: WeekStats, last: WeekStats) -> str:
@@ -108,8 +166,15 @@ def _predicted(t: Translator, members: MemberStats, currency: str) -> list[str]:
     ]
 
 
-def render_stats(t: Translator, stats: ShopStats, tz_name: str, currency: str) -> str:
-    """The /stats text: short lines a shop owner reads at a glance."""
+def render_stats(
+    t: Translator,
+    stats: ShopStats,
+    tz_name: str,
+    currency: str,
+    staff_names: dict[int, str] | None = None,
+) -> str:
+    """The /stats text: short lines a shop owner reads at a glance; ``staff_names`` shows the
+    staff members rated (``care.staff.profiles.staff_labels``)."""
     members = stats.members
     stage_parts = [
         t.plain("stats.count", label=t.plain(f"chart.stage.{stage.value}"), n=format_count(count))
@@ -137,14 +202,7 @@ def render_stats(t: Translator, stats: ShopStats, tz_name: str, currency: str) -
         t("stats.satisfaction_title"),
         _satisfaction(t, stats.period, stats.weeks[-1]),
         "",
-        t(
-            "stats.tickets",
-            open=stats.tickets.open,
-            oldest=_age(t, stats.tickets.oldest_age),
-            median=_age(t, stats.tickets.median_age),
-        )
-        if stats.tickets.open
-        else t("stats.tickets_none"),
+        *_conversations(t, stats, staff_names or {}),
     ]
     lines += ["", t("stats.campaigns_title")]
     if stats.campaigns:
@@ -173,9 +231,11 @@ async def cmd_stats(message: Message, staff: StaffContext) -> None:
     t, config = staff.t, staff.config
     stats = await shop_stats(staff.session, config, staff.clock)
     await staff.audit("stats.view")
-    await message.answer(render_stats(t, stats, config.default_timezone, config.currency))
+    rated = [rating.staff_telegram_id for rating in stats.conversations.ratings]
+    names = await staff_labels(staff.session, t, rated)
+    await message.answer(render_stats(t, stats, config.default_timezone, config.currency, names))
     # Drawing takes a few hundred milliseconds of CPU: keep the event loop free meanwhile.
-    png = await asyncio.to_thread(stats_chart_png, stats, t.locale)
+    png = await asyncio.to_thread(stats_chart_png, stats, t.locale, names)
     await message.answer_photo(
         BufferedInputFile(png, filename="stats.png"), caption=t("stats.chart_caption")
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import AuditEntry
+from storage.models import AuditEntry, Reward, SurveyResponse, Ticket
 
 
 class AuditRepo:
@@ -54,3 +54,32 @@ class AuditRepo:
             .offset(offset)
         )
         return list(rows), int(total or 0)
+
+    async def members_of_tickets(self, ticket_ids: list[int]) -> dict[int, int]:
+        """``{ticket id: member id}``: whose conversation an entry about a ticket was."""
+        if not ticket_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Ticket.id, Ticket.member_id).where(Ticket.id.in_(ticket_ids))
+        )
+        return {ticket_id: member_id for ticket_id, member_id in rows}
+
+    async def members_of_responses(self, response_ids: list[int]) -> dict[int, int]:
+        """``{survey response id: member id}``: whose score an entry about a response was."""
+        if not response_ids:
+            return {}
+        rows = await self.session.execute(
+            select(SurveyResponse.id, SurveyResponse.member_id).where(
+                SurveyResponse.id.in_(response_ids)
+            )
+        )
+        return {response_id: member_id for response_id, member_id in rows}
+
+    async def reward_names(self, reward_ids: list[int]) -> dict[int, tuple[str, str]]:
+        """``{reward id: (Chinese name, English name)}``."""
+        if not reward_ids:
+            return {}
+        rows = await self.session.execute(
+            select(Reward.id, Reward.name_zh, Reward.name_en).where(Reward.id.in_(reward_ids))
+        )
+        return {reward_id: (zh, en) for reward_id, zh, en in rows}

@@ -16,85 +16,45 @@ from .wire import (
     _Call,
 )
 
+# Files Telegram sends without a caption.
+CAPTIONLESS = frozenset({"sticker", "video_note"})
+
 
 class MediaMethods(SimulatorBase):
-    """sendPhoto, sendDocument, sendMediaGroup and getFile."""
-
-    async def _send_photo(self, call: _Call) -> dict[str, Any]:
-        chat_id, chat = self._target_chat(call)
-        _name, content, reused = self._input_file(call, "photo")
-        caption, raw = self._caption(call)
-        markup = self._markup(call) if "reply_markup" in call.params else None
-        thread = self._thread(call, chat)
-        self._check_rate(chat_id)
-        fields: dict[str, Any] = {"photo": self._photo_sizes(content, reused)}
-        if caption is not None:
-            fields["caption"] = caption
-        return self._emit(
-            call,
-            chat_id,
-            chat,
-            fields,
-            markup=markup,
-            thread=thread,
-            caption=caption,
-            html=raw,
-            photo=content,
-        )
+    """sendPhoto, sendDocument, sendSticker, sendVoice … (one path), sendMediaGroup, getFile."""
 
     def _file_sender(self, kind: str) -> Handler:
-        """sendSticker, sendVoice, sendVideo …: one file (new or by file id), maybe a caption."""
+        """The handler of ``send<Kind>``: sendPhoto, sendDocument, sendSticker, sendVoice …"""
 
         async def send(call: _Call) -> dict[str, Any]:
-            chat_id, chat = self._target_chat(call)
-            name, content, reused = self._input_file(call, kind)
-            captionless = kind in ("sticker", "video_note")
-            caption, raw = (None, None) if captionless else self._caption(call)
-            markup = self._markup(call) if "reply_markup" in call.params else None
-            thread = self._thread(call, chat)
-            self._check_rate(chat_id)
-            file_id = reused or self.register_file(content, name)[0]
-            fields: dict[str, Any] = {
-                kind: {
-                    "file_id": file_id,
-                    "file_unique_id": f"U{file_id[-12:]}",
-                    **FILE_MEDIA_FIELDS[kind],
-                }
-            }
-            if caption is not None:
-                fields["caption"] = caption
-            return self._emit(
-                call,
-                chat_id,
-                chat,
-                fields,
-                markup=markup,
-                thread=thread,
-                caption=caption,
-                html=raw,
-            )
+            return await self._send_file(call, kind)
 
         return send
 
-    async def _send_document(self, call: _Call) -> dict[str, Any]:
+    async def _send_file(self, call: _Call, kind: str) -> dict[str, Any]:
+        """One file (new or by file id) of ``kind``, with a caption unless the kind has none."""
         chat_id, chat = self._target_chat(call)
-        name, content, reused = self._input_file(call, "document")
-        caption, raw = self._caption(call)
+        name, content, reused = self._input_file(call, kind)
+        caption, raw = (None, None) if kind in CAPTIONLESS else self._caption(call)
         markup = self._markup(call) if "reply_markup" in call.params else None
         thread = self._thread(call, chat)
         self._check_rate(chat_id)
-        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if reused is not None:
-            document = {
-                "file_id": reused,
-                "file_unique_id": f"U{reused[-12:]}",
-                "file_name": name,
-                "mime_type": mime,
-                "file_size": len(content),
-            }
+        # What the message carries of the file, and what the chat's history keeps of it.
+        kept: dict[str, Any] = {}
+        if kind == "photo":
+            attachment: Any = self._photo_sizes(content, reused)
+            kept["photo"] = content
+        elif kind == "document":
+            attachment = self._document(name, content, reused)
+            kept["document"] = (name, content)
         else:
-            document = self.register_document(content, name, mime)
-        fields: dict[str, Any] = {"document": document}
+            file_id = reused or self.register_file(content, name)[0]
+            attachment = {
+                "file_id": file_id,
+                "file_unique_id": f"U{file_id[-12:]}",
+                **FILE_MEDIA_FIELDS[kind],
+            }
+        fields: dict[str, Any] = {kind: attachment}
         if caption is not None:
             fields["caption"] = caption
         return self._emit(
@@ -106,8 +66,21 @@ class MediaMethods(SimulatorBase):
             thread=thread,
             caption=caption,
             html=raw,
-            document=(name, content),
+            **kept,
         )
+
+    def _document(self, name: str, content: bytes, reused: str | None) -> dict[str, Any]:
+        """A document's fields: registered now, or the one sent before (by its file id)."""
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if reused is None:
+            return self.register_document(content, name, mime)
+        return {
+            "file_id": reused,
+            "file_unique_id": f"U{reused[-12:]}",
+            "file_name": name,
+            "mime_type": mime,
+            "file_size": len(content),
+        }
 
     async def _send_media_group(self, call: _Call) -> list[dict[str, Any]]:
         chat_id, chat = self._target_chat(call)
@@ -137,8 +110,7 @@ class MediaMethods(SimulatorBase):
             if kind == "photo":
                 fields["photo"] = self._photo_sizes(content, reused)
             else:
-                mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-                fields["document"] = self.register_document(content, name, mime)
+                fields["document"] = self._document(name, content, None)
             if visible is not None:
                 fields["caption"] = visible
             results.append(
