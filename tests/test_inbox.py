@@ -349,3 +349,36 @@ async def test_the_inbox_names_who_has_each_conversation_in_both_languages(
     await zh.press_data(f"tk:open:{first}:0")
     zh_thread = await zh.wait_until(lambda m: m.text.startswith("🎫") and "负责人" in m.text)
     assert "🙋 负责人：Qian（@qian）" in zh_thread.text
+
+
+async def test_a_command_or_menu_press_mid_reply_leaves_the_reply_unsent(app: RunningBot) -> None:
+    """The reply step closes before the command runs: later chatter never reaches the customer."""
+    [ticket_id] = await _tickets(app, 1)
+    cashier = app.user(CASHIER_ID, language_code="en")
+    await cashier.send("/inbox")
+    await cashier.next_message()
+    await cashier.press_data(f"tk:reply:{ticket_id}:0")
+    await cashier.wait_until(lambda m: f"#{ticket_id}" in m.text)
+    await cashier.send("/inbox")  # changed their mind: the inbox again
+    left = await cashier.expect("was not sent")
+    assert left.text.startswith(f"↩️ Your reply to #{ticket_id} was not sent")
+    assert "📥" in (await cashier.wait_until(lambda m: "Inbox" in m.text)).text
+    await cashier.send("note to self: call the supplier")
+    await app.settle()
+    assert all("supplier" not in row.text for row in await _outbox(app, SHOPPER_ID))
+    assert (await _ticket(app, ticket_id)).status == TicketStatus.OPEN
+
+    # In Chinese, a press of the shopper menu's button mid-reply: left too, and it does its job.
+    zh = app.user(CASHIER_ID + 1, language_code="zh")
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, CASHIER_ID + 1, StaffRole.CASHIER)
+        await session.commit()
+    await zh.send("/inbox")
+    await zh.next_message()
+    await zh.press_data(f"tk:reply:{ticket_id}:0")
+    await zh.wait_until(lambda m: "请输入对" in m.text)
+    await zh.send(translator("zh").plain("menu.help"))
+    assert (await zh.expect("未发送")).text.startswith(f"↩️ 你对 #{ticket_id} 的回复未发送")
+    await zh.send("下班了")
+    await app.settle()
+    assert all("下班了" not in row.text for row in await _outbox(app, SHOPPER_ID))

@@ -18,6 +18,7 @@ from handlers.staff import (
     forum,
     inbox,
     language,
+    leave_flow,
     member,
     offers,
     profile,
@@ -42,6 +43,7 @@ def build_router() -> Router:
     router.callback_query.middleware(StaffContextMiddleware())
     supervise_campaigns(router)
     router.include_routers(
+        leave_flow.build_router(),  # first: a command leaves a waiting step, then runs
         staff_admin.build_router(),
         language.build_router(),
         audit.build_router(),

@@ -1,0 +1,42 @@
+"""A staff member who sends a command or presses a menu button while a console step waits for
+their input leaves that step: it is closed first, so the next plain text they type is not taken
+as the answer (an inbox reply would otherwise go to a customer long after the staff member moved
+on), and then the command or button does what it says. ``/cancel`` stays with each flow.
+"""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.enums import ChatType
+from aiogram.filters import Command, StateFilter, and_f, invert_f
+from aiogram.fsm.context import FSMContext
+from aiogram.types import Message
+
+from handlers.shopper.prompts import leaves_flow
+from handlers.staff.context import StaffContext
+from handlers.staff.inbox import InboxReply
+
+
+async def on_leave_step(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    waiting = await state.get_state()
+    if waiting == InboxReply.text.state:
+        ticket_id = int((await state.get_data()).get("reply_ticket_id") or 0)
+        note = staff.t("inbox.reply_left", number=ticket_id)
+    else:
+        note = staff.t("roles.step_left")
+    await state.clear()
+    await message.answer(note)
+    raise SkipHandler
+
+
+def build_router() -> Router:
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == ChatType.PRIVATE)
+    router.message.register(
+        on_leave_step,
+        StateFilter("*"),
+        ~StateFilter(None),
+        and_f(leaves_flow(), invert_f(Command("cancel"))),
+    )
+    return router
