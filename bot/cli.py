@@ -245,7 +245,7 @@ def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
             await check_database(engine)
             factory = create_session_factory(engine)
             # The value model first: where it scores a member, their value tier follows it.
-            value = await refresh_value(factory, Clock())
+            value = await refresh_value(factory, Clock(), settings.care_config())
             segments = await refresh_segments(factory, settings.care_config(), Clock())
         finally:
             await engine.dispose()

@@ -62,6 +62,7 @@ class Backtest:
     actual_repeat_purchases: int
     groups: list[FrequencyGroup]
     aucs: dict[str, float | None]  # signal → AUC for "did not come back"
+    returners: int = 0  # customers who bought again in the holdout
 
     @property
     def best_signal(self) -> str | None:
@@ -74,6 +75,7 @@ class Backtest:
             "until": self.until.isoformat(),
             "holdout_until": self.holdout_until.isoformat(),
             "customers": self.customers,
+            "returners": self.returners,
             "params": asdict(self.params),
             "predicted_repeat_purchases": round(self.predicted_repeat_purchases, 2),
             "actual_repeat_purchases": self.actual_repeat_purchases,
@@ -174,6 +176,7 @@ def backtest_days(
             "expected_purchases": auc(-predicted, gone),
             "gap_rule": auc(gap_risk, gone),
         },
+        returners=int((~gone).sum()),
     )
 
 
