@@ -30,6 +30,7 @@ __all__ = [
     "value_tier",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class StageFacts:
     """What the stage rules read about one member."""
