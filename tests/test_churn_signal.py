@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.automation.engine import plan
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.segments.audience import Audience, count_audience
@@ -167,3 +168,32 @@ async def test_the_churn_risk_audience_follows_the_chosen_signal(
         await session.rollback()
     assert by_model == stats.at_risk == flagged and 0 < by_model < 300
     assert by_gap == before_any_choice == drifting and by_gap != by_model
+
+
+async def test_an_imported_history_sends_no_winback_burst_but_later_changes_count(
+    factory: Factory, clock: FrozenClock
+) -> None:
+    await insert_history(factory, poisson_shop(300, seed=4))
+    async with factory() as session:
+        await session.execute(
+            update(Member).values(
+                chat_id=Member.id, registered_at=clock.now(), marketing_opt_in=True
+            )
+        )
+        await session.commit()
+    await refresh_segments(factory, CONFIG, clock)
+    stats = await refresh_value(factory, clock, CONFIG)
+    assert stats.signal_choice is not None and stats.signal_choice.signal != GAP_RULE
+    assert stats.at_risk > 50 and stats.became_at_risk == 0
+    assert await winback_decisions(factory, clock) == 0
+
+    clock.advance(days=30)
+    await refresh_segments(factory, CONFIG, clock)
+    later = await refresh_value(factory, clock, CONFIG)
+    assert later.became_at_risk > 0
+    assert await winback_decisions(factory, clock) == later.became_at_risk
+
+
+async def winback_decisions(factory: Factory, clock: FrozenClock) -> int:
+    outcomes = await plan(factory, CONFIG, clock, only="winback")
+    return sum(o.decided for o in outcomes)
