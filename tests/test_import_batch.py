@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
-from care.imports.purchases import import_purchases, parse_time
+from care.imports.purchases import ImportReport, import_purchases, parse_time, render_report
 from care.loyalty.purchases import record_purchase
 from care.loyalty.till import TillInputError, parse_till_amount, till_member
 from storage.models import CareTouch, Member, PointsEntry, Purchase
@@ -158,3 +158,13 @@ async def test_a_batched_import_books_what_the_till_would_line_by_line(
     )
     assert (again.imported, again.duplicates, len(again.rejected)) == (0, PEOPLE * 6 + 1, 2)
     assert await state(factory, "A") == batched
+
+
+def test_the_report_speaks_plain_english_plurals() -> None:
+    one = ImportReport(lines=1, imported=1)
+    assert render_report(one) == "1 line read: 1 new purchase, 0 already recorded, 0 rejected."
+    many = ImportReport(lines=6919, imported=6918, duplicates=1)
+    assert render_report(many, "member") == (
+        "6,919 lines read: 6918 new members, 1 already recorded, 0 rejected."
+    )
+    assert "(s)" not in render_report(ImportReport(lines=0), "member")
