@@ -23,6 +23,7 @@ from care.campaigns.report import CampaignReport, campaign_report
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.quiet_hours import member_zone
+from care.value.signal import SignalStatus, signal_status
 from storage.enums import (
     CURRENT_STAGES,
     RETIRED_STAGES,
@@ -104,6 +105,8 @@ class ShopStats:
     tickets: TicketStats
     campaigns: list[CampaignReport]
     rules: list[RuleResult] = field(default_factory=list)
+    # The churn signal the shop uses and the backtest it was chosen on (care.value.signal).
+    churn: SignalStatus | None = None
 
 
 def nps_score(promoters: int, passives: int, detractors: int) -> float | None:
@@ -313,6 +316,7 @@ async def shop_stats(
             for result in await rule_report(session, clock, config)
             if result.sent or result.held_out
         ],
+        churn=await signal_status(session),
     )
 
 

@@ -191,3 +191,35 @@ async def store_choice(session: AsyncSession, choice: SignalChoice, flags_signal
     row.holdout_until = choice.holdout_until
     row.chosen_at = choice.chosen_at
     row.flags_signal = flags_signal
+
+
+REASON_NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalStatus:
+    """What the console tells the owner: the signal in use, and why."""
+
+    signal: str
+    reason: str  # REASON_BACKTEST, REASON_THIN, or REASON_NONE before any choice
+    aucs: dict[str, float | None]
+    customers: int = 0
+    returners: int = 0
+    cutoff: date | None = None
+    chosen_at: datetime | None = None
+
+
+async def signal_status(session: AsyncSession) -> SignalStatus:
+    """The signal the churn-risk audience and the win-back rule use now, with its evidence."""
+    row = await current_choice(session)
+    if row is None:
+        return SignalStatus(GAP_RULE, REASON_NONE, dict.fromkeys(SIGNALS))
+    aucs = {
+        P_ALIVE: row.auc_p_alive,
+        EXPECTED_PURCHASES: row.auc_expected_purchases,
+        GAP_RULE: row.auc_gap_rule,
+    }
+    signal = row.signal if row.signal in SIGNALS else DEFAULT_SIGNAL
+    return SignalStatus(
+        signal, row.reason, aucs, row.customers, row.returners, row.cutoff, row.chosen_at
+    )
