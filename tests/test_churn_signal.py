@@ -197,3 +197,14 @@ async def test_an_imported_history_sends_no_winback_burst_but_later_changes_coun
 async def winback_decisions(factory: Factory, clock: FrozenClock) -> int:
     outcomes = await plan(factory, CONFIG, clock, only="winback")
     return sum(o.decided for o in outcomes)
+
+
+async def test_a_large_shop_is_judged_on_a_fixed_sample_of_its_customers(
+    factory: Factory, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("care.value.signal.SAMPLE_CUSTOMERS", 300)
+    await insert_history(factory, poisson_shop(600, seed=0))
+    stats = await refresh_value(factory, clock, CONFIG)
+    choice = stats.signal_choice
+    assert choice is not None and choice.customers == 300  # every other member
+    assert (choice.signal, choice.reason) == ("expected_purchases", REASON_BACKTEST)

@@ -38,6 +38,7 @@ from storage.models import Member, Purchase
 
 FREQUENCY_GROUPS = 8  # 0, 1, … 6, and 7 or more repeat purchase days
 READ_CHUNK = 100_000
+SAMPLE_IN_CHUNK = 500
 
 
 class BacktestError(ValueError):
@@ -213,13 +214,14 @@ async def purchase_days(
     until: date,
     holdout_until: date,
     *,
-    stride: int = 1,
+    member_ids: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Distinct (member, shop-local day) pairs up to ``holdout_until``, sorted.
 
     Local days use the zone's offset at ``until`` (a shop on daylight saving time may see a
-    purchase within an hour of midnight counted on the neighbouring day). With ``stride`` > 1
-    only members whose id is a multiple of it are read: a fixed sample of a large shop.
+    purchase within an hour of midnight counted on the neighbouring day). With ``member_ids``
+    (live members: a sample of a large shop) only their purchases are read, through the
+    purchases' (member, time) index.
     """
     end = datetime.combine(holdout_until + timedelta(days=1), datetime.min.time(), zone)
     offset = datetime.combine(until, datetime.min.time(), zone).utcoffset() or timedelta()
@@ -229,13 +231,22 @@ async def purchase_days(
         .join(Member, Member.id == Purchase.member_id)
         .where(Purchase.purchased_at < end, Member.deleted_at.is_(None))
     )
-    if stride > 1:
-        query = query.where(Purchase.member_id % stride == 0)
     chunks = []
     async with session_factory() as session:
-        result = await session.stream(query.execution_options(yield_per=READ_CHUNK))
-        async for partition in result.partitions(READ_CHUNK):
-            chunks.append(np.array(partition, dtype=np.float64).reshape(-1, 2))
+        if member_ids is None:
+            result = await session.stream(query.execution_options(yield_per=READ_CHUNK))
+            async for partition in result.partitions(READ_CHUNK):
+                chunks.append(np.array(partition, dtype=np.float64).reshape(-1, 2))
+        else:
+            days = EpochDays(Purchase.purchased_at)
+            for start in range(0, member_ids.size, SAMPLE_IN_CHUNK):
+                part = member_ids[start : start + SAMPLE_IN_CHUNK].tolist()
+                sampled = await session.execute(
+                    select(Purchase.member_id, days).where(
+                        Purchase.member_id.in_(part), Purchase.purchased_at < end
+                    )
+                )
+                chunks.append(np.array(sampled.all(), dtype=np.float64).reshape(-1, 2))
     rows = np.concatenate(chunks) if chunks else np.empty((0, 2))
     if rows.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)

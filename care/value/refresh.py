@@ -211,7 +211,7 @@ async def refresh_value(
             return ValueStats(h.x.size, False, None, None, 0.0, 0, _since(started))
         choice = None
         if due:
-            choice = await choose_signal(session_factory, config, now, int(h.x.size))
+            choice = await choose_signal(session_factory, config, now, h.member_id)
             signal = choice.signal
         bgnbd, gg, scores = await asyncio.to_thread(fit_and_score, h)
         flags = model_signal(signal)
