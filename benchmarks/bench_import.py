@@ -57,7 +57,9 @@ def write_purchases_csv(path: Path, purchases: int, customers: int, seed: int = 
         customer = rng.randrange(customers)
         day = f"{rng.choice([2024, 2025])}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
         amount = f"{rng.randint(5, 800)}.{rng.randint(0, 99):02d}"
-        lines.append(f"P{number},+86139{customer:08d},{amount},{day}T{rng.randint(9, 20)}:15:00")
+        lines.append(
+            f"P{number},+86139{customer:08d},{amount},{day}T{rng.randint(9, 20):02d}:15:00"
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return lines[1:]
 

@@ -266,6 +266,20 @@ def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
                 f"customer value: not fitted ({value.customers:,} members with purchases; "
                 "the model needs at least 50)"
             )
+        if (choice := value.signal_choice) is not None:
+            scores = ", ".join(
+                f"{name} {'–' if auc is None else f'{auc:.3f}'}"
+                for name, auc in choice.aucs.items()
+            )
+            why = (
+                "the best AUC on your history"
+                if choice.reason == "backtest"
+                else "the default: too little history to compare the signals"
+            )
+            lines.append(
+                f"churn signal: {choice.signal} ({why}; {choice.customers:,} customers before "
+                f"{choice.cutoff}, {choice.returners:,} came back; AUC {scores})"
+            )
         return "\n".join(lines)
 
     try:

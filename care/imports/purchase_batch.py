@@ -171,11 +171,11 @@ async def _insert_purchases(
             if purchase_id is not None:
                 ids[str(row["receipt_id"])] = purchase_id
         return ids
+    # One statement compiled once (and cached): SQLAlchemy sends the rows as multi-row
+    # INSERTs of its own ("insertmanyvalues"), returning what was actually inserted.
+    returning = statement.returning(table.c.id, table.c.receipt_id)
     for start in range(0, len(rows), INSERT_CHUNK):
-        part = rows[start : start + INSERT_CHUNK]
-        result = await session.execute(
-            statement.values(part).returning(table.c.id, table.c.receipt_id)
-        )
+        result = await session.execute(returning, rows[start : start + INSERT_CHUNK])
         ids.update({receipt: int(purchase_id) for purchase_id, receipt in result})
     return ids
 
