@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -89,7 +90,7 @@ class SignalChoice:
         return self.aucs.get(self.signal)
 
 
-def pick(aucs: dict[str, float | None], customers: int, returners: int) -> tuple[str, str]:
+def pick(aucs: Mapping[str, float | None], customers: int, returners: int) -> tuple[str, str]:
     """(signal, reason): the best AUC when the history is rich enough to judge, else the
     default. Ties keep the default, then the order of ``SIGNALS``."""
     leavers = customers - returners
