@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from care.automation.engine import plan
+from care.automation.engine import evaluate_rule, plan
+from care.automation.rules import get_rule
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.segments.audience import Audience, count_audience
@@ -189,8 +190,19 @@ async def test_an_imported_history_sends_no_winback_burst_but_later_changes_coun
 
     clock.advance(days=30)
     await refresh_segments(factory, CONFIG, clock)
+    stamped = clock.now()
     later = await refresh_value(factory, clock, CONFIG)
     assert later.became_at_risk > 0
+    # A rules pass that ran while the refresh was still writing (its window already past the
+    # stamp) does not lose them: the next pass still finds every member who became at risk.
+    clock.advance(minutes=1)
+    async with factory() as session:
+        outcome = await evaluate_rule(
+            session, CONFIG, clock, get_rule("winback"),
+            since=stamped + timedelta(seconds=30), commit=False,
+        )  # fmt: skip
+        await session.rollback()
+    assert outcome.decided == later.became_at_risk
     assert await winback_decisions(factory, clock) == later.became_at_risk
 
 
