@@ -1,15 +1,19 @@
 """/stats tells the owner which signal says who is likely to leave and why, in zh and en: the
 one chosen from the shop's own backtest with its score out of 100, the default while the history
-is too thin, the gap rule before the model has worked at all."""
+is too thin, the gap rule before the model has worked at all; /member says when a member is
+likely to leave by the model signal the shop chose."""
 
 from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from care.staff.roles import add_staff
 from storage.enums import StaffRole
-from storage.models import ChurnSignal
+from storage.models import ChurnSignal, MemberValue
 from tests.conftest import RunningBot
+from tests.test_member_view import CASHIER_ID, CODE, _rich_member
 
 OWNER_ID, ADMIN_ID = 900001, 4242
 
@@ -70,3 +74,44 @@ async def test_stats_say_which_churn_signal_the_shop_uses_and_why(app: RunningBo
         "其他方法：未来 90 天的预计购买次数 77、距上次购买的时间与平时购买间隔之比 –。"
         in chosen_zh
     )
+
+
+AT_RISK = {
+    "en": "🚪 Likely to leave since 2 Mar 2026, by the way this shop judges it (the chance they "
+    "are still a customer)",
+    "zh": "🚪 自2026年3月2日起可能流失（按本店的判断方法：仍是本店顾客的概率）",
+}
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+async def test_member_says_they_are_likely_to_leave_by_the_shops_signal(
+    app: RunningBot, language: str
+) -> None:
+    member_id = await _rich_member(app)
+    now = app.clock.now()
+    async with app.session() as session:
+        session.add(
+            MemberValue(
+                member_id=member_id, p_alive=0.31, purchases_30d=0.41, purchases_90d=1.18,
+                spend_per_purchase_minor=10450, value_12m_minor=48230, refreshed_at=now,
+                at_risk=True, at_risk_since=now,
+            )
+        )  # fmt: skip
+        await session.commit()
+    cashier = app.user(CASHIER_ID, language_code=language)
+    # Before any choice the gap rule judges (the stage line says it): no extra line.
+    await cashier.send(f"/member {CODE}")
+    assert not any(
+        line.startswith("🚪") for line in (await cashier.next_message()).text.split("\n")
+    )
+    async with app.session() as session:
+        session.add(
+            ChurnSignal(
+                id=1, signal="p_alive", reason="backtest", auc_p_alive=0.8, customers=500,
+                returners=100, cutoff=date(2025, 12, 1), holdout_until=date(2026, 3, 1),
+                chosen_at=now, flags_signal="p_alive",
+            )
+        )  # fmt: skip
+        await session.commit()
+    await cashier.send(f"/member {CODE}")
+    assert AT_RISK[language] in (await cashier.next_message()).text.splitlines()
