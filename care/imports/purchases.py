@@ -114,8 +114,6 @@ def _describe(problem: TillInputError, config: CareConfig) -> str:
         "unknown_category": (
             f"category {value!r} is not one of the shop's: {', '.join(config.categories)}"
         ),
-        "unknown_member": f"no member with the code or phone {value!r}",
-        "ambiguous_member": f"{value!r} matches several members; use the member code",
         "bad_receipt": f"receipt_id {value!r} is not usable",
     }[problem.reason]
 
