@@ -235,6 +235,7 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.startup import StartupError, check_database
     from care.core.clock import Clock
+    from care.core.formatting import plural_form
     from care.segments.refresh import refresh_segments
     from care.value.refresh import refresh_value
     from storage.db import create_engine, create_session_factory
@@ -245,13 +246,14 @@ def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
             await check_database(engine)
             factory = create_session_factory(engine)
             # The value model first: where it scores a member, their value tier follows it.
-            value = await refresh_value(factory, Clock())
+            value = await refresh_value(factory, Clock(), settings.care_config())
             segments = await refresh_segments(factory, settings.care_config(), Clock())
         finally:
             await engine.dispose()
+        changes = "change" if plural_form(segments.stage_changes, "en") == "one" else "changes"
         lines = [
             f"segments: {segments.members:,} members, {segments.stage_changes:,} stage "
-            f"change(s), {segments.members_changed:,} updated in {segments.seconds:.1f} s",
+            f"{changes}, {segments.members_changed:,} updated in {segments.seconds:.1f} s",
         ]
         if value.fitted and value.bgnbd is not None:
             lines.append(
@@ -263,6 +265,20 @@ def cmd_refresh(settings: Settings, _args: argparse.Namespace) -> int:
             lines.append(
                 f"customer value: not fitted ({value.customers:,} members with purchases; "
                 "the model needs at least 50)"
+            )
+        if (choice := value.signal_choice) is not None:
+            scores = ", ".join(
+                f"{name} {'–' if auc is None else f'{auc:.3f}'}"
+                for name, auc in choice.aucs.items()
+            )
+            why = (
+                "the best AUC on your history"
+                if choice.reason == "backtest"
+                else "the default: too little history to compare the signals"
+            )
+            lines.append(
+                f"churn signal: {choice.signal} ({why}; {choice.customers:,} customers before "
+                f"{choice.cutoff}, {choice.returners:,} came back; AUC {scores})"
             )
         return "\n".join(lines)
 
@@ -278,6 +294,7 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     from bot.startup import StartupError, check_database
     from care.console.exports import export_filename, write_export
     from care.core.clock import Clock
+    from care.core.formatting import plural_form
     from storage.db import create_engine, create_session_factory
 
     config = settings.care_config()
@@ -303,7 +320,8 @@ def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"carebot: cannot write {output}: {exc.strerror}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"carebot: {rows:,} row(s) of {args.table} written to {output}")
+    noun = "row" if plural_form(rows, "en") == "one" else "rows"
+    print(f"carebot: {rows:,} {noun} of {args.table} written to {output}")
     return 0
 
 

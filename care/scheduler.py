@@ -405,7 +405,7 @@ class CareScheduler:
         last = state.covered_until if state is not None else None
         if last is not None and now - last < self.value_every - timedelta(seconds=5):
             return False
-        value = await refresh_value(self.session_factory, self.clock)
+        value = await refresh_value(self.session_factory, self.clock, self.config)
         await mark_covered(self.session_factory, VALUE_JOB, now)
         log.info("customer value refreshed: %s", value)
         return True

@@ -148,6 +148,36 @@ class MemberValue(Base):
     spend_per_purchase_minor: Mapped[int] = mapped_column(BigInteger)
     value_12m_minor: Mapped[int] = mapped_column(BigInteger)
     refreshed_at: Mapped[datetime]
+    # At risk of being lost by the shop's churn signal (``churn_signal``), as of refreshed_at.
+    at_risk: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the member became at risk by that signal: the win-back rule's trigger time. None
+    # while not at risk, and when being at risk was their first classification (an imported
+    # history, a newly chosen signal): where a member stands is no news.
+    at_risk_since: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class ChurnSignal(Base):
+    """The churn signal the shop uses, chosen from its own backtest (``care.value.signal``):
+    one row, rewritten when the choice is made again."""
+
+    __tablename__ = "churn_signal"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    # p_alive, expected_purchases or gap_rule.
+    signal: Mapped[str] = mapped_column(String(32))
+    # "backtest": the best AUC on the shop's history; "thin_history": too little to judge.
+    reason: Mapped[str] = mapped_column(String(16))
+    auc_p_alive: Mapped[float | None] = mapped_column(Float)
+    auc_expected_purchases: Mapped[float | None] = mapped_column(Float)
+    auc_gap_rule: Mapped[float | None] = mapped_column(Float)
+    # Customers who had bought by the cut-off, and how many of them bought again after it.
+    customers: Mapped[int] = mapped_column(Integer)
+    returners: Mapped[int] = mapped_column(Integer)
+    cutoff: Mapped[date] = mapped_column(Date)
+    holdout_until: Mapped[date] = mapped_column(Date)
+    chosen_at: Mapped[datetime]
+    # The signal member_value.at_risk was last computed with (a change of signal is no news).
+    flags_signal: Mapped[str | None] = mapped_column(String(32))
 
 
 class MemberInterest(Base):

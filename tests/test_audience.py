@@ -16,7 +16,7 @@ from care.segments.audience import (
     sample_member,
 )
 from storage.enums import LifecycleStage, MemberStatus
-from storage.models import MemberValue
+from storage.models import ChurnSignal, MemberValue
 from tests.console_helpers import schema_session_factory, seed_member
 
 
@@ -57,9 +57,17 @@ async def _seed(session, now):  # type: ignore[no-untyped-def]
             MemberValue(
                 member_id=members[name].id, p_alive=p_alive, purchases_30d=expected_90d / 3,
                 purchases_90d=expected_90d, spend_per_purchase_minor=1000, value_12m_minor=1000,
-                refreshed_at=now,
+                refreshed_at=now, at_risk=expected_90d < 0.69,
             )
         )  # fmt: skip
+    # The shop's backtest chose the model's expected purchases as its churn signal.
+    session.add(
+        ChurnSignal(
+            id=1, signal="expected_purchases", reason="backtest", auc_expected_purchases=0.8,
+            customers=500, returners=100, cutoff=now.date(), holdout_until=now.date(),
+            chosen_at=now, flags_signal="expected_purchases",
+        )
+    )  # fmt: skip
     await session.commit()
     return members
 

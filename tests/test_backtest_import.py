@@ -55,9 +55,9 @@ async def test_cdnow_imported_through_the_cli_backtests_to_the_papers_parameters
     members_csv, purchases_csv = write_cdnow_as_shop_files(tmp_path)
 
     assert await asyncio.to_thread(main, ["import", "members", str(members_csv)]) == 0
-    assert "2357 new member(s)" in capsys.readouterr().out
+    assert "2357 new members" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["import", "purchases", str(purchases_csv)]) == 0
-    assert "6919 new purchase(s), 0 already recorded, 0 rejected" in capsys.readouterr().out
+    assert "6919 new purchases, 0 already recorded, 0 rejected" in capsys.readouterr().out
 
     argv = ["care", "backtest", "--until", "1997-09-30", "--holdout-until", "1998-06-30"]
     assert await asyncio.to_thread(main, [*argv, "--json"]) == 0

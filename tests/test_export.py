@@ -194,7 +194,7 @@ async def test_the_cli_writes_the_same_exports_for_scheduled_jobs(
     monkeypatch.chdir(tmp_path)
     target = tmp_path / "members.csv"
     assert await asyncio.to_thread(main, ["export", "members", "--output", str(target)]) == 0
-    assert "2 row(s) of members written to" in capsys.readouterr().out
+    assert "2 rows of members written to" in capsys.readouterr().out
     rows = _csv(target.read_bytes())
     assert sorted(row[1] for row in rows[1:]) == ["H4ND8W3R", "K7QX2M9P"]
     assert "predicted_value_12m" in rows[0]

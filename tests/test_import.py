@@ -90,7 +90,7 @@ async def test_the_sample_file_imports_good_lines_and_reports_bad_ones(
         assert entry.details == {"lines": 15, "imported": 6, "duplicates": 1, "rejected": 8}
 
     text = render_report(report)
-    assert "6 new purchase(s), 1 already recorded, 8 rejected" in text
+    assert "6 new purchases, 1 already recorded, 8 rejected" in text
     assert "  line 6: no member with the code or phone 'NOSUCH99'" in text
 
 
@@ -129,7 +129,7 @@ async def test_a_dry_run_reports_and_saves_nothing(
     ("content", "message"),
     [
         ("", "empty"),
-        ("receipt_id,amount\nR1,10\n", "missing column(s): member, purchased_at"),
+        ("receipt_id,amount\nR1,10\n", "missing columns: member, purchased_at"),
     ],
 )
 async def test_a_file_that_cannot_be_imported_says_why(
@@ -181,7 +181,7 @@ async def test_the_cli_imports_with_a_progress_bar_and_a_report(
     out, err = capsys.readouterr()
     assert code == 1  # some lines were rejected
     assert "importing purchases [" in err and "15/15" in err
-    assert "6 new purchase(s)" in out
+    assert "6 new purchases" in out
     assert "line 13: amount '5000000.00' is larger" in out
 
     missing = await _run_cli(["import", "purchases", "/nonexistent/file.csv"])

@@ -143,7 +143,7 @@ RULES: tuple[Rule, ...] = (
         template="winback",
         offer="winback",
         holdout=True,
-        summary="Win-back offer when a member turns at-risk.",
+        summary="Win-back offer when a member turns at risk by the shop's churn signal.",
     ),
     Rule(
         name="last_chance",

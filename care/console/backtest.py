@@ -1,226 +1,23 @@
 """The backtest an owner runs before trusting a churn signal: ``carebot care backtest``.
 
-Fits the customer-value model (``care.value.model``) on the shop's purchases up to a date —
-the members as they were then — and compares with what happened in the holdout period after
-it: predicted against actual repeat purchases in total and by how often people had bought
-before (0, 1, … 7+ repeat purchases, the comparison in Fader, Hardie & Lee 2005), and, for each
-churn signal the product offers, how well it ranks who did not come back (the AUC: 0.5 is a
-coin toss, 1.0 ranks every leaver above every stayer):
-
-* ``p_alive`` — the model's probability the member is still a customer (low = leaving);
-* ``expected_purchases`` — the model's expected purchases in the holdout period;
-* ``gap_rule`` — the segments' churn risk: the gap since the last purchase against the
-  member's usual gap (``care.segments.rules.churn_risk``), as the product computes it.
-
-Purchases are counted per shop-local day, as in the paper: two receipts on one day are one
-purchase day. Lives in console (rank 6) because it reads both value (rank 3) and segments.
+The fitting and scoring live in ``care.value.backtest`` (the value refresh reuses them to
+choose the shop's churn signal); this module renders the report for the terminal.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
-import numpy as np
-from numpy.typing import NDArray
-from scipy.stats import rankdata
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from care.value.backtest import Backtest, BacktestError, FrequencyGroup, auc, run_backtest
 
-from care.core.config import CareConfig
-from care.core.sqltime import EpochDays
-from care.segments.refresh import MIN_MEMBERS_FOR_SHOP_GAP
-from care.segments.rules import churn_risk, usual_gap_days
-from care.value.model import BGNBDParams, expected_purchases, fit_bgnbd, probability_alive
-from storage.models import Member, Purchase
-
-FREQUENCY_GROUPS = 8  # 0, 1, … 6, and 7 or more repeat purchase days
-READ_CHUNK = 100_000
-
-
-class BacktestError(ValueError):
-    """The dates or the data do not allow a backtest (the message says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FrequencyGroup:
-    repeat_purchases: str  # "0" … "6", "7+"
-    customers: int
-    predicted: float  # mean repeat purchase days per customer in the holdout
-    actual: float
-
-
-@dataclass(frozen=True, slots=True)
-class Backtest:
-    until: date
-    holdout_until: date
-    customers: int
-    params: BGNBDParams
-    predicted_repeat_purchases: float
-    actual_repeat_purchases: int
-    groups: list[FrequencyGroup]
-    aucs: dict[str, float | None]  # signal → AUC for "did not come back"
-
-    @property
-    def best_signal(self) -> str | None:
-        ranked = [(auc, name) for name, auc in self.aucs.items() if auc is not None]
-        return max(ranked)[1] if ranked else None
-
-    def to_json(self) -> dict[str, object]:
-        """One flat JSON object: ``auc_<signal>`` per signal, ``params`` as r, alpha, a, b."""
-        body: dict[str, object] = {
-            "until": self.until.isoformat(),
-            "holdout_until": self.holdout_until.isoformat(),
-            "customers": self.customers,
-            "params": asdict(self.params),
-            "predicted_repeat_purchases": round(self.predicted_repeat_purchases, 2),
-            "actual_repeat_purchases": self.actual_repeat_purchases,
-            "by_frequency": [asdict(group) for group in self.groups],
-            "best_signal": self.best_signal,
-        }
-        body.update({f"auc_{name}": auc for name, auc in self.aucs.items()})
-        return body
-
-
-def auc(score: NDArray[np.float64], positive: NDArray[np.bool_]) -> float | None:
-    """The probability that a random positive scores above a random negative (ties count half).
-
-    None when either class is empty. The Mann-Whitney form, with average ranks for ties.
-    """
-    positives = int(positive.sum())
-    negatives = int(positive.size - positives)
-    if positives == 0 or negatives == 0:
-        return None
-    ranks = rankdata(score)
-    return float(
-        (ranks[positive].sum() - positives * (positives + 1) / 2) / (positives * negatives)
-    )
-
-
-async def run_backtest(
-    session_factory: async_sessionmaker[AsyncSession],
-    config: CareConfig,
-    *,
-    until: date,
-    holdout_until: date,
-) -> Backtest:
-    """Fit on the purchase days up to and including ``until``; score the days after it up to
-    and including ``holdout_until``."""
-    if holdout_until <= until:
-        raise BacktestError("the holdout must end after --until")
-    zone = ZoneInfo(config.default_timezone)
-    members, days = await _purchase_days(session_factory, zone, until, holdout_until)
-    until_day = until.toordinal()
-    calibration = days <= until_day
-    customers, first_index = np.unique(members[calibration], return_index=True)
-    if customers.size < 2:
-        raise BacktestError(f"fewer than two customers had bought by {until.isoformat()}")
-    # Rows are sorted by (member, day): per customer, the first and last calibration day and
-    # the count, and the holdout days after it.
-    cal_members, cal_days = members[calibration], days[calibration]
-    counts = np.bincount(np.searchsorted(customers, cal_members), minlength=customers.size)
-    last_index = first_index + counts - 1
-    first = cal_days[first_index].astype(np.float64)
-    last = cal_days[last_index].astype(np.float64)
-    x = counts.astype(np.float64) - 1
-    t_x = last - first
-    T = until_day - first
-    later = ~calibration & np.isin(members, customers)
-    actual = np.bincount(
-        np.searchsorted(customers, members[later]), minlength=customers.size
-    ).astype(np.float64)
-    horizon = float(holdout_until.toordinal() - until_day)
-
-    params = fit_bgnbd(x, t_x, T)
-    predicted = expected_purchases(params, horizon, x, t_x, T)
-    alive = probability_alive(params, x, t_x, T)
-    gap_risk = _gap_rule(config, x, t_x, T)
-    gone = actual == 0
-    group = np.minimum(x, FREQUENCY_GROUPS - 1).astype(int)
-    groups = [
-        FrequencyGroup(
-            repeat_purchases=str(k) if k < FREQUENCY_GROUPS - 1 else f"{k}+",
-            customers=int((group == k).sum()),
-            predicted=round(float(predicted[group == k].mean()), 3) if (group == k).any() else 0.0,
-            actual=round(float(actual[group == k].mean()), 3) if (group == k).any() else 0.0,
-        )
-        for k in range(FREQUENCY_GROUPS)
-    ]
-    return Backtest(
-        until=until,
-        holdout_until=holdout_until,
-        customers=int(customers.size),
-        params=params,
-        predicted_repeat_purchases=float(predicted.sum()),
-        actual_repeat_purchases=int(actual.sum()),
-        groups=groups,
-        aucs={
-            "p_alive": auc(1.0 - alive, gone),
-            "expected_purchases": auc(-predicted, gone),
-            "gap_rule": auc(gap_risk, gone),
-        },
-    )
-
-
-def _gap_rule(
-    config: CareConfig, x: NDArray[np.float64], t_x: NDArray[np.float64], T: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """The segments' churn risk on the backtest date, member by member, as the product has it."""
-    purchases = (x + 1).astype(int)
-    own_gaps = np.where(x > 0, t_x / np.maximum(x, 1), np.nan)
-    with_rhythm = own_gaps[(purchases >= config.min_purchases_for_own_gap) & (x > 0)]
-    shop_gap = (
-        float(statistics.median_low(sorted(with_rhythm.tolist())))
-        if with_rhythm.size >= MIN_MEMBERS_FOR_SHOP_GAP
-        else config.fallback_gap_days
-    )
-    since_last = T - t_x
-    return np.array(
-        [
-            churn_risk(
-                float(gap),
-                usual_gap_days(
-                    int(count), None if np.isnan(own) else float(own), config, shop_gap
-                ),
-                config,
-            )
-            for gap, count, own in zip(since_last, purchases, own_gaps, strict=True)
-        ]
-    )
-
-
-async def _purchase_days(
-    session_factory: async_sessionmaker[AsyncSession],
-    zone: ZoneInfo,
-    until: date,
-    holdout_until: date,
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Distinct (member, shop-local day) pairs up to ``holdout_until``, sorted.
-
-    Local days use the zone's offset at ``until`` (a shop on daylight saving time may see a
-    purchase within an hour of midnight counted on the neighbouring day).
-    """
-    end = datetime.combine(holdout_until + timedelta(days=1), datetime.min.time(), zone)
-    offset = datetime.combine(until, datetime.min.time(), zone).utcoffset() or timedelta()
-    shift = offset.total_seconds() / 86_400 + date(1970, 1, 1).toordinal()
-    query = (
-        select(Purchase.member_id, EpochDays(Purchase.purchased_at))
-        .join(Member, Member.id == Purchase.member_id)
-        .where(Purchase.purchased_at < end, Member.deleted_at.is_(None))
-    )
-    chunks = []
-    async with session_factory() as session:
-        result = await session.stream(query.execution_options(yield_per=READ_CHUNK))
-        async for partition in result.partitions(READ_CHUNK):
-            chunks.append(np.array(partition, dtype=np.float64).reshape(-1, 2))
-    rows = np.concatenate(chunks) if chunks else np.empty((0, 2))
-    pairs = np.unique(
-        np.stack([rows[:, 0].astype(np.int64), np.floor(rows[:, 1] + shift).astype(np.int64)], 1),
-        axis=0,
-    )
-    return pairs[:, 0], pairs[:, 1]
+__all__ = [
+    "Backtest",
+    "BacktestError",
+    "FrequencyGroup",
+    "auc",
+    "render_backtest",
+    "run_backtest",
+]
 
 
 def render_backtest(report: Backtest) -> str:

@@ -14,6 +14,7 @@ from care.core.audit import audit
 from care.core.clock import Clock
 from care.loyalty.tiers import list_tiers
 from care.members.lookup import find_members
+from care.value.signal import GAP_RULE, current_signal
 from storage.enums import MemberStatus, OutboxStatus
 from storage.models import (
     Member,
@@ -46,6 +47,8 @@ class MemberView:
     message_counts: dict[str, int] = field(default_factory=dict)
     # The customer-value model's latest prediction; None before its first fit.
     value: MemberValue | None = None
+    # The shop's churn signal (care.value.signal): whether ``value.at_risk`` is what it goes by.
+    churn_signal: str = GAP_RULE
 
     @property
     def interests(self) -> list[str]:
@@ -81,6 +84,7 @@ async def build_member_view(
         messages=await history.outbox_messages(member.id, recent),
         message_counts=await history.outbox_counts(member.id),
         value=await session.get(MemberValue, member.id),
+        churn_signal=await current_signal(session),
     )
 
 

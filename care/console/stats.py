@@ -25,6 +25,7 @@ from care.console.conversation_stats import ConversationStats, conversation_stat
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.quiet_hours import member_zone
+from care.value.signal import SignalStatus, signal_status
 from storage.enums import (
     CURRENT_STAGES,
     RETIRED_STAGES,
@@ -107,6 +108,8 @@ class ShopStats:
     campaigns: list[CampaignReport]
     rules: list[RuleResult] = field(default_factory=list)
     conversations: ConversationStats = field(default_factory=ConversationStats)
+    # The churn signal the shop uses and the backtest it was chosen on (care.value.signal).
+    churn: SignalStatus | None = None
 
 
 def nps_score(promoters: int, passives: int, detractors: int) -> float | None:
@@ -318,6 +321,7 @@ async def shop_stats(
             if result.sent or result.held_out
         ],
         conversations=await conversation_stats(session, period_start, clock.now()),
+        churn=await signal_status(session),
     )
 
 

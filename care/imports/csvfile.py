@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from care.core.audit import audit
 from care.core.clock import Clock
+from care.core.formatting import plural_form
 
 Progress = Callable[[int, int], None]
 Row = dict[str, str]
@@ -104,9 +105,9 @@ def read_rows(handle: TextIO, required: Sequence[str]) -> Iterator[tuple[int, Ro
         names = [name.strip().lower() for name in next(reader)]
         missing = [column for column in required if column not in names]
         if missing:
+            label = "column" if len(missing) == 1 else "columns"
             raise ImportFileError(
-                f"missing column(s): {', '.join(missing)} "
-                f"(the header line has: {', '.join(names)})"
+                f"missing {label}: {', '.join(missing)} (the header line has: {', '.join(names)})"
             )
         for values in reader:
             if not any(value.strip() for value in values):
@@ -202,11 +203,22 @@ def render_report(report: ImportReport, what: str = "purchase") -> str:
     """The report an operator reads after an import (plain text, English)."""
     head = "Dry run — nothing was saved. " if report.dry_run else ""
     lines = [
-        f"{head}{report.lines} line(s) read: {report.imported} new {what}(s), "
-        f"{report.duplicates} already recorded, {len(report.rejected)} rejected."
+        f"{head}{counted(report.lines, 'line')} read: {report.imported} new "
+        f"{noun(report.imported, what)}, {report.duplicates} already recorded, "
+        f"{len(report.rejected)} rejected."
     ]
     lines += [f"  line {item.line}: {item.reason}" for item in report.rejected]
     return "\n".join(lines)
+
+
+def noun(count: int, singular: str, plural: str | None = None) -> str:
+    """The English noun for ``count`` of them (CLDR's plural rule: 1 line, 0 lines, 2 lines)."""
+    return singular if plural_form(count, "en") == "one" else (plural or f"{singular}s")
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 line`` / ``6,919 lines``."""
+    return f"{count:,} {noun(count, singular, plural)}"
 
 
 def progress_bar(stream: TextIO, width: int = 30, what: str = "purchases") -> Progress:

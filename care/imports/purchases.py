@@ -1,11 +1,11 @@
 """Importing purchases from the till's (POS) CSV export.
 
 Each line is checked exactly as the chat's /purchase checks what a cashier types, then booked
-through ``care.loyalty.purchases.record_purchase``: idempotent by receipt id, so importing the same
-file
-twice counts nothing new. Lines are committed in batches (memory stays flat, and an
-interrupted import resumes cleanly when run again); bad lines are reported with their line
-numbers and reasons and never stop the rest.
+with the till's own arithmetic (``care.loyalty.purchases.book_into_member``), a batch at a time
+with set-based statements (``care.imports.purchase_batch``): idempotent by receipt id, so
+importing the same file twice counts nothing new. Each batch is one transaction (memory stays
+flat, and an interrupted import resumes cleanly when run again); bad lines are reported with
+their line numbers and reasons and never stop the rest. An imported history sends no receipts.
 
 The file rules (encodings, separators, header, batches, report) are ``care.imports.csvfile``'s.
 Columns:
@@ -22,7 +22,6 @@ Columns:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -44,9 +43,8 @@ from care.imports.csvfile import (
     render_report,
     run_import,
 )
-from care.loyalty.purchases import PurchaseError, PurchaseResult, record_purchase
-from care.loyalty.till import TillInputError, match_category, parse_till_amount, till_member
-from storage.models import Member
+from care.imports.purchase_batch import CheckedLine, book_lines
+from care.loyalty.till import TillInputError, match_category, parse_till_amount
 
 __all__ = [
     "ImportFileError",
@@ -60,7 +58,7 @@ __all__ = [
 REQUIRED_COLUMNS = ("receipt_id", "member", "amount", "purchased_at")
 OPTIONAL_COLUMNS = ("currency", "category")
 RECEIPT_MAX = 64
-BATCH_SIZE = 200
+BATCH_SIZE = 1_000
 # A till clock a few minutes ahead is normal; a purchase days in the future is a typo.
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
@@ -78,16 +76,8 @@ def parse_time(text: str, zone: ZoneInfo) -> datetime:
     return when.replace(tzinfo=zone) if when.tzinfo is None else when
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
-    member_id: int
-    receipt_id: str
-    amount_minor: int
-    category: str | None
-    purchased_at: datetime
-
-
-async def _check(session: AsyncSession, config: CareConfig, now: datetime, row: Row) -> _Line:
+def _check(config: CareConfig, now: datetime, line_number: int, row: Row) -> CheckedLine:
+    """The line's own values; its member is found with the rest of the batch."""
     check_short(row)
     receipt = row.get("receipt_id", "")
     if not receipt:
@@ -109,11 +99,7 @@ async def _check(session: AsyncSession, config: CareConfig, now: datetime, row: 
         raise LineProblem(f"purchased_at {row['purchased_at']!r} is in the future")
     if not row.get("member"):
         raise LineProblem("member is empty")
-    try:
-        member = await till_member(session, row["member"])
-    except TillInputError as problem:
-        raise LineProblem(_describe(problem, config)) from None
-    return _Line(member.id, receipt, amount, category, when)
+    return CheckedLine(line_number, receipt, amount, category, when, row["member"])
 
 
 def _describe(problem: TillInputError, config: CareConfig) -> str:
@@ -128,8 +114,6 @@ def _describe(problem: TillInputError, config: CareConfig) -> str:
         "unknown_category": (
             f"category {value!r} is not one of the shop's: {', '.join(config.categories)}"
         ),
-        "unknown_member": f"no member with the code or phone {value!r}",
-        "ambiguous_member": f"{value!r} matches several members; use the member code",
         "bad_receipt": f"receipt_id {value!r} is not usable",
     }[problem.reason]
 
@@ -157,17 +141,14 @@ async def import_purchases(
         batch: Sequence[tuple[int, Row]],
         report: ImportReport,
     ) -> None:
+        lines: list[CheckedLine] = []
         for line_number, row in batch:
             try:
-                line = await _check(session, config, now, row)
-                new = await _book(session, config, clock, line)
+                lines.append(_check(config, now, line_number, row))
             except LineProblem as problem:
                 report.reject(line_number, problem)
-                continue
-            if new:
-                report.imported += 1
-            else:
-                report.duplicates += 1
+        if lines:
+            await book_lines(session, config, clock, lines, report)
 
     return await run_import(
         session_factory,
@@ -180,39 +161,3 @@ async def import_purchases(
         progress=progress,
         dry_run=dry_run,
     )
-
-
-async def _book(session: AsyncSession, config: CareConfig, clock: Clock, line: _Line) -> bool:
-    """True for a new purchase, False for a receipt recorded before.
-
-    History is not news: for a member whose stage was never decided before, the stage the
-    imported purchases give them is their first classification, left unstamped so that no
-    stage rule (win-back, last chance) fires for a whole imported customer list at once.
-    """
-    member = await session.get(Member, line.member_id)
-    first_classification = (
-        member is not None
-        and member.stage_changed_at is None
-        and member.segments_refreshed_at is None
-    )
-    try:
-        result: PurchaseResult = await record_purchase(
-            session,
-            config,
-            clock,
-            member_id=line.member_id,
-            amount_minor=line.amount_minor,
-            receipt_id=line.receipt_id,
-            category=line.category,
-            purchased_at=line.purchased_at,
-            source="import",
-        )
-    except PurchaseError as exc:
-        reasons = {
-            "member_deleted": "the member deleted their data",
-            "unknown_member": "no such member",
-        }
-        raise LineProblem(reasons.get(exc.reason, "amount out of range")) from None
-    if first_classification and member is not None:
-        member.stage_changed_at = None
-    return not result.duplicate

@@ -10,6 +10,7 @@ idempotent on the receipt id. Every new purchase queues the shopper's receipt me
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -26,7 +27,7 @@ from care.loyalty.receipts import send_receipt, sends_receipt
 from care.loyalty.tiers import tier_for_spend
 from care.segments.rules import StageFacts, lifecycle_stage
 from storage.enums import MemberStatus, PointsReason
-from storage.models import Member
+from storage.models import Member, Tier
 from storage.repos.loyalty import TierRepo
 from storage.repos.purchases import PurchaseRepo
 
@@ -131,24 +132,9 @@ async def record_purchase(
     )
     assert member is not None
     tiers = await TierRepo(session).all()
-    current = next((tier for tier in tiers if tier.code == member.tier_code), tiers[0])
-    first_purchase = member.purchase_count == 0
-
-    _add_to_aggregates(member, amount_minor, when, now)
-    previous_tier_code = member.tier_code
-    reached = tier_for_spend(tiers, member.spend_12m_minor)
-    if reached.rank > current.rank:
-        member.tier_code = reached.code
-        member.tier_changed_at = now
-    stage = lifecycle_stage(StageFacts.of(member), now, config, config.fallback_gap_days)
-    if stage != member.lifecycle_stage:
-        member.lifecycle_stage = stage
-        member.stage_changed_at = now
-    member.updated_at = now
-
-    points = points_for(
-        amount_minor, config.currency, config.points_per_unit, current.points_multiplier_pct
-    )
+    booked = book_into_member(member, tiers, config, amount_minor, when, now)
+    points, previous_tier_code = booked.points, booked.previous_tier_code
+    first_purchase = booked.first_purchase
     purchase = await purchases.get(purchase_id)
     assert purchase is not None
     purchase.points_earned = points
@@ -176,6 +162,48 @@ async def record_purchase(
         previous_tier_code=previous_tier_code,
         first_purchase=first_purchase,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """What one purchase did to its member's row (``book_into_member``)."""
+
+    points: int
+    previous_tier_code: str
+    first_purchase: bool
+
+
+def book_into_member(
+    member: Member,
+    tiers: Sequence[Tier],
+    config: CareConfig,
+    amount_minor: int,
+    when: datetime,
+    now: datetime,
+) -> Booked:
+    """Fold one purchase into the member's row: aggregates, an immediate tier upgrade, the
+    lifecycle stage (stamped when it changes). Returns the points it earns, at the multiplier of
+    the tier the member held when they paid; the caller moves the balance and writes the ledger.
+
+    The one truth for a till purchase and for each line of a batched import.
+    """
+    current = next((tier for tier in tiers if tier.code == member.tier_code), tiers[0])
+    first_purchase = member.purchase_count == 0
+    _add_to_aggregates(member, amount_minor, when, now)
+    previous_tier_code = member.tier_code
+    reached = tier_for_spend(list(tiers), member.spend_12m_minor)
+    if reached.rank > current.rank:
+        member.tier_code = reached.code
+        member.tier_changed_at = now
+    stage = lifecycle_stage(StageFacts.of(member), now, config, config.fallback_gap_days)
+    if stage != member.lifecycle_stage:
+        member.lifecycle_stage = stage
+        member.stage_changed_at = now
+    member.updated_at = now
+    points = points_for(
+        amount_minor, config.currency, config.points_per_unit, current.points_multiplier_pct
+    )
+    return Booked(points, previous_tier_code, first_purchase)
 
 
 def stored_receipt(receipt_id: str | None) -> str | None:

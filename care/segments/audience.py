@@ -7,9 +7,9 @@ campaign:
 - ``tier``: members of one loyalty tier (``value`` is the tier code, e.g. ``gold``);
 - ``stage``: members in one lifecycle stage (``value`` from ``LifecycleStage``);
 - ``segment``: a value tier (``high`` / ``medium`` / ``low``), one of the RFM segments in
-  ``RFM_SEGMENTS`` below, or ``churn_risk``: members the customer-value model (``member_value``,
-  written by ``care.value``) expects to buy fewer than ``CHURN_RISK_EXPECTED_90D`` times in the
-  next 90 days, i.e. who more likely than not buy nothing in that time;
+  ``RFM_SEGMENTS`` below, or ``churn_risk``: members at risk by the shop's churn signal, the
+  one of P(alive), expected purchases and the gap rule that ranked leavers best on the shop's
+  own history (``CHURN_RISK`` below);
 - ``interest``: members who chose a shop category as an interest.
 
 Every audience starts from the same base: registered (status active), not deleted, with a chat
@@ -24,16 +24,15 @@ stays flat however large the shop.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.enums import RETIRED_STAGES, LifecycleStage, MemberStatus, ValueTier
-from storage.models import Member, MemberInterest, MemberValue, Tier
+from storage.models import ChurnSignal, Member, MemberInterest, MemberValue, Tier
 
 _Key = TypeVar("_Key")
 
@@ -53,20 +52,28 @@ RFM_SEGMENTS: dict[str, ColumnElement[bool]] = {
     # Long ago, rarely, little: a light, cheap touch.
     "hibernating": and_(Member.rfm_r <= 2, Member.rfm_f <= 2, Member.rfm_m <= 2),
 }
-# The churn-risk signal is the model's expected purchases, not P(alive): in backtests it ranks who
-# does not come back best (AUC 0.77 on CDNOW, against 0.72 for the gap rule), while P(alive) ranks
-# worse than chance (0.32) because BG/NBD gives every one-time buyer P(alive) = 1. The cut is
-# ln 2: for any mix of Poisson buyers and drop-outs P(no purchase) ≥ e^(−expected), so below it
-# a member is more likely than not to buy nothing in the next 90 days — a statement about the
-# member's own odds that holds in a weekly grocery and a twice-a-year furniture shop alike.
-CHURN_RISK_EXPECTED_90D = math.log(2)
-# Segments from the customer-value model's predictions (a member it has not scored is in none).
-MODEL_SEGMENTS: dict[str, ColumnElement[bool]] = {
-    "churn_risk": exists().where(
-        MemberValue.member_id == Member.id,
-        MemberValue.purchases_90d < CHURN_RISK_EXPECTED_90D,
+# The churn-risk segment follows the shop's churn signal (``churn_signal``, chosen by the value
+# refresh from the shop's own backtest, see ``care.value.signal``): with a model signal, the
+# members the refresh flagged at risk by it (``member_value.at_risk``); with the gap rule, the
+# at-risk and lapsed lifecycle stages, which is also what it is before any choice was made (the
+# model has scored nobody yet). One correlated condition: the choice is read in the same query,
+# so counting, sampling and walking an audience agree even across a refresh.
+_GAP_RULE_CHOSEN = or_(
+    ~exists().where(ChurnSignal.id == 1),
+    exists().where(ChurnSignal.id == 1, ChurnSignal.signal == "gap_rule"),
+)
+CHURN_RISK = or_(
+    and_(
+        _GAP_RULE_CHOSEN,
+        Member.lifecycle_stage.in_([LifecycleStage.AT_RISK, LifecycleStage.LAPSED]),
     ),
-}
+    and_(
+        ~_GAP_RULE_CHOSEN,
+        exists().where(MemberValue.member_id == Member.id, MemberValue.at_risk.is_(True)),
+    ),
+)
+# Segments from the customer-value model's predictions (a member it has not scored is in none).
+MODEL_SEGMENTS: dict[str, ColumnElement[bool]] = {"churn_risk": CHURN_RISK}
 CONDITION_SEGMENTS: dict[str, ColumnElement[bool]] = {**RFM_SEGMENTS, **MODEL_SEGMENTS}
 VALUE_SEGMENTS: tuple[str, ...] = tuple(tier.value for tier in ValueTier)
 SEGMENTS: tuple[str, ...] = VALUE_SEGMENTS + tuple(CONDITION_SEGMENTS)

@@ -41,18 +41,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.gap_rule import MIN_MEMBERS_FOR_SHOP_GAP, MIN_USUAL_GAP_DAYS
 from care.core.sqltime import SECONDS_PER_DAY, EpochDays, Hundredths
 from care.segments.quintiles import quintile_cuts, quintile_score_sql
-from care.segments.rules import (
-    HIGH_VALUE_MIN_RFM,
-    MEDIUM_VALUE_MIN_RFM,
-    MIN_USUAL_GAP_DAYS,
-)
+from care.segments.rules import HIGH_VALUE_MIN_RFM, MEDIUM_VALUE_MIN_RFM
 from storage.enums import LifecycleStage, ValueTier
 from storage.models import Member, MemberValue, Purchase, Tier
 from storage.types import UTCDateTime
 
-MIN_MEMBERS_FOR_SHOP_GAP = 20
 SPEND_WINDOW = timedelta(days=365)
 UPDATE_BATCH_IDS = 25_000
 

@@ -10,18 +10,25 @@ spend in the last 12 months. Value tier from the total: high ≥ 12, medium ≥ 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from care.core.config import CareConfig
+from care.core.gap_rule import MIN_USUAL_GAP_DAYS, churn_risk, usual_gap_days
 from care.core.sqltime import SECONDS_PER_DAY
 from storage.enums import LifecycleStage, ValueTier
 from storage.models import Member
 
-# Nobody is "drifting" two days after buying three times in one afternoon: a usual gap is at
-# least a week, whatever the arithmetic says.
-MIN_USUAL_GAP_DAYS = 7.0
+__all__ = [
+    "MIN_USUAL_GAP_DAYS",
+    "StageFacts",
+    "base_stage",
+    "churn_risk",
+    "days_since",
+    "lifecycle_stage",
+    "usual_gap_days",
+    "value_tier",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,33 +58,8 @@ class StageFacts:
         )
 
 
-def usual_gap_days(
-    purchase_count: int, avg_gap_days: float | None, config: CareConfig, shop_gap_days: float
-) -> float:
-    """The gap between purchases that is normal for this member.
-
-    Their own average once they have ``config.min_purchases_for_own_gap`` purchases, else the
-    shop-wide typical gap; never below ``MIN_USUAL_GAP_DAYS``.
-    """
-    if purchase_count >= config.min_purchases_for_own_gap and avg_gap_days is not None:
-        gap = avg_gap_days
-    else:
-        gap = shop_gap_days
-    return max(gap, MIN_USUAL_GAP_DAYS)
-
-
 def days_since(then: datetime, now: datetime) -> float:
     return (now - then).total_seconds() / SECONDS_PER_DAY
-
-
-def churn_risk(gap_days: float, usual_gap: float, config: CareConfig) -> float:
-    """0 right after a purchase, rising linearly to 1 when the member counts as lapsed.
-
-    Half-way (0.5 with the default factors) is where the at-risk stage begins. Rounded to
-    hundredths (half up), so that an hourly refresh rewrites only the members whose risk moved.
-    """
-    ratio = min(1.0, max(0.0, gap_days / (config.lapsed_gap_factor * usual_gap)))
-    return math.floor(ratio * 100 + 0.5) / 100
 
 
 def base_stage(

@@ -8,6 +8,13 @@ history): ``x`` = purchases − 1, ``t_x`` = days from the first to the last pur
 follow from that, both stated where the numbers are shown: purchases are counted per receipt
 (not per purchase day, as in the paper), and the Gamma-Gamma mean includes the first purchase.
 
+The same refresh keeps the shop's churn signal (``care.value.signal``): once a week it
+backtests every signal on the shop's own history and stores the best, and it flags each member
+at risk by the chosen model signal (``at_risk``) with the moment they became so
+(``at_risk_since``, the win-back rule's trigger). A member's first flag (no earlier score, or a
+signal just chosen) is where they stand, not news: it is not stamped, so an imported history or
+a change of signal sends no burst of win-back offers.
+
 The numpy work runs in a worker thread so the bot's event loop keeps answering meanwhile; the
 write replaces the table in id ranges, one short transaction each.
 """
@@ -17,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -28,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from care.core.clock import Clock
+from care.core.config import CareConfig
 from care.core.sqltime import SECONDS_PER_DAY, EpochDays
 from care.value.model import (
     Array,
@@ -38,6 +46,16 @@ from care.value.model import (
     fit_bgnbd,
     fit_gamma_gamma,
     probability_alive,
+)
+from care.value.signal import (
+    CHOOSE_EVERY,
+    DEFAULT_SIGNAL,
+    SignalChoice,
+    at_risk_mask,
+    choose_signal,
+    current_choice,
+    model_signal,
+    store_choice,
 )
 from storage.models import Member, MemberValue
 
@@ -75,6 +93,9 @@ class Scores:
     purchases_90d: Array
     spend_per_purchase: IntArray
     value_12m: IntArray
+    # At risk by the shop's model signal, and since when (None: not at risk, or not news).
+    at_risk: NDArray[np.bool_] | None = None
+    at_risk_since: NDArray[np.object_] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +109,10 @@ class ValueStats:
     expected_purchases_30d: float
     predicted_value_12m_minor: int
     seconds: float
+    # The churn signal chosen in this refresh (None: the last choice is recent enough).
+    signal_choice: SignalChoice | None = None
+    at_risk: int = 0
+    became_at_risk: int = 0
 
 
 def histories(
@@ -162,13 +187,21 @@ def fit_and_score(h: Histories) -> tuple[BGNBDParams, GammaGammaParams | None, S
 
 
 async def refresh_value(
-    session_factory: async_sessionmaker[AsyncSession], clock: Clock
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    config: CareConfig | None = None,
 ) -> ValueStats:
-    """Refit the value model on every live member with purchases and rewrite ``member_value``."""
+    """Refit the value model on every live member with purchases and rewrite ``member_value``;
+    choose the churn signal again when the last choice is ``CHOOSE_EVERY`` old."""
+    config = config or CareConfig()
     started = time.perf_counter()
     now = clock.now()
     async with session_factory() as session:
         engine = session.bind
+        stored = await current_choice(session)
+        previous_flags = (stored.flags_signal if stored else None) or DEFAULT_SIGNAL
+        due = stored is None or now - stored.chosen_at >= CHOOSE_EVERY - timedelta(seconds=5)
+        signal = stored.signal if stored is not None else DEFAULT_SIGNAL
     if not isinstance(engine, AsyncEngine):
         raise TypeError("refresh_value needs a session factory bound to an AsyncEngine")
     async with engine.connect() as connection:
@@ -176,8 +209,27 @@ async def refresh_value(
         await connection.rollback()
         if h.x.size < MIN_CUSTOMERS_TO_FIT:
             return ValueStats(h.x.size, False, None, None, 0.0, 0, _since(started))
+        choice = None
+        if due:
+            choice = await choose_signal(session_factory, config, now, h.member_id)
+            signal = choice.signal
         bgnbd, gg, scores = await asyncio.to_thread(fit_and_score, h)
+        flags = model_signal(signal)
+        prior = await _read_flags(connection)
+        await connection.rollback()
+        scores = flag_at_risk(scores, prior, flags, news=flags == previous_flags, now=now)
         await _write(connection, scores, now)
+    if choice is not None:
+        async with session_factory() as session:
+            await store_choice(session, choice, flags)
+            await session.commit()
+    elif flags != previous_flags or stored is None:
+        async with session_factory() as session:
+            row = await current_choice(session)
+            if row is not None:
+                row.flags_signal = flags
+                await session.commit()
+    assert scores.at_risk is not None and scores.at_risk_since is not None
     return ValueStats(
         customers=int(h.x.size),
         fitted=True,
@@ -186,7 +238,70 @@ async def refresh_value(
         expected_purchases_30d=round(float(scores.purchases_30d.sum()), 1),
         predicted_value_12m_minor=int(scores.value_12m.sum()),
         seconds=_since(started),
+        signal_choice=choice,
+        at_risk=int(scores.at_risk.sum()),
+        became_at_risk=sum(1 for since in scores.at_risk_since if since == now),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PriorFlags:
+    """What ``member_value`` said before this refresh: every scored member (sorted), and the
+    at-risk ones with the moment they became so."""
+
+    member_id: IntArray
+    at_risk: NDArray[np.bool_]
+    since: dict[int, datetime]
+
+
+def flag_at_risk(
+    scores: Scores, prior: PriorFlags, signal: str, *, news: bool, now: datetime
+) -> Scores:
+    """Who is at risk by ``signal`` now, and since when.
+
+    Still at risk: the earlier moment stays. Newly at risk after being scored not at risk:
+    ``now`` — unless the signal itself just changed (``news`` False). At risk at a first score
+    (no earlier row): where the member stands, unstamped.
+    """
+    at_risk = at_risk_mask(signal, scores.p_alive, scores.purchases_90d)
+    ids = scores.member_id
+    position = np.searchsorted(prior.member_id, ids)
+    inside = position < prior.member_id.size
+    known = np.zeros(ids.size, dtype=bool)
+    known[inside] = prior.member_id[position[inside]] == ids[inside]
+    was_at_risk = np.zeros(ids.size, dtype=bool)
+    was_at_risk[known] = prior.at_risk[position[known]]
+    since = np.full(ids.size, None, dtype=object)
+    for index in np.flatnonzero(at_risk & was_at_risk):
+        since[index] = prior.since.get(int(ids[index]))
+    if news:
+        since[at_risk & known & ~was_at_risk] = now
+    return replace(scores, at_risk=at_risk, at_risk_since=since)
+
+
+async def _read_flags(connection: AsyncConnection) -> PriorFlags:
+    table = MemberValue.__table__
+    chunks: list[NDArray[np.int64]] = []
+    result = await connection.stream(
+        select(table.c.member_id, table.c.at_risk)
+        .order_by(table.c.member_id)
+        .execution_options(yield_per=READ_CHUNK)
+    )
+    async for partition in result.partitions(READ_CHUNK):
+        flat = np.fromiter(
+            itertools.chain.from_iterable(partition), dtype=np.int64, count=2 * len(partition)
+        )
+        chunks.append(flat.reshape(-1, 2))
+    rows = np.concatenate(chunks) if chunks else np.empty((0, 2), dtype=np.int64)
+    since = {
+        int(member_id): when
+        for member_id, when in await connection.execute(
+            select(table.c.member_id, table.c.at_risk_since).where(
+                table.c.at_risk.is_(True), table.c.at_risk_since.is_not(None)
+            )
+        )
+    }
+    return PriorFlags(rows[:, 0], rows[:, 1].astype(bool), since)
 
 
 def _since(started: float) -> float:
@@ -245,6 +360,18 @@ async def _write(connection: AsyncConnection, scores: Scores, now: datetime) -> 
     # The value the driver itself would receive for ``now``; the dictionary road takes ``now``.
     processor = table.c.refreshed_at.type.bind_processor(connection.dialect)
     stamp = processor(now) if order and processor is not None else now
+
+    def moment(value: datetime | None) -> Any:
+        return value if value is None or not order or processor is None else processor(value)
+
+    at_risk = (
+        np.zeros(scores.member_id.size, dtype=bool) if scores.at_risk is None else scores.at_risk
+    )
+    since = (
+        np.full(scores.member_id.size, None, dtype=object)
+        if scores.at_risk_since is None
+        else scores.at_risk_since
+    )
     ids = scores.member_id
     low: int | None = None
     for start in range(0, max(ids.size, 1), WRITE_BATCH):
@@ -257,6 +384,8 @@ async def _write(connection: AsyncConnection, scores: Scores, now: datetime) -> 
             "purchases_90d": np.round(scores.purchases_90d[part], 4).tolist(),
             "spend_per_purchase_minor": scores.spend_per_purchase[part].tolist(),
             "value_12m_minor": scores.value_12m[part].tolist(),
+            "at_risk": at_risk[part].tolist(),
+            "at_risk_since": [moment(when) for when in since[part]],
             "refreshed_at": itertools.repeat(stamp),
         }
         high = None if last else int(ids[min(start + WRITE_BATCH, ids.size) - 1])

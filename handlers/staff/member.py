@@ -25,6 +25,7 @@ from care.core.i18n import Translator
 from care.core.money import format_money
 from care.loyalty.tiers import tier_name
 from care.members.lookup import QUERY_MAX
+from care.value.signal import GAP_RULE
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt, local_date, local_time, score_text, short_time
@@ -241,6 +242,15 @@ def render_member_view(view: MemberView, t: Translator, config: CareConfig, now:
                 spend=format_money(view.value.spend_per_purchase_minor, currency),
                 value=format_money(view.value.value_12m_minor, currency),
             )
+        )
+    if view.value is not None and view.value.at_risk and view.churn_signal != GAP_RULE:
+        # At risk by the model signal the shop's backtest chose (the gap rule is the stage above).
+        signal = t.plain(f"stats.churn.signal.{view.churn_signal}")
+        since = view.value.at_risk_since
+        lines.append(
+            t("m360.at_risk_since", signal=signal, date=local_date(since, config, t.locale))
+            if since is not None
+            else t("m360.at_risk", signal=signal)
         )
     if view.interests:
         lines.append(t("m360.interests", interests=category_list(t, view.interests)))

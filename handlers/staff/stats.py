@@ -27,6 +27,13 @@ from care.core.i18n import Translator
 from care.core.money import format_money
 from care.core.quiet_hours import member_zone
 from care.staff.profiles import staff_labels
+from care.value.signal import (
+    MIN_CUSTOMERS,
+    MIN_RETURNERS,
+    REASON_BACKTEST,
+    REASON_THIN,
+    SignalStatus,
+)
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
 from storage.enums import CURRENT_STAGES, StaffRole, SurveyKind, ValueTier
@@ -166,6 +173,50 @@ def _predicted(t: Translator, members: MemberStats, currency: str) -> list[str]:
     ]
 
 
+def _churn_signal(t: Translator, status: SignalStatus | None, tz_name: str) -> list[str]:
+    """Which signal says who is likely to leave, and why, in the owner's words: an AUC reads
+    as "picks out the leaver N times in 100"."""
+    if status is None:
+        return []
+    signal = t.plain(f"stats.churn.signal.{status.signal}")
+    if status.reason == REASON_BACKTEST and status.chosen_at is not None:
+        chosen = status.chosen_at.astimezone(member_zone(tz_name))
+        others = [
+            t.plain("stats.churn.other", signal=t.plain(f"stats.churn.signal.{name}"),
+                    score=_in_100(auc))
+            if auc is not None
+            else t.plain("stats.churn.untested", signal=t.plain(f"stats.churn.signal.{name}"))
+            for name, auc in status.aucs.items()
+            if name != status.signal
+        ]  # fmt: skip
+        return [
+            t(
+                "stats.churn.chosen",
+                signal=signal,
+                date=format_day(chosen, t.locale),
+                score=_in_100(status.aucs.get(status.signal)),
+                others=join_list(others, t.locale),
+            )
+        ]
+    if status.reason == REASON_THIN and status.cutoff is not None:
+        return [
+            t(
+                "stats.churn.thin",
+                signal=signal,
+                customers=t.count("stats.churn.customers", status.customers),
+                date=format_day(status.cutoff, t.locale),
+                returners=format_count(status.returners),
+                min_customers=format_count(MIN_CUSTOMERS),
+                min_returners=format_count(MIN_RETURNERS),
+            )
+        ]
+    return [t("stats.churn.none", signal=signal)]
+
+
+def _in_100(auc: float | None) -> str:
+    return "–" if auc is None else str(round(100 * auc))
+
+
 def render_stats(
     t: Translator,
     stats: ShopStats,
@@ -198,6 +249,7 @@ def render_stats(
         t("content.stats_offers_off", n=format_count(members.offers_off)),
         t("stats.by_value", parts=join_list(value_parts, t.locale) or "–"),
         *_predicted(t, members, currency),
+        *_churn_signal(t, stats.churn, tz_name),
         "",
         t("stats.satisfaction_title"),
         _satisfaction(t, stats.period, stats.weeks[-1]),
