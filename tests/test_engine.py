@@ -606,3 +606,25 @@ async def test_a_friends_first_purchase_entered_late_still_rewards_the_referrer(
         )  # fmt: skip
         await session.commit()
     assert (await run(db, clock, "referral_reward"))["referral_reward"].sent == 1
+
+
+async def test_a_stage_stamped_before_a_pass_but_committed_after_it_is_not_lost(
+    db: Factory, clock: FrozenClock
+) -> None:
+    """The segment refresh stamps stage changes with its start time and commits later: a pass
+    that ran in between has already covered that moment, and the next pass must still see them."""
+    await run(db, clock)  # a pass covers up to now
+    stamped = clock.now() - timedelta(seconds=40)  # the refresh began before that pass ...
+    clock.advance(minutes=1)
+    async with db() as session:  # ... and commits only now
+        for stage in (LifecycleStage.AT_RISK, LifecycleStage.LAPSED):
+            await add_member(
+                session, clock.now() - timedelta(days=300), lifecycle_stage=stage,
+                stage_changed_at=stamped,
+            )  # fmt: skip
+        await session.commit()
+    outcomes = await run(db, clock)
+    assert outcomes["winback"].sent == 1 and outcomes["last_chance"].sent == 1
+    clock.advance(minutes=1)
+    again = await run(db, clock)
+    assert again["winback"].decided == 0 and again["last_chance"].decided == 0

@@ -24,6 +24,10 @@ from storage.models import Member, MemberValue
 
 class _StageReached(BaseTrigger[datetime | None]):
     stage: ClassVar[LifecycleStage]
+    # The segment (or value) refresh stamps its start time and commits up to a minute later on a
+    # big shop: a pass in between must not close the window on those stamps. Every pass looks
+    # back the rule's whole allowance; "touched since the stamp" is the done mark.
+    marked = True
 
     def query(self) -> Select[int, datetime | None]:
         changed = Member.stage_changed_at
@@ -46,11 +50,6 @@ class AtRisk(_StageReached):
 
     async def prepare(self) -> None:
         self.signal = await current_signal(self.session)
-        if self.signal != GAP_RULE:
-            # The value refresh stamps its start time and commits up to a minute later on a big
-            # shop: a pass in between must not close the window on those stamps. Every pass
-            # looks back the rule's whole allowance; "touched since the stamp" is the done mark.
-            self.start = self.now - self.rule.max_late
 
     def query(self) -> Select[int, datetime | None]:
         if self.signal == GAP_RULE:
