@@ -114,6 +114,12 @@ class SimProcess:
             response.raise_for_status()
             return dict(await response.json())
 
+    def cpu_seconds(self) -> float:
+        """CPU time the simulator process has used so far (user and system)."""
+        assert self._process is not None
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     async def stats(self) -> dict[str, Any]:
         assert self._http is not None
         async with self._http.get("/_sim/stats") as response:

@@ -1,0 +1,149 @@
+"""Text and photo messages on the wire as aiogram sends them, without its per-call models.
+
+``bot.send_message`` builds and validates a pydantic ``SendMessage``, walks it field by field into
+a form, and validates Telegram's answer into a full ``Message`` (chat, sender, entities …). The
+delivery worker needs only the answer's ``message_id``, and at 1000 messages a second those
+models were most of its CPU. ``LeanMethod`` works out once which form fields aiogram would send
+for everything that does not change between messages (the bot's defaults: parse mode, link
+previews, protect content …), then per message adds the chat, the text (or photo and caption) and
+the keyboard, and posts the same urlencoded form through the bot's own aiohttp session (its
+connection pool and headers). A successful answer is read for its ``message_id`` only; any other
+answer goes through aiogram's own ``check_response``, so every error is the exception aiogram
+raises (``TelegramRetryAfter``, ``TelegramForbiddenError`` …), as are network failures.
+
+Only for a bot on aiogram's plain ``AiohttpSession`` with no request middleware: anything else
+(a test's fake session, a middleware that must see each call) goes through ``bot`` as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
+from aiogram.types import Message
+from aiohttp import ClientError, ClientTimeout
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# Fields given per message; every other field is the same for each call of a method.
+_PER_CALL = frozenset({"chat_id", "text", "photo", "caption", "reply_markup"})
+
+
+def usable(bot: Bot) -> bool:
+    """True when ``bot`` sends through aiogram's plain aiohttp session with no middleware."""
+    session = bot.session
+    return type(session) is AiohttpSession and len(session.middleware) == 0
+
+
+class LeanMethod:
+    """One Bot API method returning a ``Message`` (``sendMessage``, ``sendPhoto``)."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        build: Callable[..., TelegramMethod[Message]],
+        sample: dict[str, Any],
+        request_timeout: float,
+    ) -> None:
+        session = bot.session
+        assert isinstance(session, AiohttpSession)
+        self.bot = bot
+        self.session = session
+        self.build = build
+        self.extra = {key: value for key, value in sample.items() if key not in _PER_CALL}
+        method = build(**sample)
+        self.url = session.api.api_url(token=bot.token, method=method.__api_method__)
+        # What aiogram's build_form_data would add for the fields that do not vary.
+        self.fixed: list[tuple[str, Any]] = []
+        for key, value in method.model_dump(warnings=False).items():
+            if key in _PER_CALL:
+                continue
+            prepared = session.prepare_value(value, bot=bot, files={})
+            if prepared:
+                self.fixed.append((key, prepared))
+        self.timeout = ClientTimeout(total=request_timeout)
+
+    def _form(self, fields: dict[str, Any]) -> bytes:
+        pairs: list[tuple[str, Any]] = []
+        prepare = self.session.prepare_value
+        for key, value in fields.items():
+            if isinstance(value, str):
+                prepared: Any = value
+            elif isinstance(value, int):
+                prepared = str(value)
+            else:
+                prepared = prepare(value, bot=self.bot, files={})
+            if prepared:
+                pairs.append((key, prepared))
+        pairs.extend(self.fixed)
+        return urlencode(pairs).encode()
+
+    def method(self, fields: dict[str, Any]) -> TelegramMethod[Message]:
+        """The aiogram method object for these fields (for errors: aiogram's exceptions name it)."""
+        return self.build(**self.extra, **fields)
+
+    async def call(self, **fields: Any) -> int:
+        """Send; the new message's id, or the exception aiogram would raise."""
+        body = self._form(fields)
+        client = await self.session.create_session()
+        try:
+            async with client.post(
+                self.url, data=body, headers=FORM, timeout=self.timeout
+            ) as response:
+                status = response.status
+                raw = await response.read()
+        except TimeoutError as exc:
+            raise TelegramNetworkError(
+                method=self.method(fields), message="Request timeout error"
+            ) from exc
+        except ClientError as exc:
+            raise TelegramNetworkError(
+                method=self.method(fields), message=f"{type(exc).__name__}: {exc}"
+            ) from exc
+        message_id = _sent_message_id(status, raw)
+        if message_id is not None:
+            return message_id
+        # Anything but a plain success: aiogram decides what it means (and raises).
+        answer = self.session.check_response(
+            bot=self.bot,
+            method=self.method(fields),
+            status_code=status,
+            content=raw.decode("utf-8", "replace"),
+        )
+        result = answer.result
+        assert isinstance(result, Message)
+        return result.message_id
+
+
+def _sent_message_id(status: int, raw: bytes) -> int | None:
+    if not 200 <= status <= 226:
+        return None
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or answer.get("ok") is not True:
+        return None
+    result = answer.get("result")
+    message_id = result.get("message_id") if isinstance(result, dict) else None
+    return message_id if type(message_id) is int else None
+
+
+class LeanWire:
+    """``sendMessage`` and ``sendPhoto`` for the delivery worker (see the module docstring)."""
+
+    def __init__(self, bot: Bot, parse_mode: str, request_timeout: float) -> None:
+        self.message = LeanMethod(
+            bot, SendMessage, {"chat_id": 0, "text": "-", "parse_mode": parse_mode}, request_timeout
+        )
+        self.photo = LeanMethod(
+            bot, SendPhoto, {"chat_id": 0, "photo": "-", "parse_mode": parse_mode}, request_timeout
+        )
+
+
+__all__ = ["LeanMethod", "LeanWire", "usable"]
