@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -29,7 +28,7 @@ from aiogram.methods import SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Message
 from aiohttp import ClientError, ClientTimeout
 
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Content-Type": "application/json"}
 # Fields given per message; every other field is the same for each call of a method.
 _PER_CALL = frozenset({"chat_id", "text", "photo", "caption", "reply_markup"})
 
@@ -58,30 +57,28 @@ class LeanMethod:
         self.extra = {key: value for key, value in sample.items() if key not in _PER_CALL}
         method = build(**sample)
         self.url = session.api.api_url(token=bot.token, method=method.__api_method__)
-        # What aiogram's build_form_data would add for the fields that do not vary.
-        self.fixed: list[tuple[str, Any]] = []
+        # What aiogram's build_form_data would send for the fields that do not vary, as JSON
+        # values (nested objects as objects, not as JSON text inside a form field).
+        self.fixed: dict[str, Any] = {}
         for key, value in method.model_dump(warnings=False).items():
             if key in _PER_CALL:
                 continue
-            prepared = session.prepare_value(value, bot=bot, files={})
+            prepared = session.prepare_value(value, bot=bot, files={}, _dumps_json=False)
             if prepared:
-                self.fixed.append((key, prepared))
+                self.fixed[key] = prepared
         self.timeout = ClientTimeout(total=request_timeout)
 
-    def _form(self, fields: dict[str, Any]) -> bytes:
-        pairs: list[tuple[str, Any]] = []
+    def _body(self, fields: dict[str, Any]) -> bytes:
+        body = dict(self.fixed)
         prepare = self.session.prepare_value
         for key, value in fields.items():
-            if isinstance(value, str):
-                prepared: Any = value
-            elif isinstance(value, int):
-                prepared = str(value)
-            else:
-                prepared = prepare(value, bot=self.bot, files={})
-            if prepared:
-                pairs.append((key, prepared))
-        pairs.extend(self.fixed)
-        return urlencode(pairs).encode()
+            if value is None:
+                continue
+            if not isinstance(value, str | int):
+                value = prepare(value, bot=self.bot, files={}, _dumps_json=False)
+            if value:
+                body[key] = value
+        return json.dumps(body, ensure_ascii=False).encode()
 
     def method(self, fields: dict[str, Any]) -> TelegramMethod[Message]:
         """The aiogram method object for these fields (for errors: aiogram's exceptions name it)."""
@@ -89,11 +86,11 @@ class LeanMethod:
 
     async def call(self, **fields: Any) -> int:
         """Send; the new message's id, or the exception aiogram would raise."""
-        body = self._form(fields)
+        body = self._body(fields)
         client = await self.session.create_session()
         try:
             async with client.post(
-                self.url, data=body, headers=FORM, timeout=self.timeout
+                self.url, data=body, headers=JSON, timeout=self.timeout
             ) as response:
                 status = response.status
                 raw = await response.read()
