@@ -51,6 +51,7 @@ from benchmarks.memory import peak_rss_mb
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker
+from care.messaging.delivery import loop as delivery_loop
 from care.messaging.outbox import OutboxItem, enqueue_many
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind, OutboxStatus
@@ -593,9 +594,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     os.environ.setdefault("PYTHONPATH", str(ROOT))
-    # The bot process freezes its start-up heap (bot.app.run); so does this one.
+    # The bot process freezes its start-up heap (bot.app.run); so does this one. The worker
+    # runs on the loop a delivery process runs on (uvloop where installed).
     gc.freeze()
-    return asyncio.run(run(args))
+    return delivery_loop.run(run(args))
 
 
 if __name__ == "__main__":

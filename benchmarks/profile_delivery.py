@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -53,14 +54,17 @@ async def measure(args: argparse.Namespace) -> int:
             await sim.reset_stats()
             sim_cpu = sim.cpu_seconds()
             profiler = cProfile.Profile() if args.profile else None
-            cpu, wall = time.process_time(), time.perf_counter()
+            times, wall = os.times(), time.perf_counter()
             if profiler is not None:
                 profiler.enable()
             while await worker.drain_once():
                 pass
             if profiler is not None:
                 profiler.disable()
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            wall = time.perf_counter() - wall
+            user, system = (
+                now - then for now, then in zip(os.times()[:2], times[:2], strict=True)
+            )
             sim_cpu = sim.cpu_seconds() - sim_cpu
             await bot.session.close()
             stats = await sim.stats()
@@ -72,8 +76,10 @@ async def measure(args: argparse.Namespace) -> int:
     print(
         f"{sent:,} sent ({recorded:,} recorded, {stats['errors_429']} answered 429) in "
         f"{wall:.2f} s: {sent / wall:.0f} msg/s at {args.rate:.0f}/s; worker CPU "
-        f"{cpu / max(sent, 1) * 1000:.3f} ms per message ({cpu / wall:.0%} of a core), "
-        f"simulator {sim_cpu / max(sent, 1) * 1000:.3f} ms {load_text()}"
+        f"{(user + system) / max(sent, 1) * 1000:.3f} ms per message "
+        f"({system / max(sent, 1) * 1000:.3f} of it in the kernel; {(user + system) / wall:.0%} "
+        f"of a core), simulator {sim_cpu / max(sent, 1) * 1000:.3f} ms; "
+        f"{type(asyncio.get_running_loop()).__module__} loop {load_text()}"
     )
     return 0 if sent == recorded == args.members else 1
 
@@ -83,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=5000)
     parser.add_argument("--rate", type=float, default=FAST_RATE)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the drain here")
+    parser.add_argument(
+        "--asyncio", action="store_true", help="asyncio's own loop instead of uvloop"
+    )
     args = parser.parse_args(argv)
     gc.freeze()
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    factory = asyncio.new_event_loop if args.asyncio else new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(measure(args))
 
 
