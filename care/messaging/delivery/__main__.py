@@ -8,7 +8,6 @@ Redis the send rate is shared with every other worker and bot replica). Flags ov
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from datetime import timedelta
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ParseMode
-from aiogram.types import Message
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -19,6 +18,7 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.types import Message
 from pydantic import ValidationError
 
 from care.core.clock import Clock
@@ -135,9 +135,7 @@ class Sender:
         except (ValidationError, ValueError, TypeError) as exc:
             log.warning("outbox row %s cannot be sent: %s", row.id, exc)
             return Result(row.id, OutboxStatus.FAILED, error=f"invalid message: {exc}"), "invalid"
-        sent = Result(
-            row.id, OutboxStatus.SENT, message_id=message_id, sent_at=self.clock.now()
-        )
+        sent = Result(row.id, OutboxStatus.SENT, message_id=message_id, sent_at=self.clock.now())
         return sent, "sent"
 
     async def _call(self, row: Claimed) -> int:
@@ -154,9 +152,7 @@ class Sender:
                     caption=row.text or None,
                     reply_markup=markup,
                 )
-            return await lean.message.call(
-                chat_id=row.chat_id, text=row.text, reply_markup=markup
-            )
+            return await lean.message.call(chat_id=row.chat_id, text=row.text, reply_markup=markup)
         if row.photo:
             sent = await self.bot.send_photo(
                 row.chat_id,

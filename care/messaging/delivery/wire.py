@@ -17,10 +17,10 @@ Only for a bot on aiogram's plain ``AiohttpSession`` with no request middleware:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramNetworkError
@@ -78,10 +78,10 @@ class LeanMethod:
                 value = prepare(value, bot=self.bot, files={}, _dumps_json=False)
             if value:
                 body[key] = value
-        return json.dumps(body, ensure_ascii=False).encode()
+        return orjson.dumps(body)
 
     def method(self, fields: dict[str, Any]) -> TelegramMethod[Message]:
-        """The aiogram method object for these fields (for errors: aiogram's exceptions name it)."""
+        """The aiogram method for these fields (aiogram's exceptions name the method)."""
         return self.build(**self.extra, **fields)
 
     async def call(self, **fields: Any) -> int:
@@ -121,8 +121,8 @@ def _sent_message_id(status: int, raw: bytes) -> int | None:
     if not 200 <= status <= 226:
         return None
     try:
-        answer = json.loads(raw)
-    except ValueError:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(answer, dict) or answer.get("ok") is not True:
         return None
@@ -135,12 +135,10 @@ class LeanWire:
     """``sendMessage`` and ``sendPhoto`` for the delivery worker (see the module docstring)."""
 
     def __init__(self, bot: Bot, parse_mode: str, request_timeout: float) -> None:
-        self.message = LeanMethod(
-            bot, SendMessage, {"chat_id": 0, "text": "-", "parse_mode": parse_mode}, request_timeout
-        )
-        self.photo = LeanMethod(
-            bot, SendPhoto, {"chat_id": 0, "photo": "-", "parse_mode": parse_mode}, request_timeout
-        )
+        text = {"chat_id": 0, "text": "-", "parse_mode": parse_mode}
+        photo = {"chat_id": 0, "photo": "-", "parse_mode": parse_mode}
+        self.message = LeanMethod(bot, SendMessage, text, request_timeout)
+        self.photo = LeanMethod(bot, SendPhoto, photo, request_timeout)
 
 
 __all__ = ["LeanMethod", "LeanWire", "usable"]
