@@ -262,6 +262,11 @@ class SendRun:
     seconds: float
     rate_limited: int
     recorded: int | None = None
+    cpu_seconds: float | None = None  # this process's CPU (the worker's) during the run
+
+    @property
+    def cpu_ms_per_message(self) -> float:
+        return (self.cpu_seconds or 0.0) / max(self.sent, 1) * 1000
 
     @property
     def rate(self) -> float:
@@ -294,13 +299,16 @@ async def outbox_full(
     await sim.reset_stats()
     bot = make_bot(sim.base_url)
     worker = DeliveryWorker(bot, factory, CareConfig(send_rate=rate), Clock())
+    cpu = time.process_time()
     started = time.perf_counter()
     while await worker.drain_once():
         pass
     seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     await bot.session.close()
     stats = await sim.stats()
-    return SendRun(stats["sent"], seconds, stats["errors_429"], await sent_in_db(factory))
+    recorded = await sent_in_db(factory)
+    return SendRun(stats["sent"], seconds, stats["errors_429"], recorded, cpu)
 
 
 async def naive_window(
@@ -495,6 +503,15 @@ async def run(args: argparse.Namespace) -> int:
                 f">= {fast_target:.0f}",
                 ok,
                 f"{fast_naive.rate:.0f} msg/s ({fast_naive.seconds:.0f}s window)  {fast_load}",
+            )
+        )
+        lines.append(
+            row(
+                "  worker CPU per message (this process)",
+                f"{fast.cpu_ms_per_message:.3f} ms",
+                f"<= {1000 / fast_target:.2f} ms",
+                None,
+                f"one core sends {1000 / max(fast.cpu_ms_per_message, 1e-9):,.0f}/s at this cost",
             )
         )
         lines.append(
