@@ -5,21 +5,26 @@
 Writes a customer list (phone, name, birthday, language, points, joined, marketing consent with
 date and source) to a temporary directory, migrates a fresh SQLite database beside it and
 imports the list through ``care.imports.members.import_members``, as the CLI does. The target:
-100,000 members within 60 s. The machine's load average is printed beside the figure: on a
-shared machine the same run takes longer when others are busy.
+100,000 members within 60 s. The import runs in a child process of its own, so the peak memory
+printed is the import's (that process's ``VmHWM``: the interpreter, its imports, writing the list
+and importing it), not what an earlier benchmark in the same ``make bench`` left as the parent's
+high-water mark. The machine's load average is printed beside the figure: on a shared machine
+the same run takes longer when others are busy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.load import load_text
 from benchmarks.memory import peak_rss_mb
 
 BUDGET_SECONDS = 60.0
@@ -64,22 +69,47 @@ async def _run(directory: Path, members: int) -> tuple[float, int, int]:
     return seconds, report.imported, len(report.rejected)
 
 
+def _child(members: int) -> dict[str, float | int]:
+    with tempfile.TemporaryDirectory(prefix="carebot-import-") as directory:
+        seconds, imported, rejected = asyncio.run(_run(Path(directory), members))
+    return {
+        "seconds": seconds,
+        "imported": imported,
+        "rejected": rejected,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point (``benchmarks.run`` calls it): 0 when the import is within budget."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_import")
     parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="carebot-import-") as directory:
-        load_before = os.getloadavg()
-        seconds, imported, rejected = asyncio.run(_run(Path(directory), args.members))
-    load = ", ".join(f"{x:.1f}" for x in load_before)
-    rss = peak_rss_mb()
+    if args.child:
+        print(json.dumps(_child(args.members)))
+        return 0
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_import",
+            "--child",
+            "--members",
+            str(args.members),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    seconds, imported, rejected = result["seconds"], result["imported"], result["rejected"]
     verdict = "OK" if seconds <= BUDGET_SECONDS and rejected == 0 else "OVER BUDGET"
     print(
         f"carebot import members: {imported:,} members in {seconds:.1f} s "
         f"({imported / seconds:,.0f}/s; budget {BUDGET_SECONDS:.0f} s) [{verdict}]; "
-        f"{rejected} rejected; peak memory {rss:.0f} MB; machine load {load} "
-        f"(1/5/15 min, {os.cpu_count()} CPUs)"
+        f"{rejected} rejected; the import process's peak memory {result['peak_rss_mb']:.0f} MB "
+        f"{load_text()}"
     )
     return 0 if verdict == "OK" else 1
 
