@@ -16,9 +16,11 @@ ahead of time, never a refusal to retry) is what keeps senders from polling.
 
 A schedule that fell behind — a timer that fired late on a busy machine, a slow answer that
 held every place on the wire — catches up by at most ``CATCH_UP`` seconds of slots, handed
-out at once; a longer gap (an idle outbox, a stall) starts a fresh schedule from now, as
-before. The limit itself never moves: no more than ``rate`` messages are admitted in any one
-second (the in-process window; the admission script in Redis), however the slots bunch up.
+out at once, and only while the messages admitted in the last second plus those still on their
+way stay under ``rate`` (so a make-up burst never lands on top of requests piled up at
+Telegram); a longer gap (an idle outbox, a stall) starts a fresh schedule from now, as before.
+The limit itself never moves: no more than ``rate`` messages are admitted in any one second
+(the in-process window; the admission script in Redis), however the slots bunch up.
 """
 
 from __future__ import annotations
@@ -112,11 +114,21 @@ class RateLimiter(_Limits):
         # The last second's sends: a late timer may bunch sends up, and this never lets
         # more than ``rate`` of them into any one second.
         self._window: deque[float] = deque(maxlen=max(1, math.floor(rate)))
+        self._in_flight = 0  # admitted by ``slot``, not yet reported back by ``sent``
 
     async def acquire(self, chat_id: int) -> None:
         """Wait until a message to ``chat_id`` may go out, and count it as sent now."""
         await self.chat_turn(chat_id)
         await self.slot(chat_id)
+        await self.sent(chat_id, None)
+
+    def _may_catch_up(self, now: float) -> bool:
+        """Whether a missed slot may still be used: the last second's admissions and the
+        requests on their way leave room under the rate."""
+        window = self._window
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        return len(window) + self._in_flight < (window.maxlen or 1)
 
     async def chat_turn(self, chat_id: int) -> None:
         """Wait for ``chat_id``'s turn (the first half of ``acquire``).
@@ -136,7 +148,11 @@ class RateLimiter(_Limits):
         """Wait for a global slot after ``chat_turn`` and count the message as sent now."""
         while True:
             now = self._now()
-            slot = self._next_slot if self._next_slot >= now - CATCH_UP else now
+            behind = now - self._next_slot
+            if 0 < behind <= CATCH_UP and self._may_catch_up(now):
+                slot = self._next_slot
+            else:
+                slot = max(now, self._next_slot)
             slot = max(slot, self._paused_until)
             self._next_slot = slot + self.interval
             if slot > now:
@@ -158,6 +174,7 @@ class RateLimiter(_Limits):
                 break
             await asyncio.sleep(window[0] + 1.0 - now)
         window.append(now)
+        self._in_flight += 1
         if self.per_chat_interval > 0:
             self._chat_sent[chat_id] = now
             self._chat_turn[chat_id] = max(
@@ -166,8 +183,9 @@ class RateLimiter(_Limits):
             self._prune(now)
 
     async def sent(self, chat_id: int, ticket: object) -> None:
-        """Nothing to do here: within one process the window counts from the admission."""
-        return None
+        """The request admitted by ``slot`` is over: it no longer holds back a catch-up (the
+        window itself counts each message from its admission)."""
+        self._in_flight = max(0, self._in_flight - 1)
 
     def _prune(self, now: float) -> None:
         # A broadcast touches each chat once: forget chats whose interval has passed, or the
