@@ -52,13 +52,22 @@ async def test_the_lean_path_sends_what_aiogram_would_send() -> None:
     try:
         assert usable(bot)
         wire = LeanWire(bot, ParseMode.HTML, request_timeout=20)
-        text = {"chat_id": 4242, "text": "<b>春季特卖</b> 20% off", "reply_markup": MARKUP}
+        text: dict[str, Any] = {
+            "chat_id": 4242,
+            "text": "<b>春季特卖</b> 20% off",
+            "reply_markup": MARKUP,
+        }
         lean = json.loads(wire.message._body(text))
         assert lean == aiogram_fields(bot, SendMessage(**text, parse_mode=ParseMode.HTML))
         assert lean["parse_mode"] == "HTML" and lean["protect_content"] is True
         assert lean["link_preview_options"] == {"is_disabled": True}
 
-        photo = {"chat_id": 4242, "photo": "AgAD-file-id", "caption": None, "reply_markup": None}
+        photo: dict[str, Any] = {
+            "chat_id": 4242,
+            "photo": "AgAD-file-id",
+            "caption": None,
+            "reply_markup": None,
+        }
         lean = json.loads(wire.photo._body(photo))
         assert lean == aiogram_fields(bot, SendPhoto(**photo, parse_mode=ParseMode.HTML))
         assert "caption" not in lean and "reply_markup" not in lean
