@@ -5,7 +5,8 @@ the worker's CPU time per message does not, and it says what rate one free core 
 This queues a ``--members`` broadcast, lets ``DeliveryWorker.drain_once`` send all of it at
 ``--rate`` (the simulator's limit set just above) and prints the rate, the load, and the worker
 process's CPU per message. ``--profile FILE`` writes a cProfile of the drain (read it with
-``python -m pstats FILE``; the profiler itself roughly doubles the CPU figure).
+``python -m pstats FILE``; the profiler itself roughly doubles the CPU figure). The worker runs
+on the loop a delivery process runs on (uvloop where installed; ``--asyncio`` for asyncio's).
 
     python -m benchmarks.profile_delivery [--members 5000] [--rate 1000] [--profile FILE]
 """
