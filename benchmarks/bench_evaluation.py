@@ -263,6 +263,8 @@ def report(result: EvaluationBench, load: str = "") -> str:
             f"target < {BUDGET_SECONDS:.0f} s   [{time_ok}]  {load}",
             f"  peak RSS of the pass           : {result.peak_rss_mb:8.1f} MB  "
             f"target < {BUDGET_RSS_MB:.0f} MB  [{rss_ok}]  {load}",
+            "    (VmHWM of the pass's own process: interpreter, imports and the pass; the data "
+            "generation and the segment refresh before it ran in other processes)",
             f"  naive Python loop, measured    : {result.naive_sample_seconds:8.1f} s   "
             f"on {result.naive_sample:,} members (each member's purchases loaded)",
             f"  naive Python loop, EXTRAPOLATED: {naive:8.1f} s   "

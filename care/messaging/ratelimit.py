@@ -13,6 +13,14 @@ about the business clock (``care.core.clock``) that tests move.
 the Redis server's clock), so the bot as a whole keeps ``SEND_RATE`` and the per-chat interval
 however many replicas send. A hand-written limiter because the reservation (a turn handed out
 ahead of time, never a refusal to retry) is what keeps senders from polling.
+
+A schedule that fell behind — a timer that fired late on a busy machine, a slow answer that
+held every place on the wire — catches up by at most ``CATCH_UP`` seconds of slots, handed
+out at once, and only while the messages admitted in the last second plus those still on their
+way stay under ``rate`` (so a make-up burst never lands on top of requests piled up at
+Telegram); a longer gap (an idle outbox, a stall) starts a fresh schedule from now, as before.
+The limit itself never moves: no more than ``rate`` messages are admitted in any one second
+(the in-process window; the admission script in Redis), however the slots bunch up.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from typing import Any, Protocol
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_PAUSE = 300.0
+# How far behind its evenly spaced schedule the limiter may catch up (see the docstring).
+CATCH_UP = 0.1
 # Rebuild the per-chat tables when they hold this many entries and some are stale.
 _PRUNE_AT = 4096
 
@@ -50,21 +60,11 @@ class SendLimiter(Protocol):
     async def acquire(self, chat_id: int) -> None: ...
 
 
-class RateLimiter:
-    """An async limiter for one bot token: ``await limiter.acquire(chat_id)`` before each send.
+class _Limits:
+    """What both limiters share: the settings, checked, and the 429 pause as this process
+    knows it (``RedisRateLimiter`` also shares its pauses with the other replicas)."""
 
-    ``rate`` is messages per second over all chats; ``per_chat_interval`` the seconds between
-    two messages to one chat (0 disables it). ``pause(seconds)`` stops the whole flow after a
-    429, for at most ``max_pause`` seconds.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        per_chat_interval: float = 1.0,
-        *,
-        max_pause: float = DEFAULT_MAX_PAUSE,
-    ) -> None:
+    def __init__(self, rate: float, per_chat_interval: float, max_pause: float) -> None:
         if not 0 < rate <= 10_000:
             raise ValueError(f"rate must be in (0, 10000] messages/s, got {rate}")
         if per_chat_interval < 0:
@@ -73,14 +73,7 @@ class RateLimiter:
         self.interval = 1.0 / rate
         self.per_chat_interval = per_chat_interval
         self.max_pause = max_pause
-        self._next_slot = -math.inf
         self._paused_until = -math.inf
-        self._chat_turn: dict[int, float] = {}  # when a chat's next reservation may start
-        self._chat_sent: dict[int, float] = {}  # when a chat's last message actually went
-        self._pruned_at = -math.inf
-        # The last second's sends: a late timer may bunch sends up, and this never lets
-        # more than ``rate`` of them into any one second.
-        self._window: deque[float] = deque(maxlen=max(1, math.floor(rate)))
 
     @staticmethod
     def _now() -> float:
@@ -97,10 +90,45 @@ class RateLimiter:
         self._paused_until = max(self._paused_until, self._now() + seconds)
         return seconds
 
+
+class RateLimiter(_Limits):
+    """An async limiter for one bot token: ``await limiter.acquire(chat_id)`` before each send.
+
+    ``rate`` is messages per second over all chats; ``per_chat_interval`` the seconds between
+    two messages to one chat (0 disables it). ``pause(seconds)`` stops the whole flow after a
+    429, for at most ``max_pause`` seconds.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        per_chat_interval: float = 1.0,
+        *,
+        max_pause: float = DEFAULT_MAX_PAUSE,
+    ) -> None:
+        super().__init__(rate, per_chat_interval, max_pause)
+        self._next_slot = -math.inf
+        self._chat_turn: dict[int, float] = {}  # when a chat's next reservation may start
+        self._chat_sent: dict[int, float] = {}  # when a chat's last message actually went
+        self._pruned_at = -math.inf
+        # The last second's sends: a late timer may bunch sends up, and this never lets
+        # more than ``rate`` of them into any one second.
+        self._window: deque[float] = deque(maxlen=max(1, math.floor(rate)))
+        self._in_flight = 0  # admitted by ``slot``, not yet reported back by ``sent``
+
     async def acquire(self, chat_id: int) -> None:
         """Wait until a message to ``chat_id`` may go out, and count it as sent now."""
         await self.chat_turn(chat_id)
         await self.slot(chat_id)
+        await self.sent(chat_id, None)
+
+    def _may_catch_up(self, now: float) -> bool:
+        """Whether a missed slot may still be used: the last second's admissions and the
+        requests on their way leave room under the rate."""
+        window = self._window
+        while window and now - window[0] >= 1.0:
+            window.popleft()
+        return len(window) + self._in_flight < (window.maxlen or 1)
 
     async def chat_turn(self, chat_id: int) -> None:
         """Wait for ``chat_id``'s turn (the first half of ``acquire``).
@@ -120,7 +148,12 @@ class RateLimiter:
         """Wait for a global slot after ``chat_turn`` and count the message as sent now."""
         while True:
             now = self._now()
-            slot = max(now, self._next_slot, self._paused_until)
+            behind = now - self._next_slot
+            if 0 < behind <= CATCH_UP and self._may_catch_up(now):
+                slot = self._next_slot
+            else:
+                slot = max(now, self._next_slot)
+            slot = max(slot, self._paused_until)
             self._next_slot = slot + self.interval
             if slot > now:
                 await asyncio.sleep(slot - now)
@@ -141,6 +174,7 @@ class RateLimiter:
                 break
             await asyncio.sleep(window[0] + 1.0 - now)
         window.append(now)
+        self._in_flight += 1
         if self.per_chat_interval > 0:
             self._chat_sent[chat_id] = now
             self._chat_turn[chat_id] = max(
@@ -149,8 +183,9 @@ class RateLimiter:
             self._prune(now)
 
     async def sent(self, chat_id: int, ticket: object) -> None:
-        """Nothing to do here: within one process the window counts from the admission."""
-        return None
+        """The request admitted by ``slot`` is over: it no longer holds back a catch-up (the
+        window itself counts each message from its admission)."""
+        self._in_flight = max(0, self._in_flight - 1)
 
     def _prune(self, now: float) -> None:
         # A broadcast touches each chat once: forget chats whose interval has passed, or the
@@ -176,16 +211,18 @@ redis.call('SET', KEYS[1], tostring(turn + per_chat), 'PX', ttl)
 return tostring(turn - now)
 """
 
-# A global slot: evenly spaced, never inside a 429 pause.
+# A global slot: evenly spaced (catching up at most ``catch_up`` seconds), never inside a 429
+# pause.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local interval = tonumber(ARGV[1])
+local catch_up = tonumber(ARGV[2])
 local slot = tonumber(redis.call('GET', KEYS[1]) or now)
 local paused = tonumber(redis.call('GET', KEYS[2]) or 0)
-if slot < now then slot = now end
+if slot < now - catch_up then slot = now end
 if slot < paused then slot = paused end
-local ttl = math.ceil((slot - now + interval) * 1000) + 1000
+local ttl = math.ceil((math.max(slot - now, 0) + interval) * 1000) + 1000
 redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', ttl)
 return tostring(slot - now)
 """
@@ -254,7 +291,7 @@ IN_FLIGHT_HOLD = 30.0
 RECHECK = 0.1
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(_Limits):
     """``RateLimiter``'s schedule kept in Redis: one send rate and one per-chat interval for
     every replica of the bot (``SEND_RATE`` is the bot's, not each process's).
 
@@ -275,19 +312,11 @@ class RedisRateLimiter:
         max_pause: float = DEFAULT_MAX_PAUSE,
         namespace: str = "carebot:send",
     ) -> None:
-        if not 0 < rate <= 10_000:
-            raise ValueError(f"rate must be in (0, 10000] messages/s, got {rate}")
-        if per_chat_interval < 0:
-            raise ValueError("per_chat_interval cannot be negative")
+        super().__init__(rate, per_chat_interval, max_pause)
         self.redis = redis
-        self.rate = rate
         self.window = 1.0
-        self.interval = 1.0 / rate
         self.limit = max(1, math.floor(rate))
-        self.per_chat_interval = per_chat_interval
-        self.max_pause = max_pause
         self.namespace = namespace
-        self._paused_until = -math.inf
         self._pausing: set[asyncio.Task[Any]] = set()
         self._chat_turn = redis.register_script(_CHAT_TURN)
         self._reserve = redis.register_script(_RESERVE)
@@ -298,19 +327,9 @@ class RedisRateLimiter:
     def _key(self, name: str) -> str:
         return f"{self.namespace}:{name}"
 
-    @staticmethod
-    def _now() -> float:
-        return asyncio.get_running_loop().time()
-
-    @property
-    def paused_for(self) -> float:
-        """Seconds left of the current 429 pause as this replica knows it."""
-        return max(0.0, self._paused_until - self._now())
-
     def pause(self, seconds: float) -> float:
         """Hold every replica's senders for ``seconds`` (bounded by ``max_pause``)."""
-        seconds = min(max(0.0, float(seconds)), self.max_pause)
-        self._paused_until = max(self._paused_until, self._now() + seconds)
+        seconds = super().pause(seconds)
         task = asyncio.get_running_loop().create_task(self._share_pause(seconds))
         self._pausing.add(task)
         task.add_done_callback(self._pausing.discard)
@@ -342,7 +361,7 @@ class RedisRateLimiter:
         """Wait until the message may go; returns the ticket to hand to ``sent`` afterwards."""
         wait = float(
             await self._reserve(
-                keys=[self._key("next"), self._key("paused")], args=[self.interval]
+                keys=[self._key("next"), self._key("paused")], args=[self.interval, CATCH_UP]
             )
         )
         if wait > 0:

@@ -8,7 +8,6 @@ Redis the send rate is shared with every other worker and bot replica). Flags ov
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from datetime import timedelta
 
@@ -19,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.messaging.delivery.loop import run
 from care.messaging.delivery.standalone import serve
 from care.messaging.delivery.worker import DeliveryWorker
 from care.messaging.ratelimit import close_limiter, create_limiter
@@ -92,7 +92,7 @@ async def _standalone(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    asyncio.run(_standalone(_parse_args(argv)))
+    run(_standalone(_parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from care.messaging.delivery.results import (
     backoff,
     reply_markup_from,
 )
+from care.messaging.delivery.wire import LeanWire, usable
 from care.messaging.ratelimit import SendLimiter
 from storage.enums import OutboxStatus
 
@@ -57,6 +58,17 @@ class Sender:
         self.limiter = limiter
         self.stats = stats
         self.request_timeout = request_timeout
+        self._wire: LeanWire | None = None
+        self._wire_for: object = None
+
+    def _lean(self) -> LeanWire | None:
+        """The lean path (``wire``) while the bot's session allows it, else None."""
+        if not usable(self.bot):
+            return None
+        if self._wire is None or self._wire_for is not self.bot.session:
+            self._wire = LeanWire(self.bot, ParseMode.HTML, self.request_timeout)
+            self._wire_for = self.bot.session
+        return self._wire
 
     async def send(self, row: Claimed) -> Result:
         """Send one row and say what became of it; never raises for a Telegram answer."""
@@ -66,7 +78,7 @@ class Sender:
 
     async def _send(self, row: Claimed) -> tuple[Result, str]:
         try:
-            message = await self._call(row)
+            message_id = await self._call(row)
         except TelegramRetryAfter as exc:
             paused = self.limiter.pause(exc.retry_after)
             self.stats.rate_limited += 1
@@ -123,17 +135,26 @@ class Sender:
         except (ValidationError, ValueError, TypeError) as exc:
             log.warning("outbox row %s cannot be sent: %s", row.id, exc)
             return Result(row.id, OutboxStatus.FAILED, error=f"invalid message: {exc}"), "invalid"
-        sent = Result(
-            row.id, OutboxStatus.SENT, message_id=message.message_id, sent_at=self.clock.now()
-        )
+        sent = Result(row.id, OutboxStatus.SENT, message_id=message_id, sent_at=self.clock.now())
         return sent, "sent"
 
-    async def _call(self, row: Claimed) -> Message:
+    async def _call(self, row: Claimed) -> int:
+        """Send ``row``; the new message's id."""
         markup = reply_markup_from(row.reply_markup)
         if row.photo and row.media_kind and row.media_kind != "photo":
-            return await self._send_media(row, markup)
+            return (await self._send_media(row, markup)).message_id
+        lean = self._lean()
+        if lean is not None:
+            if row.photo:
+                return await lean.photo.call(
+                    chat_id=row.chat_id,
+                    photo=row.photo,
+                    caption=row.text or None,
+                    reply_markup=markup,
+                )
+            return await lean.message.call(chat_id=row.chat_id, text=row.text, reply_markup=markup)
         if row.photo:
-            return await self.bot.send_photo(
+            sent = await self.bot.send_photo(
                 row.chat_id,
                 row.photo,
                 caption=row.text or None,
@@ -141,13 +162,15 @@ class Sender:
                 reply_markup=markup,
                 request_timeout=self.request_timeout,
             )
-        return await self.bot.send_message(
+            return sent.message_id
+        sent = await self.bot.send_message(
             row.chat_id,
             row.text,
             parse_mode=ParseMode.HTML,
             reply_markup=markup,
             request_timeout=self.request_timeout,
         )
+        return sent.message_id
 
     async def _send_media(self, row: Claimed, markup: Any) -> Message:
         """A staff answer's attachment other than a photo, by its file id."""

@@ -92,6 +92,9 @@ class DeliveryWorker:
         self._recovered_at = -math.inf
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
+        self._enough: float = self.batch_size  # results that wake the drain loop
+        # Claim again once this few rows are in ``sending``: half a batch fits under the bound.
+        self._claim_at = self.in_flight_bound - max(1, self.batch_size // 2)
 
     @property
     def in_flight_bound(self) -> int:
@@ -135,8 +138,11 @@ class DeliveryWorker:
     async def drain_once(self, stop: asyncio.Event | None = None) -> int:
         """Send every message due now; returns how many rows this pass resolved.
 
-        Claims only while it holds at most one batch unrecorded, so at most two batches are in
-        ``sending`` at any moment.
+        Claims (at most a batch at a time) whenever half a batch fits under the bound of two
+        batches in ``sending``, so that a slow claim still finds most of a second's sending
+        ahead of it. Results are written in the background, one write at a time,
+        while sending and claiming go on: a slow write (a busy disk, a loaded machine) then
+        delays the next claim only by itself, never the sends already claimed.
         """
         await self._recover_expired()
         loop = asyncio.get_running_loop()
@@ -146,15 +152,22 @@ class DeliveryWorker:
         handled = 0
         exhausted = False
         last_flush = loop.time()
+        recording: asyncio.Task[int] | None = None
         try:
             while True:
+                if recording is not None and recording.done():
+                    recorded = recording.result()  # a failed write ends the pass, as before
+                    recording = None
+                    outstanding -= recorded
+                    handled += recorded
                 stopping = stop is not None and stop.is_set()
                 if stopping:
                     for task, row in tasks.items():
                         if row.id not in self._started:
                             task.cancel()
-                elif not exhausted and outstanding <= self.batch_size:
-                    rows, skipped = await self._claim()
+                elif not exhausted and outstanding <= self._claim_at:
+                    limit = min(self.batch_size, self.in_flight_bound - outstanding)
+                    rows, skipped = await self._claim(limit)
                     handled += skipped
                     if not rows and not skipped:
                         exhausted = True
@@ -163,25 +176,47 @@ class DeliveryWorker:
                         task = asyncio.create_task(self._deliver(row))
                         tasks[task] = row
                         task.add_done_callback(self._task_done(tasks))
+                    continue
                 pending_results = len(self._results)
-                if pending_results and (
-                    pending_results >= self.batch_size
-                    or not tasks
-                    or loop.time() - last_flush >= self.flush_interval
+                claiming = not (exhausted or stopping)
+                if (
+                    recording is None
+                    and pending_results
+                    and (
+                        pending_results >= self.batch_size
+                        or not tasks
+                        or (claiming and outstanding - pending_results <= self._claim_at)
+                        or loop.time() - last_flush >= self.flush_interval
+                    )
                 ):
-                    recorded = await self._record()
-                    outstanding -= recorded
-                    handled += recorded
+                    recording = asyncio.create_task(self._record())
+                    recording.add_done_callback(lambda _: self._progress.set())
                     last_flush = loop.time()
+                    continue
                 if (exhausted or stopping) and not tasks and not self._results:
-                    return handled
-                if tasks and (exhausted or stopping or outstanding > self.batch_size):
-                    self._progress.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._progress.wait(), self.flush_interval)
+                    if recording is None:
+                        return handled
+                    await asyncio.wait({recording})
+                    continue
+                # Wake for enough results to record: as soon as recording them lets the next
+                # claim go (or a batch's worth); while a write runs, for its end.
+                if recording is not None:
+                    self._enough = math.inf
+                elif claiming:
+                    self._enough = max(1, min(self.batch_size, outstanding - self._claim_at))
+                else:
+                    self._enough = self.batch_size
+                self._progress.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), self.flush_interval)
         finally:
             for task in tasks:
                 task.cancel()
+            if recording is not None:
+                # Never cut a write of results short: those messages went out.
+                await asyncio.wait({recording})
+                if not recording.cancelled():
+                    recording.exception()  # retrieved; the pass is ending anyway
 
     def _task_done(self, tasks: dict[asyncio.Task[None], Claimed]) -> Any:
         def done(task: asyncio.Task[None]) -> None:
@@ -190,7 +225,7 @@ class DeliveryWorker:
                 # Stopping before this one left: it simply goes back to the queue. One
                 # cancelled mid-request stays in ``sending``: its fate is unknown.
                 self._results.append(Result(row.id, OutboxStatus.QUEUED, attempted=False))
-            if not tasks or len(self._results) >= self.batch_size:
+            if not tasks or len(self._results) >= self._enough:
                 self._progress.set()
 
         return done
@@ -211,16 +246,14 @@ class DeliveryWorker:
                 lost,
             )
 
-    async def _claim(self) -> tuple[list[Claimed], int]:
+    async def _claim(self, limit: int) -> tuple[list[Claimed], int]:
         now = self.clock.now()
         lease_until = now + self.lease
         async with self.session_factory() as session, session.begin():
             repo = OutboxRepo(session)
-            rows = await repo.claim_due(now, lease_until, self.batch_size, marketing=False)
-            if len(rows) < self.batch_size:
-                rows += await repo.claim_due(
-                    now, lease_until, self.batch_size - len(rows), marketing=True
-                )
+            rows = await repo.claim_due(now, lease_until, limit, marketing=False)
+            if len(rows) < limit:
+                rows += await repo.claim_due(now, lease_until, limit - len(rows), marketing=True)
             states = await repo.member_states([r.member_id for r in rows if r.member_id])
             to_send: list[Claimed] = []
             skips: list[Result] = []
@@ -261,7 +294,7 @@ class DeliveryWorker:
         # Appended only now: ``_record`` swaps the list while requests are on the wire.
         self._results.append(result)
         self._started.discard(row.id)
-        if len(self._results) >= self.batch_size:
+        if len(self._results) >= self._enough:
             self._progress.set()
 
     async def _sent(self, chat_id: int, ticket: object) -> None:
