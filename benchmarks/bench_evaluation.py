@@ -290,8 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(asyncio.run(_child(args.db, args.at, args.child))))
         return 0
-    if not args.db.exists():
-        print(f"No database at {args.db}: generating one first (benchmarks.datagen)", flush=True)
+    if not datagen.current(args.db):
+        print(
+            f"No data at {args.db} for this schema: generating it first (benchmarks.datagen)",
+            flush=True,
+        )
         subprocess.run(
             [sys.executable, "-m", "benchmarks.datagen", "--members", str(args.members),
              "--purchases", str(args.purchases), "--db", str(args.db)],

@@ -201,9 +201,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def main(argv: list[str] | None = None) -> int:
     """Entry point (``benchmarks.run`` awaits it): 0 when the refresh is within budget."""
     args = parse_args(argv)
-    if not args.db.exists():
+    if not datagen.current(args.db):
         now = datetime.now(UTC).replace(microsecond=0)
-        print(f"No database at {args.db}: generating one first (benchmarks.datagen)")
+        print(f"No data at {args.db} for this schema: generating it first (benchmarks.datagen)")
         made = datagen.generate(args.db, members=args.members, purchases=args.purchases, now=now)
         print(f"Generated in {made.seconds:.1f} s; first segment pass: ", end="", flush=True)
         print(await datagen.refresh(args.db, now))

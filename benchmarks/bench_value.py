@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(asyncio.run(_measure(args.db, args.child))))
         return 0
-    if not args.db.exists():
+    if not datagen.current(args.db):
         now = datetime.now(UTC).replace(microsecond=0)
-        print(f"No database at {args.db}: generating one first (benchmarks.datagen)")
+        print(f"No data at {args.db} for this schema: generating it first (benchmarks.datagen)")
         made = datagen.generate(args.db, members=args.members, purchases=args.purchases, now=now)
         print(f"Generated in {made.seconds:.1f} s; first segment pass: ", end="", flush=True)
         print(asyncio.run(datagen.refresh(args.db, now)))

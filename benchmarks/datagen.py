@@ -23,6 +23,7 @@ import asyncio
 import sqlite3
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import create_engine, insert
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from care.core.clock import FrozenClock
 from care.core.codes import CODE_ALPHABET
@@ -220,10 +223,34 @@ def _repeat(value: str, count: int) -> Iterator[str]:
     return (value for _ in range(count))
 
 
+def schema_stamp() -> int:
+    """A number for the schema the models describe, kept in the file's ``user_version``: data
+    generated for an older schema (a column or index added since) is made again, not measured."""
+    dialect = sqlite_dialect.dialect()
+    ddl = [
+        str(CreateTable(table).compile(dialect=dialect)) for table in Base.metadata.tables.values()
+    ]
+    ddl += [
+        str(CreateIndex(index).compile(dialect=dialect))
+        for table in Base.metadata.tables.values()
+        for index in table.indexes
+    ]
+    return zlib.crc32("\n".join(sorted(ddl)).encode()) & 0x7FFFFFFF
+
+
+def current(path: Path) -> bool:
+    """``path`` holds generated data for today's schema."""
+    if not path.exists():
+        return False
+    with sqlite3.connect(path) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0]) == schema_stamp()
+
+
 def _create_schema(path: Path, now: datetime) -> None:
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
         Base.metadata.create_all(connection)
+        connection.exec_driver_sql(f"PRAGMA user_version = {schema_stamp()}")
         connection.execute(insert(Tier), [dict(tier) for tier in DEFAULT_TIERS])
         connection.execute(insert(JobState), [{"name": DATAGEN_JOB, "last_run_at": now}])
     engine.dispose()

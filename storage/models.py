@@ -223,13 +223,16 @@ class Purchase(Base):
     """
 
     __tablename__ = "purchases"
-    # amount_minor rides along so the 12-month spend per member is an index-only scan.
+    # The amounts and the void mark ride along so the 12-month net spend per member is an
+    # index-only scan.
     __table_args__ = (
         Index(
-            "ix_purchases_member_id_purchased_at_amount_minor",
+            "ix_purchases_member_spend",
             "member_id",
             "purchased_at",
             "amount_minor",
+            "refunded_minor",
+            "voided_at",
         ),
     )
 
