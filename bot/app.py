@@ -53,6 +53,7 @@ from handlers.middlewares import (
     ThrottlingMiddleware,
 )
 from handlers.ordering import QueuedEventIsolation, RedisUpdateQueue, UpdateQueueMiddleware
+from handlers.shopper.points import history_wanted as points_history_wanted
 from storage import migrate
 from storage.db import create_engine, create_session_factory, is_sqlite
 
@@ -170,7 +171,9 @@ def create_dispatcher(services: Services) -> Dispatcher:
     dp.update.outer_middleware(ThrottlingMiddleware(_flood_gate(services)))
     dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(DbSessionMiddleware(services.session_factory, services.clock))
-    dp.update.outer_middleware(MemberContextMiddleware(services.config))
+    dp.update.outer_middleware(
+        MemberContextMiddleware(services.config, history_wanted=points_history_wanted)
+    )
     dp.include_routers(*build_routers())
     dp.errors.register(on_error)
     dp.shutdown.register(on_shutdown)

@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Table, bindparam, or_, select, update
+from sqlalchemy import (
+    Integer,
+    ScalarSelect,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import wrote
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
 from storage.repos.upsert import insert_many_unless_exists, insert_unless_exists
 
@@ -25,13 +37,68 @@ _HISTORY = (
 )
 
 
+# The tiers change by hand (a migration, an operator's SQL), never in the course of an update,
+# yet /card and every receipt read them. So each update's context SELECT brings the whole tiers
+# table along as one string (a handful of rows: microseconds, and no round trip of its own) and
+# puts it in ``session.info``; while it matches the string the tiers were last read under, they
+# are served from memory. An edit made anywhere, by any means, is seen at the next update.
+TIERS_FINGERPRINT = "tiers_fingerprint"
+_cached_tiers: tuple[str, list[Tier]] | None = None
+
+
+def tiers_fingerprint_query() -> ScalarSelect[str]:
+    """Every column of every tier as one string, to select beside other things."""
+    row = (
+        cast(Tier.rank, String)
+        + "\x1f"
+        + Tier.code
+        + "\x1f"
+        + Tier.name_en
+        + "\x1f"
+        + Tier.name_zh
+        + "\x1f"
+        + cast(Tier.min_spend_12m_minor, String)
+        + "\x1f"
+        + cast(Tier.points_multiplier_pct, String)
+    )
+    return select(func.coalesce(func.aggregate_strings(row, "\x1e"), "")).scalar_subquery()
+
+
+def _detached(tier: Tier) -> Tier:
+    # A copy that belongs to no session: the loading session's rollback cannot expire it.
+    return Tier(
+        code=tier.code,
+        rank=tier.rank,
+        name_en=tier.name_en,
+        name_zh=tier.name_zh,
+        min_spend_12m_minor=tier.min_spend_12m_minor,
+        points_multiplier_pct=tier.points_multiplier_pct,
+    )
+
+
 class TierRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def all(self) -> list[Tier]:
-        """Every tier, lowest rank first."""
-        return list(await self.session.scalars(_TIERS))
+        """Every tier, lowest rank first: from memory while this update's context SELECT saw
+        the tiers unchanged (``TIERS_FINGERPRINT``), else read now. Read-only objects."""
+        global _cached_tiers
+        fingerprint = self.session.info.get(TIERS_FINGERPRINT)
+        cached = _cached_tiers
+        if fingerprint is not None and cached is not None and cached[0] == fingerprint:
+            return list(cached[1])
+        tiers = list(await self.session.scalars(_TIERS))
+        if fingerprint is not None:
+            # Under READ COMMITTED an edit committed between the two statements would file the
+            # new tiers under the old string; the next update's string differs and reloads.
+            _cached_tiers = (fingerprint, [_detached(tier) for tier in tiers])
+        return tiers
+
+
+# A member's latest ledger entries, read with the member in the update's context SELECT when
+# the update asks for them (``MemberRepo.for_update_context``): (member id, how many, entries).
+PRELOADED_HISTORY = "preloaded_points_history"
 
 
 class PointsRepo:
@@ -57,6 +124,13 @@ class PointsRepo:
         return entry
 
     async def history(self, member_id: int, limit: int) -> list[PointsEntry]:
+        """The member's latest ``limit`` entries, newest first; those read with the member in
+        this session's context SELECT while the session has written nothing since."""
+        preloaded = self.session.info.get(PRELOADED_HISTORY)
+        if preloaded is not None and not wrote(self.session):
+            preloaded_member, preloaded_limit, entries = preloaded
+            if preloaded_member == member_id and limit <= preloaded_limit:
+                return list(entries[:limit])
         rows = await self.session.scalars(_HISTORY, {"member_id": member_id, "limit": limit})
         return list(rows)
 
