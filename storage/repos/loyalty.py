@@ -13,11 +13,14 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal_column,
     or_,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from storage.db import wrote
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
@@ -46,22 +49,42 @@ TIERS_FINGERPRINT = "tiers_fingerprint"
 _cached_tiers: tuple[str, list[Tier]] | None = None
 
 
+class _joined_strings(FunctionElement[str]):
+    """``aggregate_strings(expression, ',')`` with the separator written into the SQL: SQLAlchemy's
+    own renders it as a post-compile parameter, which re-renders the statement on every run."""
+
+    type = String()
+    inherit_cache = True
+    name = "joined_strings"
+
+
+@compiles(_joined_strings)
+def _joined_strings_default(element: _joined_strings, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(_joined_strings, "sqlite")
+def _joined_strings_sqlite(element: _joined_strings, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
 def tiers_fingerprint_query() -> ScalarSelect[str]:
     """Every column of every tier as one string, to select beside other things."""
+    bar = literal_column("'|'", String)
     row = (
         cast(Tier.rank, String)
-        + "\x1f"
+        + bar
         + Tier.code
-        + "\x1f"
+        + bar
         + Tier.name_en
-        + "\x1f"
+        + bar
         + Tier.name_zh
-        + "\x1f"
+        + bar
         + cast(Tier.min_spend_12m_minor, String)
-        + "\x1f"
+        + bar
         + cast(Tier.points_multiplier_pct, String)
     )
-    return select(func.coalesce(func.aggregate_strings(row, "\x1e"), "")).scalar_subquery()
+    return select(func.coalesce(_joined_strings(row), literal_column("''"))).scalar_subquery()
 
 
 def _detached(tier: Tier) -> Tier:
