@@ -4,6 +4,7 @@ replaced before an update uses it, without a ping round trip on every checkout."
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -42,7 +43,7 @@ async def test_a_connection_killed_while_idle_is_replaced_before_use(idle_ping: 
         real_ping = dialect.do_ping
         pings: list[object] = []
 
-        def counted_ping(dbapi_connection: object) -> bool:
+        def counted_ping(dbapi_connection: Any) -> bool:
             pings.append(dbapi_connection)
             return real_ping(dbapi_connection)
 
