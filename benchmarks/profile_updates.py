@@ -28,7 +28,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
-from aiogram.methods import GetMe, SendMessage, SendPhoto, TelegramMethod
+from aiogram.methods import GetMe, Response, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Update
 
 from benchmarks.anchor_bot import build_dispatcher as anchor_dispatcher
@@ -40,11 +40,23 @@ MEMBERS = 400
 
 
 class AnsweringSession(BaseSession):
-    """Answers each call in-process, through aiogram's own response parsing."""
+    """Answers each call in-process, through aiogram's own response parsing.
+
+    Like carebot's own session (``bot.app.BotApiSession``) it keeps each ``Response[...]`` class
+    alive, so neither bot's figure includes pydantic rebuilding one after a garbage collection.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._ids = itertools.count(1)
+        self._kept: dict[Any, Any] = {}
+
+    def check_response(
+        self, bot: Bot, method: TelegramMethod[Any], status_code: int, content: str
+    ) -> Response[Any]:
+        if method.__returning__ not in self._kept:
+            self._kept[method.__returning__] = Response[method.__returning__]
+        return super().check_response(bot, method, status_code, content)
 
     async def make_request(
         self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None

@@ -37,11 +37,12 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.lazy_schemas import defer_aiogram_schemas
 
     defer_aiogram_schemas()  # before aiogram's first import: see bot/lazy_schemas.py
+    from bot import eventloop
     from bot.app import run
     from bot.startup import StartupError
 
     try:
-        asyncio.run(run(settings))
+        eventloop.run(run(settings))
     except StartupError as exc:
         print(f"carebot: {exc}", file=sys.stderr)
         return EXIT_STARTUP
@@ -159,6 +160,7 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from datetime import timedelta
 
+    from bot import eventloop
     from bot.app import create_bot, create_limiter, create_services
     from bot.startup import StartupError, check_database
     from care.messaging.delivery import DeliveryWorker
@@ -190,7 +192,7 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
             await services.engine.dispose()
 
     try:
-        print(asyncio.run(_deliver()), flush=True)
+        print(eventloop.run(_deliver()), flush=True)
     except StartupError as exc:
         print(f"carebot: {exc}", file=sys.stderr)
         return EXIT_STARTUP

@@ -40,7 +40,7 @@ class UpdateLogMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if isinstance(event, Update):
+        if isinstance(event, Update) and log.isEnabledFor(logging.DEBUG):
             user = data.get("event_from_user")
             log.debug(
                 "update %s %s from %s",

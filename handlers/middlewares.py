@@ -124,13 +124,20 @@ class MemberContextMiddleware(BaseMiddleware):
     """Loads the member behind the update, their staff role and the language to answer in.
 
     One SELECT for a member: the member row (without interests, which the handlers that show
-    them load), the staff version, which keeps the in-process staff roles current, and whether
-    this update was handled before (then it is skipped).
+    them load), the staff version, which keeps the in-process staff roles current, whether
+    this update was handled before (then it is skipped), the tiers' fingerprint, and, when
+    ``history_wanted`` says the update asks for it, the member's latest ledger entries.
     """
 
-    def __init__(self, config: CareConfig, staff: StaffDirectory | None = None) -> None:
+    def __init__(
+        self,
+        config: CareConfig,
+        staff: StaffDirectory | None = None,
+        history_wanted: Callable[[TelegramObject], int] | None = None,
+    ) -> None:
         self.config = config
         self.staff = staff or StaffDirectory()
+        self.history_wanted = history_wanted
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -138,7 +145,8 @@ class MemberContextMiddleware(BaseMiddleware):
         session: AsyncSession = data["session"]
         member = None
         if user is not None:
-            context = await update_context(session, user.id, update_id)
+            history = self.history_wanted(event) if self.history_wanted else 0
+            context = await update_context(session, user.id, update_id, history)
             if context.handled_before and update_id is not None:
                 return duplicate_update(update_id)
             member = context.member

@@ -8,6 +8,13 @@ synchronous filters are predicates over the update that take microseconds and ne
 ``inline_sync_filters`` makes each one a coroutine that calls it directly; the thread pool is
 then left to the work that needs it (charts, template rendering). Hand-written because aiogram
 has no switch for it.
+
+``lean_routing`` trims aiogram's bookkeeping on the way to a handler, which a profile showed
+costing more than the handler itself: /points passes about 12 routers and 44 filters, and
+aiogram copies the whole keyword data (some 30 entries) several times for each, wraps each
+router's step in ``functools.wraps`` and a ``partial`` even when that router has no outer
+middleware, and builds a ``partial`` per filter call. The lean versions do the same checks in
+the same order with the same results, without the copies.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 
 from aiogram import Router
 from aiogram.dispatcher.event.handler import FilterObject, HandlerObject
+from aiogram.types import TelegramObject
 
 
 def _filters(router: Router) -> Iterator[FilterObject]:
@@ -51,3 +59,67 @@ def inline_sync_filters(routers: Iterable[Router]) -> int:
                 event_filter.awaitable = True
                 count += 1
     return count
+
+
+def _lean_check(handler: HandlerObject) -> Callable[..., Any]:
+    """``HandlerObject.check`` without a copy of the data and a ``partial`` per filter."""
+    filters = tuple(handler.filters or ())
+    original = handler.check
+
+    async def check(*args: Any, **kwargs: Any) -> tuple[bool, dict[str, Any]]:
+        for event_filter in filters:
+            if not event_filter.awaitable:  # not made in line: aiogram's own way
+                return await original(*args, **kwargs)
+        for event_filter in filters:
+            if event_filter.varkw:
+                result = await event_filter.callback(*args, **kwargs)
+            else:
+                params = event_filter.params
+                result = await event_filter.callback(
+                    *args, **{key: kwargs[key] for key in params if key in kwargs}
+                )
+            if not result:
+                return False, kwargs
+            if isinstance(result, dict):
+                kwargs.update(result)
+        return True, kwargs
+
+    return check
+
+
+def _lean_propagate(router: Router) -> Callable[..., Any]:
+    """``Router.propagate_event`` that skips the outer-middleware wrapping where there is none."""
+    original = router.propagate_event
+
+    async def propagate_event(update_type: str, event: TelegramObject, **kwargs: Any) -> Any:
+        observer = router.observers.get(update_type)
+        if observer is not None and len(observer.outer_middleware):
+            return await original(update_type=update_type, event=event, **kwargs)
+        kwargs["event_router"] = router
+        return await router._propagate_event(
+            observer=observer, update_type=update_type, event=event, **kwargs
+        )
+
+    return propagate_event
+
+
+def _routers(router: Router) -> Iterator[Router]:
+    yield router
+    for sub_router in router.sub_routers:
+        yield from _routers(sub_router)
+
+
+def lean_routing(routers: Iterable[Router]) -> None:
+    """Give every router in ``routers`` (and below) and each of its handlers (and router-level
+    filters) the lean ways above; call after ``inline_sync_filters``."""
+    for top in routers:
+        for router in _routers(top):
+            router.propagate_event = _lean_propagate(router)  # type: ignore[method-assign]
+            for observer in router.observers.values():
+                handlers: list[HandlerObject] = list(getattr(observer, "handlers", []))
+                root = getattr(observer, "_handler", None)
+                if isinstance(root, HandlerObject):
+                    handlers.append(root)
+                for handler in handlers:
+                    if handler.filters:
+                        handler.check = _lean_check(handler)  # type: ignore[method-assign]

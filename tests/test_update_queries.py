@@ -1,8 +1,9 @@
 """The per-update query path: how many statements a shopper's update costs, and that the
 in-process staff roles still follow every staff change made anywhere (another replica, a CLI).
 
-Counted with a SQLAlchemy ``before_cursor_execute`` listener on the bot's own engine, after one
-warm-up update (the first update of a process reads the FSM keys and the staff roles once).
+Counted with a SQLAlchemy ``before_cursor_execute`` listener on the bot's own engine, after
+warm-up updates (the first update of a process reads the FSM keys and the staff roles once, the
+first /card the tiers).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
+from care.loyalty.points import add_points
 from care.staff.roles import add_staff, remove_staff
-from storage.enums import StaffRole
+from storage.enums import PointsReason, StaffRole
+from storage.models import Tier
 from tests.conftest import RunningBot
 from tests.journey_helpers import label, settled, without_throttling
 from tests.staff_helpers import OWNER_ID, make_member
@@ -60,11 +63,14 @@ async def test_a_members_update_costs_one_select_plus_the_handlers_own(
     await user.send("/menu")  # warm-up: the FSM keys and the staff roles, once per process
     await user.wait_until(lambda m: label(locale, "menu.card") in str(m.reply_buttons))
     await settled(app)
+    await user.send("/card")  # warm-up: the tiers, once per process until they change
+    await user.wait_until(lambda _m: True)
+    await settled(app)
 
     cases = [
         # (what the shopper sends, what the answer contains, SELECTs: member, then handler's)
-        ("/points", "", 2),  # + ledger
-        ("/card", "", 2),  # + the tiers
+        ("/points", "", 1),  # the ledger lines came along with the member
+        ("/card", "", 1),  # the tiers came along with the member (kept in memory)
         (label(locale, "menu.help"), "", 1),  # the menu's help button: the member only
     ]
     for text, answer, expected in cases:
@@ -179,3 +185,63 @@ def test_aiogram_types_are_built_on_first_use_in_the_bot_and_the_tests() -> None
     )
     assert update.message is not None and isinstance(update.message.venue, Venue)
     assert update.message.venue.location.latitude == 1.5
+
+
+async def test_a_tier_edited_elsewhere_is_seen_at_the_next_card(app: RunningBot) -> None:
+    """The tiers are kept in memory while the update's own SELECT sees them unchanged; an edit
+    made by hand (an operator's SQL, another replica) shows on the very next /card, and the
+    next one after that is served from memory again."""
+    without_throttling(app)
+    await _member(app, 1004, "en")
+    user = app.user(1004, language_code="en")
+    await user.send("/card")
+    first = await user.wait_until(lambda m: m.caption is not None)
+    assert "Member" in (first.caption or "")
+    await settled(app)
+
+    async with app.services.session_factory() as session:
+        await session.execute(
+            update(Tier).where(Tier.code == "member").values(name_en="Friend of the Shop")
+        )
+        await session.commit()
+    with counted(app) as statements:
+        await user.send("/card")
+        renamed = await user.wait_until(lambda m: m is not first and m.caption is not None)
+        await settled(app)
+    assert "Friend of the Shop" in (renamed.caption or ""), renamed.caption
+    assert any("FROM tiers ORDER BY" in s for s in statements), statements
+
+    with counted(app) as statements:
+        await user.send("/card")
+        again = await user.wait_until(lambda m: m is not renamed and m.caption is not None)
+        await settled(app)
+    assert "Friend of the Shop" in (again.caption or "")
+    assert not any("FROM tiers ORDER BY" in s for s in statements), statements
+
+
+async def test_points_come_with_the_member_in_one_select(app: RunningBot) -> None:
+    """/points reads the latest ten ledger lines in the member's own SELECT: newest first, the
+    older ones left out, and no second statement."""
+    without_throttling(app)
+    async with app.services.session_factory() as session:
+        member = await make_member(session, app.config, app.clock, 1005, language_code="en")
+        for delta in range(101, 113):
+            app.clock.advance(hours=1)
+            await add_points(
+                session, app.clock, member_id=member.id, delta=delta, reason=PointsReason.PURCHASE
+            )
+        await session.commit()
+    user = app.user(1005, language_code="en")
+    await user.send("/menu")  # warm-up: the FSM keys and the staff roles, once per process
+    await user.wait_until(lambda _m: True)
+    await settled(app)
+
+    with counted(app) as statements:
+        await user.send("/points")
+        reply = await user.expect("Your points")
+        await settled(app)
+    reads, writes = _selects_and_writes(statements)
+    assert len(reads) == 1 and writes == [], statements
+    shown = [int(part) for part in reply.content.split() if part.startswith("+")]
+    assert shown == list(range(112, 102, -1)), reply.content
+    assert f"{sum(range(101, 113)):,}" in reply.content

@@ -60,10 +60,14 @@ class UpdateContext:
 
 
 async def update_context(
-    session: AsyncSession, telegram_id: int, update_id: int | None
+    session: AsyncSession, telegram_id: int, update_id: int | None, history: int = 0
 ) -> UpdateContext:
-    """The context of an update from ``telegram_id`` (``update_id`` None: no dedupe check)."""
-    member, version, handled = await MemberRepo(session).for_update_context(telegram_id, update_id)
+    """The context of an update from ``telegram_id`` (``update_id`` None: no dedupe check);
+    with ``history``, the member's latest ledger entries are read along, for this session's
+    ``points_history``."""
+    member, version, handled = await MemberRepo(session).for_update_context(
+        telegram_id, update_id, history
+    )
     return UpdateContext(member, version, handled)
 
 

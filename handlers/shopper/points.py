@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from aiogram import F, Router
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.types import Message, TelegramObject, Update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from care.core.formatting import format_count, format_day
@@ -39,6 +41,24 @@ async def cmd_points(
     else:
         lines.append(t("points.no_history"))
     await message.answer("\n".join(lines))
+
+
+@cache
+def _points_labels() -> frozenset[str]:
+    return labels("menu.points")
+
+
+def history_wanted(event: TelegramObject) -> int:
+    """How many ledger entries the update's member SELECT is to bring along: the history's
+    length for what looks like /points or the menu's points button, so ``cmd_points`` makes no
+    query of its own; none for anything else. A wrong guess costs a query or a few rows."""
+    message = event.message if isinstance(event, Update) else None
+    text = message.text if message is not None else None
+    if not text:
+        return 0
+    if text in _points_labels() or text.split(maxsplit=1)[0].split("@", 1)[0] == "/points":
+        return HISTORY_LENGTH
+    return 0
 
 
 def build_router() -> Router:

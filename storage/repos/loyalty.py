@@ -5,9 +5,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Table, bindparam, or_, select, update
+from sqlalchemy import (
+    Integer,
+    ScalarSelect,
+    String,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
+from storage.db import wrote
 from storage.models import Coupon, Member, Offer, PointsEntry, Tier
 from storage.repos.upsert import insert_many_unless_exists, insert_unless_exists
 
@@ -25,13 +40,88 @@ _HISTORY = (
 )
 
 
+# The tiers change by hand (a migration, an operator's SQL), never in the course of an update,
+# yet /card and every receipt read them. So each update's context SELECT brings the whole tiers
+# table along as one string (a handful of rows: microseconds, and no round trip of its own) and
+# puts it in ``session.info``; while it matches the string the tiers were last read under, they
+# are served from memory. An edit made anywhere, by any means, is seen at the next update.
+TIERS_FINGERPRINT = "tiers_fingerprint"
+_cached_tiers: tuple[str, list[Tier]] | None = None
+
+
+class _joined_strings(FunctionElement[str]):
+    """``aggregate_strings(expression, ',')`` with the separator written into the SQL: SQLAlchemy's
+    own renders it as a post-compile parameter, which re-renders the statement on every run."""
+
+    type = String()
+    inherit_cache = True
+    name = "joined_strings"
+
+
+@compiles(_joined_strings)
+def _joined_strings_default(element: _joined_strings, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(_joined_strings, "sqlite")
+def _joined_strings_sqlite(element: _joined_strings, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+def tiers_fingerprint_query() -> ScalarSelect[str]:
+    """Every column of every tier as one string, to select beside other things."""
+    bar = literal_column("'|'", String)
+    row = (
+        cast(Tier.rank, String)
+        + bar
+        + Tier.code
+        + bar
+        + Tier.name_en
+        + bar
+        + Tier.name_zh
+        + bar
+        + cast(Tier.min_spend_12m_minor, String)
+        + bar
+        + cast(Tier.points_multiplier_pct, String)
+    )
+    return select(func.coalesce(_joined_strings(row), literal_column("''"))).scalar_subquery()
+
+
+def _detached(tier: Tier) -> Tier:
+    # A copy that belongs to no session: the loading session's rollback cannot expire it.
+    return Tier(
+        code=tier.code,
+        rank=tier.rank,
+        name_en=tier.name_en,
+        name_zh=tier.name_zh,
+        min_spend_12m_minor=tier.min_spend_12m_minor,
+        points_multiplier_pct=tier.points_multiplier_pct,
+    )
+
+
 class TierRepo:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def all(self) -> list[Tier]:
-        """Every tier, lowest rank first."""
-        return list(await self.session.scalars(_TIERS))
+        """Every tier, lowest rank first: from memory while this update's context SELECT saw
+        the tiers unchanged (``TIERS_FINGERPRINT``), else read now. Read-only objects."""
+        global _cached_tiers
+        fingerprint = self.session.info.get(TIERS_FINGERPRINT)
+        cached = _cached_tiers
+        if fingerprint is not None and cached is not None and cached[0] == fingerprint:
+            return list(cached[1])
+        tiers = list(await self.session.scalars(_TIERS))
+        if fingerprint is not None:
+            # Under READ COMMITTED an edit committed between the two statements would file the
+            # new tiers under the old string; the next update's string differs and reloads.
+            _cached_tiers = (fingerprint, [_detached(tier) for tier in tiers])
+        return tiers
+
+
+# A member's latest ledger entries, read with the member in the update's context SELECT when
+# the update asks for them (``MemberRepo.for_update_context``): (member id, how many, entries).
+PRELOADED_HISTORY = "preloaded_points_history"
 
 
 class PointsRepo:
@@ -57,6 +147,13 @@ class PointsRepo:
         return entry
 
     async def history(self, member_id: int, limit: int) -> list[PointsEntry]:
+        """The member's latest ``limit`` entries, newest first; those read with the member in
+        this session's context SELECT while the session has written nothing since."""
+        preloaded = self.session.info.get(PRELOADED_HISTORY)
+        if preloaded is not None and not wrote(self.session):
+            preloaded_member, preloaded_limit, entries = preloaded
+            if preloaded_member == member_id and limit <= preloaded_limit:
+                return list(entries[:limit])
         rows = await self.session.scalars(_HISTORY, {"member_id": member_id, "limit": limit})
         return list(rows)
 

@@ -4,26 +4,47 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
+from typing import Any
 
-from sqlalchemy import BigInteger, Select, bindparam, func, inspect, select
+from sqlalchemy import BigInteger, Integer, Select, bindparam, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Member, MemberInterest
+from storage.models import Member, MemberInterest, PointsEntry
+from storage.repos.loyalty import (
+    PRELOADED_HISTORY,
+    TIERS_FINGERPRINT,
+    tiers_fingerprint_query,
+)
 from storage.repos.staff import staff_version_query
 from storage.repos.updates import handled_before
 
 
 @cache
-def _context_statements() -> tuple[Select[Member, int, bool], Select[int, bool]]:
+def _context_statements() -> tuple[Select[Member, int, bool, str], Select[int, bool]]:
     """The update-context SELECTs, built once: every update runs one, and building the
     statement (and its cache key) anew cost about as much CPU as running it. An ``update_id``
-    of None matches no row, so it reads as "not handled before"."""
+    of None matches no row, so it reads as "not handled before". A member's also brings the
+    tiers along as one string (``storage.repos.loyalty.TIERS_FINGERPRINT``)."""
     version = func.coalesce(staff_version_query(), 0)
     handled = handled_before(bindparam("update_id", type_=BigInteger))
-    member = select(Member, version, handled).where(
+    member = select(Member, version, handled, tiers_fingerprint_query()).where(
         Member.telegram_id == bindparam("telegram_id", type_=BigInteger)
     )
     return member, select(version, handled)
+
+
+@cache
+def _context_with_history_statement() -> Select[Any]:
+    """The member's context SELECT with their latest ledger entries joined on (the member's
+    columns repeat on each row; one row with no entry when there is none): /points needs both,
+    and a second statement would cost another round trip."""
+    member, _stranger = _context_statements()
+    return (
+        member.add_columns(PointsEntry)
+        .outerjoin(PointsEntry, PointsEntry.member_id == Member.id)
+        .order_by(PointsEntry.id.desc())
+        .limit(bindparam("history", type_=Integer))
+    )
 
 
 class MemberRepo:
@@ -37,18 +58,29 @@ class MemberRepo:
         return await self.session.scalar(select(Member).where(Member.telegram_id == telegram_id))
 
     async def for_update_context(
-        self, telegram_id: int, update_id: int | None
+        self, telegram_id: int, update_id: int | None, history: int = 0
     ) -> tuple[Member | None, int, bool]:
         """The member behind an update, the staff version and whether the update was handled
         before, in one SELECT for a member (two for a stranger).
 
         Interests stay unloaded (``load_interests`` where they are used); the staff version
-        tells the caller whether its in-process copy of the staff roles is still current.
+        tells the caller whether its in-process copy of the staff roles is still current. With
+        ``history``, the member's latest ledger entries (up to that many) come in the same
+        SELECT and ``PointsRepo.history`` answers from them in this session.
         """
         member_statement, stranger_statement = _context_statements()
-        params = {"telegram_id": telegram_id, "update_id": update_id}
-        row = (await self.session.execute(member_statement, params)).first()
+        params: dict[str, Any] = {"telegram_id": telegram_id, "update_id": update_id}
+        if history > 0:
+            params["history"] = history
+            rows = (await self.session.execute(_context_with_history_statement(), params)).all()
+            row = rows[0] if rows else None
+            if row is not None:
+                entries = [entry for *_context, entry in rows if entry is not None]
+                self.session.info[PRELOADED_HISTORY] = (row[0].id, history, entries)
+        else:
+            row = (await self.session.execute(member_statement, params)).first()
         if row is not None:
+            self.session.info[TIERS_FINGERPRINT] = row[3]
             return row[0], int(row[1]), bool(row[2])
         stranger = (await self.session.execute(stranger_statement, params)).one()
         return None, int(stranger[0]), bool(stranger[1])
