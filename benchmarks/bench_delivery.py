@@ -48,10 +48,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from benchmarks.load import load_text
 from benchmarks.memory import peak_rss_mb
+from care.core import eventloop
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.messaging.delivery import DeliveryWorker
-from care.messaging.delivery import loop as delivery_loop
 from care.messaging.outbox import OutboxItem, enqueue_many
 from storage.db import create_engine, create_session_factory
 from storage.enums import MessageKind, OutboxStatus
@@ -618,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     # The bot process freezes its start-up heap (bot.app.run); so does this one. The worker
     # runs on the loop a delivery process runs on (uvloop where installed).
     gc.freeze()
-    return delivery_loop.run(run(args))
+    return eventloop.run(run(args))
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from benchmarks.bench_delivery import (
 from benchmarks.load import load_text
 from care.core.clock import Clock
 from care.core.config import CareConfig
+from care.core.eventloop import new_event_loop
 from care.messaging.delivery import DeliveryWorker
-from care.messaging.delivery.loop import new_event_loop
 
 
 async def measure(args: argparse.Namespace) -> int:

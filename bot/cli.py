@@ -37,9 +37,9 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     from bot.lazy_schemas import defer_aiogram_schemas
 
     defer_aiogram_schemas()  # before aiogram's first import: see bot/lazy_schemas.py
-    from bot import eventloop
     from bot.app import run
     from bot.startup import StartupError
+    from care.core import eventloop
 
     try:
         eventloop.run(run(settings))
@@ -160,9 +160,9 @@ def cmd_deliver(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     from datetime import timedelta
 
-    from bot import eventloop
     from bot.app import create_bot, create_limiter, create_services
     from bot.startup import StartupError, check_database
+    from care.core import eventloop
     from care.messaging.delivery import DeliveryWorker
     from care.messaging.delivery.standalone import serve
     from care.messaging.ratelimit import close_limiter

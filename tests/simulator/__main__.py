@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import signal
 
+from care.core.eventloop import new_event_loop
+
 from .server import BotAPISimulator
 
 
@@ -57,12 +59,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    loop_factory = None
-    if args.uvloop:
-        import uvloop
-
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=new_event_loop if args.uvloop else None) as runner:
         runner.run(serve(args))
 
 

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from care.core.clock import Clock
 from care.core.config import CareConfig
-from care.messaging.delivery.loop import run
+from care.core.eventloop import run
 from care.messaging.delivery.standalone import serve
 from care.messaging.delivery.worker import DeliveryWorker
 from care.messaging.ratelimit import close_limiter, create_limiter

@@ -1,9 +1,11 @@
-"""The event loop a delivery process runs on: uvloop where it is installed.
+"""The event loop the long-running processes run on: uvloop where it is installed.
 
-At 1000 messages a second the worker's loop wakes, reads and writes sockets thousands of times
-a second (each request and answer, each hand-off to aiosqlite's thread); uvloop spends less CPU
-on each than asyncio's own loop. Where uvloop is missing (Windows) asyncio's loop runs the same
-code. ``carebot deliver`` and ``carebot run`` choose their loop the same way (bot/).
+uvloop (libuv under asyncio's API) spends less CPU per wake-up, socket read and thread hand-off
+than asyncio's own loop, and every update and every delivered message makes several of each (the
+webhook request or the polling answer, the database's round trips or aiosqlite's thread, the
+request to the Bot API). ``carebot run``, ``carebot deliver`` and ``python -m
+care.messaging.delivery`` choose their loop here. Where uvloop is missing (Windows) asyncio's
+loop runs the same code.
 """
 
 from __future__ import annotations
