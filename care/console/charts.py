@@ -105,16 +105,7 @@ def stats_chart_figure(
     csat_axis.set_ylim(0.9, 5.1)
     csat_axis.set_ylabel(t.plain("chart.csat"), color=CSAT_COLOR, fontfamily=families)
     if all(v is None for v in nps + csat):
-        trend.text(
-            0.5,
-            0.5,
-            t.plain("chart.no_answers"),
-            transform=trend.transAxes,
-            ha="center",
-            va="center",
-            color="#777777",
-            fontfamily=families,
-        )
+        _no_data(trend, t.plain("chart.no_answers"), families)
 
     names = [t.plain(f"chart.stage.{stage.value}") for stage in CURRENT_STAGES]
     counts = [stats.members.by_stage.get(stage.value, 0) for stage in CURRENT_STAGES]
@@ -160,16 +151,7 @@ def _conversations_panel(
     axes.set_xlim(0, scale + 0.9)
     if not figures.ratings:
         axes.set_yticks([])
-        axes.text(
-            0.5,
-            0.5,
-            t.plain("chart.no_ratings"),
-            transform=axes.transAxes,
-            ha="center",
-            va="center",
-            color="#777777",
-            fontfamily=families,
-        )
+        _no_data(axes, t.plain("chart.no_ratings"), families)
         return
     ratings = list(reversed(figures.ratings))  # the best on top
     names = [
@@ -194,3 +176,17 @@ def _conversations_panel(
         fontfamily=families,
     )
     axes.set_yticks(range(len(ratings)), names, fontsize=8, fontfamily=families)
+
+
+def _no_data(axes: Axes, text: str, families: list[str]) -> None:
+    """A grey line in the middle of an empty panel saying what is missing."""
+    axes.text(
+        0.5,
+        0.5,
+        text,
+        transform=axes.transAxes,
+        ha="center",
+        va="center",
+        color="#777777",
+        fontfamily=families,
+    )

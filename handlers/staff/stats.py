@@ -62,26 +62,19 @@ def _conversations(t: Translator, stats: ShopStats, staff_names: dict[int, str])
         if figures.open
         else t("stats.tickets_none"),
     ]
-    if figures.first_response is not None:
+    for key, median, count in (
+        ("stats.first_response", figures.first_response, figures.first_response_count),
+        ("stats.resolution", figures.resolution, figures.resolution_count),
+    ):
         lines.append(
             t(
-                "stats.first_response",
-                median=format_duration(figures.first_response, t.locale),
-                conversations=t.count("stats.conversations", figures.first_response_count),
+                key,
+                median=format_duration(median, t.locale),
+                conversations=t.count("stats.conversations", count),
             )
+            if median is not None
+            else t(f"{key}_none")
         )
-    else:
-        lines.append(t("stats.first_response_none"))
-    if figures.resolution is not None:
-        lines.append(
-            t(
-                "stats.resolution",
-                median=format_duration(figures.resolution, t.locale),
-                conversations=t.count("stats.conversations", figures.resolution_count),
-            )
-        )
-    else:
-        lines.append(t("stats.resolution_none"))
     if not figures.ratings:
         lines.append(t("stats.ratings_none"))
         return lines
