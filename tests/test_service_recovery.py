@@ -384,3 +384,41 @@ async def test_write_back_on_a_closed_ticket_continues_it(shop: RunningBot) -> N
     [again] = await tickets_of(app)
     assert again.id == ticket.id and again.status == TicketStatus.OPEN
     assert again.closed_at is None and again.messages[-1].text == "It failed again today"
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_a_second_give_or_an_old_cancel_keeps_the_record_of_the_grant(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    owner = await _staff(app, OWNER_ID, "Chen", locale)
+    member_id, shopper = await member_user(app, 6006, locale)
+    code = (await _member(app, member_id)).member_code
+    await owner.send(f"/member {code}")
+    view = await owner.expect(code)
+    await owner.press(t.plain("goodwill.button"), view)
+    await owner.press(t.plain("goodwill.points_button"), await owner.expect("Ann"))
+    await owner.send("200")
+    reason_prompt = await owner.wait_until(lambda m: "200" in m.content)
+    assert _buttons(reason_prompt) == [t.plain("goodwill.cancel_button")]
+    cancel_data = reason_prompt.reply_markup["inline_keyboard"][0][0]["callback_data"]
+    await owner.send("sorry for the wait")
+    confirm = await owner.wait_until(lambda m: t.plain("goodwill.give_button") in _buttons(m))
+    give_data = confirm.reply_markup["inline_keyboard"][0][0]["callback_data"]
+    await owner.press(t.plain("goodwill.give_button"), confirm)
+    given = await owner.wait_until(lambda m: "Ann" in m.content and not m.inline_buttons)
+    record = given.content
+
+    # A double tap on Give, then the reason prompt's old Cancel: refused with a note, and
+    # neither rewrites the message that says what was given.
+    again = await owner.press_data(give_data, confirm)
+    assert (await owner.wait_callback_answer(again)).text == t.plain("goodwill.expired")
+    old_cancel = await owner.press_data(cancel_data, reason_prompt)
+    assert (await owner.wait_callback_answer(old_cancel)).text == t.plain("goodwill.expired")
+    await settled(app)
+    assert confirm.content == record
+    assert t.plain("goodwill.cancelled") not in reason_prompt.content
+    assert not reason_prompt.inline_buttons  # no live Cancel under a finished flow
+    assert (await _member(app, member_id)).points_balance == 200
+    await _deliver(app)
+    await shopper.expect("sorry for the wait")

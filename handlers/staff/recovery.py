@@ -6,10 +6,12 @@ confirm). Cancel and /cancel leave it with nothing given. The work is in
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -72,6 +74,15 @@ async def _edit(callback: CallbackQuery, text: str, keyboard: InlineKeyboardMark
         await callback.message.edit_text(text, reply_markup=keyboard)
 
 
+async def _stale(callback: CallbackQuery, t: Translator) -> None:
+    """A button of a flow that is over (given, cancelled, left or replaced): say so and take
+    the buttons off, but keep the message's text — it may be the record of what was given."""
+    await callback.answer(t.plain("goodwill.expired"), show_alert=True)
+    if isinstance(callback.message, Message) and callback.message.reply_markup is not None:
+        with suppress(TelegramBadRequest):  # already without buttons, or too old to edit
+            await callback.message.edit_reply_markup(reply_markup=None)
+
+
 async def _gift(staff: StaffContext, data: dict[str, Any]) -> str:
     """What is about to be given, as the staff member reads it."""
     if data.get("gw_kind") == "points":
@@ -119,8 +130,10 @@ async def on_goodwill(
         await callback.answer(t.plain("goodwill.not_allowed"), show_alert=True)
         return
     if action == "cancel":
-        if (await state.get_data()).get("gw_member") == member_id:  # not another flow's state
-            await state.clear()
+        if (await state.get_data()).get("gw_member") != member_id:  # not this flow's state
+            await _stale(callback, t)
+            return
+        await state.clear()
         await callback.answer()
         await _edit(callback, t("goodwill.cancelled"), None)
         return
@@ -159,8 +172,7 @@ async def on_goodwill(
         return
     data = await state.get_data()
     if data.get("gw_member") != member.id:  # a button of a flow that is over
-        await callback.answer()
-        await _edit(callback, t("goodwill.expired"), None)
+        await _stale(callback, t)
         return
     if action == "points":
         await state.set_state(GoodwillFlow.points)
@@ -211,8 +223,7 @@ async def _give(
 ) -> None:
     t = staff.t
     if await state.get_state() != GoodwillFlow.confirm.state:
-        await callback.answer()
-        await _edit(callback, t("goodwill.expired"), None)
+        await _stale(callback, t)
         return
     # Leave the flow before writing: the FSM storage commits on its own connection, which
     # must not wait behind this update's write transaction.
