@@ -352,6 +352,33 @@ async def test_an_erased_member_cannot_be_answered_and_keeps_no_personal_data(
         assert stored is not None and stored.status == TicketStatus.OPEN
 
 
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_an_erased_member_reads_as_erased_not_as_a_question_mark(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5010, locale)
+    await shopper.send("Are you open on Sunday?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+    async with app.session() as session:
+        member = await session.get(Member, ticket.member_id)
+        assert member is not None
+        await delete_member_data(session, app.clock, member)
+        await session.commit()
+
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await cashier.send("/inbox")
+    inbox = await cashier.expect("📥")
+    erased = t.plain("staff_language.erased_member")
+    [label] = [row[0] for row in inbox.inline_buttons if row[0].startswith(f"#{ticket.id}")]
+    assert erased in label and "?" not in label
+    assert erased in inbox.content and " ? " not in inbox.content
+    await cashier.press(label, inbox)
+    thread = await cashier.wait_until(lambda m: m.content.startswith(f"🎫 #{ticket.id}"))
+    assert erased in thread.content.splitlines()[0]
+
+
 async def test_forum_mode_carries_media_both_ways(
     sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
 ) -> None:

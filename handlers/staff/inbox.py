@@ -39,7 +39,7 @@ from care.staff.profiles import staff_labels
 from handlers.content import message_content
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from handlers.staff.formatting import excerpt, short_time
+from handlers.staff.formatting import excerpt, member_name, short_time
 from handlers.staff.forum import announce_closed
 from handlers.staff.inbox_views import button, render_followups, render_inbox, render_thread
 from handlers.staff.keyboards import (
@@ -110,7 +110,7 @@ async def on_ticket(
     if thread is None:
         await callback.answer(t.plain("inbox.ticket_not_found"), show_alert=True)
         return
-    name = thread.member.name if thread.member and thread.member.name else "?"
+    name = member_name(t, thread.member)
     action = callback_data.action
     if action in ("reply", "saved") and not thread.reachable:
         await callback.answer(t.plain("inbox.member_gone", number=ticket_id), show_alert=True)
@@ -258,7 +258,7 @@ async def on_saved_reply(
         return
     thread = await ticket_thread(staff.session, ticket_id, staff.t)
     assert thread is not None
-    name = thread.member.name if thread.member and thread.member.name else "?"
+    name = member_name(t, thread.member)
     await callback.answer(t.plain("inbox.reply_sent", number=ticket_id, name=name))
     await _edit(
         callback,
@@ -318,7 +318,7 @@ async def on_reply(message: Message, state: FSMContext, staff: StaffContext) -> 
         await message.answer(t(key, number=ticket_id, length=length, limit=limit))
         return
     thread = await ticket_thread(staff.session, ticket_id, staff.t)
-    name = thread.member.name if thread and thread.member and thread.member.name else "?"
+    name = member_name(t, thread.member if thread else None)
     await message.answer(t("inbox.reply_sent", number=ticket_id, name=name))
 
 
