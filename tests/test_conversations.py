@@ -379,6 +379,29 @@ async def test_an_erased_member_reads_as_erased_not_as_a_question_mark(
     assert erased in thread.content.splitlines()[0]
 
 
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_alerts_read_cleanly_and_the_kept_note_is_polite(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5011, locale)
+    await shopper.send("Hello")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    await shopper.send_sticker()
+    await shopper.send_photo(caption="receipt")
+    await settled(app)
+    alerts = [row for row in await _outbox(app, OWNER_ID) if row.kind == MessageKind.ALERT]
+    # The words and the media's icon, with no stray space before or after either.
+    assert [row.text.splitlines()[1] for row in alerts] == ["Hello", "🖼", "receipt 📷"]
+    # The shopper is addressed as everywhere else in the chat (您, not 你).
+    assert "你" not in t.plain("conversation.kept")
+    await shopper.send("/settings")
+    await wait_button(shopper, t.plain("settings.btn_birthday"))
+    await shopper.press(t.plain("settings.btn_birthday"))
+    await shopper.send_sticker()
+    assert (await shopper.expect(t.plain("conversation.kept"))).content.startswith("✉️")
+
+
 async def test_forum_mode_carries_media_both_ways(
     sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
 ) -> None:

@@ -259,8 +259,8 @@ async def notify_staff(
         about_member_id=member.id,
         name=member.name or member.member_code,
         code=member.member_code,
-        text=excerpt,
-        photo=MEDIA_ICONS.get(message.media_kind or "", ""),
+        # The words, then the media's icon: "receipt 📷", "📷" alone, or the words alone.
+        text=" ".join(filter(None, (excerpt, MEDIA_ICONS.get(message.media_kind or "")))),
     )
 
 
