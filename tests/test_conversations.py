@@ -402,6 +402,29 @@ async def test_alerts_read_cleanly_and_the_kept_note_is_polite(
     assert (await shopper.expect(t.plain("conversation.kept"))).content.startswith("✉️")
 
 
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_a_photo_answered_without_a_caption_reads_cleanly(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5012, locale)
+    await shopper.send("Do you have oat milk?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await _open_thread(cashier, ticket.id)
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.wait_until(lambda m: f"#{ticket.id}" in m.content)
+    await cashier.send_photo()
+    await cashier.wait_until(lambda m: "✅" in m.content)
+    await settled(app)
+    await deliver(app)
+    photo = await shopper.wait_until(lambda m: m.content.startswith("💬"))
+    shop_line = t.plain("conversation.reply.to_member", shop="Test Shop", text="").splitlines()[0]
+    # The shop's name, with no blank lines after it.
+    assert photo.content == shop_line.replace("<b>", "").replace("</b>", "")
+
+
 async def test_forum_mode_carries_media_both_ways(
     sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
 ) -> None:

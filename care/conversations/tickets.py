@@ -353,6 +353,8 @@ async def staff_reply(
         markup = _button(t.plain("feedback.reply.write_back"), write_back_data(ticket.id))
     if media is not None and media.kind in CAPTIONLESS:
         wrapped = ""
+    # A photo or file sent without a caption: the shop's name alone, not followed by blank lines.
+    wrapped = wrapped.rstrip()
     await enqueue(
         session,
         clock,
