@@ -422,3 +422,31 @@ async def test_a_second_give_or_an_old_cancel_keeps_the_record_of_the_grant(
     assert (await _member(app, member_id)).points_balance == 200
     await _deliver(app)
     await shopper.expect("sorry for the wait")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_typing_where_goodwill_waits_for_a_button_says_so(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    owner = await _staff(app, OWNER_ID, "Chen", locale)
+    member_id, _ = await member_user(app, 6007, locale)
+    code = (await _member(app, member_id)).member_code
+    await owner.send(f"/member {code}")
+    view = await owner.expect(code)
+    await owner.press(t.plain("goodwill.button"), view)
+    choose = await owner.expect("Ann")
+    await owner.send("200")  # an amount before choosing points: not an unknown command
+    await owner.expect(t.plain("goodwill.use_buttons"))
+    await owner.press(t.plain("goodwill.points_button"), choose)
+    await owner.send("200")
+    await owner.send("thanks for waiting")
+    confirm = await owner.wait_until(lambda m: t.plain("goodwill.give_button") in _buttons(m))
+    await owner.send("yes")  # typed instead of pressing Give: nothing given yet
+    await owner.expect(t.plain("goodwill.use_buttons"))
+    assert (await _member(app, member_id)).points_balance == 0
+    await owner.press(t.plain("goodwill.give_button"), confirm)
+    await owner.wait_until(lambda m: "Ann" in m.content and not m.inline_buttons)
+    assert (await _member(app, member_id)).points_balance == 200
+    await owner.send("ok")  # the flow is over: no longer held for it
+    assert (await owner.wait_until(lambda m: True)).content != t.plain("goodwill.use_buttons")

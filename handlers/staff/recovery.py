@@ -52,6 +52,7 @@ REFUSALS = {"bad_points": "bad_points_given", "reason_too_long": "no_reason"}
 
 
 class GoodwillFlow(StatesGroup):
+    choose = State()  # points or a coupon, and which coupon: buttons only
     points = State()
     reason = State()
     confirm = State()
@@ -145,6 +146,7 @@ async def on_goodwill(
         return
     if action == "start":
         await state.clear()
+        await state.set_state(GoodwillFlow.choose)
         await state.update_data(gw_member=member.id, gw_ticket=callback_data.ticket_id)
         await callback.answer()
         keyboard = markup(
@@ -347,6 +349,12 @@ async def _member_or_refuse(
         return None
 
 
+async def on_not_a_button(message: Message, staff: StaffContext) -> None:
+    """Typed while the flow waits for a button (points or coupon, which coupon, Give): the
+    flow stays, and the staff member is told what it waits for."""
+    await message.answer(staff.t("goodwill.use_buttons"))
+
+
 async def on_cancel(message: Message, state: FSMContext, staff: StaffContext) -> None:
     await state.clear()
     await message.answer(staff.t("goodwill.cancelled"))
@@ -360,6 +368,12 @@ def build_router() -> Router:
     not_command = ~F.text.startswith("/")
     router.message.register(on_points, StateFilter(GoodwillFlow.points), not_command, admin)
     router.message.register(on_reason, StateFilter(GoodwillFlow.reason), not_command, admin)
+    router.message.register(
+        on_not_a_button,
+        StateFilter(GoodwillFlow.choose, GoodwillFlow.confirm),
+        not_command,
+        admin,
+    )
     router.callback_query.register(on_goodwill, CDGoodwill.filter(), MinRole(StaffRole.CASHIER))
     router.callback_query.register(
         on_followup, F.data.startswith(FOLLOWUP_PREFIX), MinRole(StaffRole.CASHIER)
