@@ -26,6 +26,7 @@ from storage.models import (
     SurveyResponse,
 )
 from tests.conftest import RunningBot, running_bot
+from tests.journey_helpers import wait_button
 from tests.simulator import BotAPISimulator, SimUser
 from tests.staff_helpers import OWNER_ID, make_staff
 from tests.test_feedback import deliver, settled, tickets_of
@@ -450,3 +451,27 @@ async def test_typing_where_goodwill_waits_for_a_button_says_so(
     assert (await _member(app, member_id)).points_balance == 200
     await owner.send("ok")  # the flow is over: no longer held for it
     assert (await owner.wait_until(lambda m: True)).content != t.plain("goodwill.use_buttons")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_an_erased_members_low_score_leaves_the_follow_up_list(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    admin = await _staff(app, ADMIN_ID, "Zhao", locale)
+    member_id, shopper = await member_user(app, 6008, locale)
+    await invite(app, member_id, SurveyKind.NPS)
+    await shopper.press("3", await shopper.wait_until(lambda m: "3" in _buttons(m)))
+    await shopper.wait_until(lambda m: t.plain("survey.comment.skip") in _buttons(m))
+    await settled(app)
+    followups = t.plain("inbox.followups", count=1)
+    await admin.send("/inbox")
+    assert [followups] in (await admin.expect("📥")).inline_buttons
+
+    await shopper.send("/delete_me")
+    await shopper.press(t.plain("delete.yes"), await wait_button(shopper, t.plain("delete.yes")))
+    await shopper.expect("/start")  # all deleted; send /start to join again
+    await settled(app)
+    await admin.send("/inbox")
+    inbox = await admin.expect("📥")
+    assert not any(row[0].startswith("⚠️") for row in inbox.inline_buttons)
