@@ -425,6 +425,46 @@ async def test_a_photo_answered_without_a_caption_reads_cleanly(
     assert photo.content == shop_line.replace("<b>", "").replace("</b>", "")
 
 
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_staff_answer_with_an_album_sends_every_photo(shop: RunningBot, locale: str) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5013, locale)
+    await shopper.send("Which cakes do you have today?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await _open_thread(cashier, ticket.id)
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.wait_until(lambda m: f"#{ticket.id}" in m.content and "/cancel" in m.content)
+    await cashier.send_album(3, caption="today's cakes")
+    await cashier.send("/inbox")  # after the album: the inbox, with no "not sent" note
+    await cashier.expect("📥")
+    await settled(app)
+
+    # One "on its way" for the album, no "unknown command" for its other photos.
+    sent_note = t.plain("inbox.reply_sent", number=ticket.id, name="Ann")
+    texts = [m.content for m in cashier.messages]
+    assert texts.count(sent_note) == 1
+    assert not any(t.plain("common.unknown_command")[:10] in text for text in texts)
+    assert not any(t.plain("inbox.reply_left", number=ticket.id)[:10] in text for text in texts)
+    [answered] = await tickets_of(app)
+    staff_photos = [m for m in answered.messages if m.author == "staff"]
+    assert [(m.media_kind, m.text) for m in staff_photos] == [
+        ("photo", "today's cakes"), ("photo", None), ("photo", None),
+    ]  # fmt: skip
+    await deliver(app)
+    await shopper.wait_until(
+        lambda m: len([x for x in shopper.messages if "💬" in x.content]) >= 1
+    )
+    assert len(await _outbox(app, 5013)) >= 3
+
+    # The next plain message is not taken as part of that answer.
+    await cashier.send("thanks")
+    await cashier.expect(t.plain("common.unknown_command")[:10])
+    [after] = await tickets_of(app)
+    assert len([m for m in after.messages if m.author == "staff"]) == 3
+
+
 async def test_forum_mode_carries_media_both_ways(
     sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
 ) -> None:
