@@ -352,6 +352,119 @@ async def test_an_erased_member_cannot_be_answered_and_keeps_no_personal_data(
         assert stored is not None and stored.status == TicketStatus.OPEN
 
 
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_an_erased_member_reads_as_erased_not_as_a_question_mark(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5010, locale)
+    await shopper.send("Are you open on Sunday?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+    async with app.session() as session:
+        member = await session.get(Member, ticket.member_id)
+        assert member is not None
+        await delete_member_data(session, app.clock, member)
+        await session.commit()
+
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await cashier.send("/inbox")
+    inbox = await cashier.expect("📥")
+    erased = t.plain("staff_language.erased_member")
+    [label] = [row[0] for row in inbox.inline_buttons if row[0].startswith(f"#{ticket.id}")]
+    assert erased in label and "?" not in label
+    assert erased in inbox.content and " ? " not in inbox.content
+    await cashier.press(label, inbox)
+    thread = await cashier.wait_until(lambda m: m.content.startswith(f"🎫 #{ticket.id}"))
+    assert erased in thread.content.splitlines()[0]
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_alerts_read_cleanly_and_the_kept_note_is_polite(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5011, locale)
+    await shopper.send("Hello")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    await shopper.send_sticker()
+    await shopper.send_photo(caption="receipt")
+    await settled(app)
+    alerts = [row for row in await _outbox(app, OWNER_ID) if row.kind == MessageKind.ALERT]
+    # The words and the media's icon, with no stray space before or after either.
+    assert [row.text.splitlines()[1] for row in alerts] == ["Hello", "🖼", "receipt 📷"]
+    # The shopper is addressed as everywhere else in the chat (您, not 你).
+    assert "你" not in t.plain("conversation.kept")
+    await shopper.send("/settings")
+    await wait_button(shopper, t.plain("settings.btn_birthday"))
+    await shopper.press(t.plain("settings.btn_birthday"))
+    await shopper.send_sticker()
+    assert (await shopper.expect(t.plain("conversation.kept"))).content.startswith("✉️")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_a_photo_answered_without_a_caption_reads_cleanly(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5012, locale)
+    await shopper.send("Do you have oat milk?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await _open_thread(cashier, ticket.id)
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.wait_until(lambda m: f"#{ticket.id}" in m.content)
+    await cashier.send_photo()
+    await cashier.wait_until(lambda m: "✅" in m.content)
+    await settled(app)
+    await deliver(app)
+    photo = await shopper.wait_until(lambda m: m.content.startswith("💬"))
+    shop_line = t.plain("conversation.reply.to_member", shop="Test Shop", text="").splitlines()[0]
+    # The shop's name, with no blank lines after it.
+    assert photo.content == shop_line.replace("<b>", "").replace("</b>", "")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_staff_answer_with_an_album_sends_every_photo(shop: RunningBot, locale: str) -> None:
+    app, t = shop, translator(locale)
+    shopper = await member_user(app, 5013, locale)
+    await shopper.send("Which cakes do you have today?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await _open_thread(cashier, ticket.id)
+    await cashier.press_data(f"tk:reply:{ticket.id}:0")
+    await cashier.wait_until(lambda m: f"#{ticket.id}" in m.content and "/cancel" in m.content)
+    await cashier.send_album(3, caption="today's cakes")
+    await cashier.send("/inbox")  # after the album: the inbox, with no "not sent" note
+    await cashier.expect("📥")
+    await settled(app)
+
+    # One "on its way" for the album, no "unknown command" for its other photos.
+    sent_note = t.plain("inbox.reply_sent", number=ticket.id, name="Ann")
+    texts = [m.content for m in cashier.messages]
+    assert texts.count(sent_note) == 1
+    assert not any(t.plain("common.unknown_command")[:10] in text for text in texts)
+    assert not any(t.plain("inbox.reply_left", number=ticket.id)[:10] in text for text in texts)
+    [answered] = await tickets_of(app)
+    staff_photos = [m for m in answered.messages if m.author == "staff"]
+    assert [(m.media_kind, m.text) for m in staff_photos] == [
+        ("photo", "today's cakes"), ("photo", None), ("photo", None),
+    ]  # fmt: skip
+    await deliver(app)
+    await shopper.wait_until(
+        lambda m: len([x for x in shopper.messages if "💬" in x.content]) >= 1
+    )
+    assert len(await _outbox(app, 5013)) >= 3
+
+    # The next plain message is not taken as part of that answer.
+    await cashier.send("thanks")
+    await cashier.expect(t.plain("common.unknown_command")[:10])
+    [after] = await tickets_of(app)
+    assert len([m for m in after.messages if m.author == "staff"]) == 3
+
+
 async def test_forum_mode_carries_media_both_ways(
     sim: BotAPISimulator, sqlite_url: str, clock: FrozenClock
 ) -> None:

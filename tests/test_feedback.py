@@ -3,6 +3,7 @@ staff close it and the shopper rates how it was handled — pressing the buttons
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from care.conversations.tickets import MAX_TEXT_CHARS, close_ticket, get_ticket, staff_reply
@@ -227,3 +228,30 @@ async def test_answer_write_back_close_and_rate(app: RunningBot) -> None:
     [continued] = await tickets_of(app)
     assert continued.status == TicketStatus.OPEN and continued.closed_at is None
     assert continued.messages[-1].text == "And the receipt printer too"
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_feedback_over_an_open_chat_message_does_not_call_it_a_ticket(
+    app: RunningBot, locale: str
+) -> None:
+    t = translator(locale)
+    shopper = await member_user(app, 4101, locale)
+    await shopper.send("Are you open on Sunday?")
+    await shopper.expect(t.plain("conversation.ack")[:6])
+    [ticket] = await tickets_of(app)
+
+    await shopper.send("/feedback")
+    ask = await shopper.expect(f"#{ticket.id}")
+    asked = ask.content
+    assert asked == t.plain("feedback.has_open_message", number=ticket.id).replace(
+        "<b>", ""
+    ).replace("</b>", "")
+    await shopper.press(t.plain("feedback.add_to_open", number=ticket.id), ask)
+    prompt = await shopper.wait_until(lambda m: m.content != asked)
+    prompted = prompt.content
+    await shopper.send("And on Monday?")
+    added = await shopper.expect(f"#{ticket.id}")
+    for text in (asked, prompted, added.content):
+        assert "ticket" not in text and "工单" not in text, text
+    [same] = await tickets_of(app)
+    assert [m.text for m in same.messages] == ["Are you open on Sunday?", "And on Monday?"]

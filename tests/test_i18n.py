@@ -91,7 +91,7 @@ def test_keys_built_at_run_time_exist() -> None:
     built = [f"interest.{category}" for category in DEFAULT_CATEGORIES]
     built += [f"tz.city.{city.key}" for city in PICKER_CITIES]
     built += [f"mydata.consent_{kind}" for kind in ConsentKind]
-    built += [f"reg.name_{r}" for r in ("empty", "too_long", "control", "command")]
+    built += [f"reg.name_{r}" for r in ("empty", "too_long", "control", "command", "not_a_name")]
     built += [
         f"reg.birthday_{r}" for r in ("format", "impossible", "future", "too_young", "too_old")
     ]

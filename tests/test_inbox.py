@@ -1,10 +1,11 @@
-"""/inbox: staff read open feedback oldest first, answer in the chat (the answer reaches the
+"""/inbox: staff read open conversations oldest first, answer in the chat (the answer reaches the
 shopper through the outbox), close it, and follow up low scores."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from care.console.audit_log import AuditFilter, audit_page
@@ -145,7 +146,8 @@ async def test_open_reply_and_close_a_ticket(app: RunningBot) -> None:
     ]
 
     await cashier.press("◀ Back to the inbox")
-    assert (await cashier.wait_until(lambda m: "No open feedback" in m.text)).text.startswith("📥")
+    empty = await cashier.wait_until(lambda m: "No open conversations" in m.text)
+    assert empty.text.startswith("📥")
 
 
 async def test_cancel_a_reply_and_a_ticket_closed_meanwhile(app: RunningBot) -> None:
@@ -194,7 +196,7 @@ async def test_low_scores_wait_for_a_follow_up(app: RunningBot) -> None:
     cashier = app.user(CASHIER_ID, language_code="en")
     await cashier.send("/inbox")
     inbox = await cashier.next_message()
-    assert inbox.text == "📥 No open feedback. Well done!"
+    assert inbox.text == "📥 No open conversations: nobody is waiting for an answer. Well done!"
     assert inbox.inline_buttons[0] == ["⚠️ Low scores to follow up (1)"]
     await cashier.press("⚠️ Low scores to follow up (1)")
     listing = await cashier.wait_until(lambda m: "Low scores to follow up" in m.text)
@@ -382,3 +384,22 @@ async def test_a_command_or_menu_press_mid_reply_leaves_the_reply_unsent(app: Ru
     await zh.send("下班了")
     await app.settle()
     assert all("下班了" not in row.text for row in await _outbox(app, SHOPPER_ID))
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_the_console_speaks_of_conversations_not_feedback(
+    app: RunningBot, locale: str
+) -> None:
+    t = translator(locale)
+    async with app.session() as session:
+        await make_staff(session, app.config, app.clock, CASHIER_ID, StaffRole.CASHIER, "Qian")
+        await session.commit()
+    cashier = app.user(CASHIER_ID, first_name="Qian", language_code=locale)
+    await cashier.send("/staff")
+    help_text = (await cashier.expect("/inbox")).content
+    [line] = [row for row in help_text.splitlines() if row.startswith("/inbox")]
+    assert ("feedback" not in line) and ("反馈" not in line)
+    await cashier.send("/inbox")
+    empty = await cashier.expect("📥")
+    assert empty.content == t.plain("inbox.empty")
+    assert ("feedback" not in empty.content) and ("反馈" not in empty.content)

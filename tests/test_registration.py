@@ -485,3 +485,28 @@ async def test_messages_typed_during_registration_reach_the_shop_and_the_step_st
         (None, texts["sentence"]),
     ]
     assert member.birthday == date(1990, 5, 17)
+
+
+@pytest.mark.parametrize(("locale", "greeting"), [("en", "hi!"), ("zh", "你好")])
+async def test_a_greeting_at_the_name_step_is_not_taken_for_a_name(
+    app: RunningBot, locale: str, greeting: str
+) -> None:
+    t = translator(locale)
+    user = app.user(3050, first_name="Mei", language_code=locale)
+    await walk_to(user, locale, "name")
+    for typed in (greeting, "OK"):
+        await user.send(typed)
+        refusal = await user.expect(t.plain("reg.name_not_a_name", value=typed)[:12])
+        assert refusal.text == t.plain("reg.name_not_a_name", value=typed)
+    assert not any("Nice to meet you" in m.content or "很高兴认识您" in m.content
+                   for m in user.messages)  # fmt: skip
+    await user.press(label(locale, "reg.name_keep", name="Mei"))  # the prompt's button is live
+    await wait_button(user, label(locale, "reg.phone_button"))
+    await user.press(label(locale, "reg.phone_button"))
+    await wait_button(user, label(locale, "reg.birthday_skip"))
+    await user.press(label(locale, "reg.birthday_skip"))
+    await wait_button(user, label(locale, "buttons.done"))
+    await user.press(label(locale, "buttons.done"))
+    await user.wait_until(lambda m: m.photo is not None)
+    member = await member_of(app, 3050)
+    assert member is not None and member.name == "Mei"

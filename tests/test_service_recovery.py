@@ -26,6 +26,7 @@ from storage.models import (
     SurveyResponse,
 )
 from tests.conftest import RunningBot, running_bot
+from tests.journey_helpers import wait_button
 from tests.simulator import BotAPISimulator, SimUser
 from tests.staff_helpers import OWNER_ID, make_staff
 from tests.test_feedback import deliver, settled, tickets_of
@@ -384,3 +385,93 @@ async def test_write_back_on_a_closed_ticket_continues_it(shop: RunningBot) -> N
     [again] = await tickets_of(app)
     assert again.id == ticket.id and again.status == TicketStatus.OPEN
     assert again.closed_at is None and again.messages[-1].text == "It failed again today"
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_a_second_give_or_an_old_cancel_keeps_the_record_of_the_grant(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    owner = await _staff(app, OWNER_ID, "Chen", locale)
+    member_id, shopper = await member_user(app, 6006, locale)
+    code = (await _member(app, member_id)).member_code
+    await owner.send(f"/member {code}")
+    view = await owner.expect(code)
+    await owner.press(t.plain("goodwill.button"), view)
+    await owner.press(t.plain("goodwill.points_button"), await owner.expect("Ann"))
+    await owner.send("200")
+    reason_prompt = await owner.wait_until(lambda m: "200" in m.content)
+    assert _buttons(reason_prompt) == [t.plain("goodwill.cancel_button")]
+    cancel_data = reason_prompt.reply_markup["inline_keyboard"][0][0]["callback_data"]
+    await owner.send("sorry for the wait")
+    confirm = await owner.wait_until(lambda m: t.plain("goodwill.give_button") in _buttons(m))
+    give_data = confirm.reply_markup["inline_keyboard"][0][0]["callback_data"]
+    await owner.press(t.plain("goodwill.give_button"), confirm)
+    given = await owner.wait_until(lambda m: "Ann" in m.content and not m.inline_buttons)
+    record = given.content
+
+    # A double tap on Give, then the reason prompt's old Cancel: refused with a note, and
+    # neither rewrites the message that says what was given.
+    again = await owner.press_data(give_data, confirm)
+    assert (await owner.wait_callback_answer(again)).text == t.plain("goodwill.expired")
+    old_cancel = await owner.press_data(cancel_data, reason_prompt)
+    assert (await owner.wait_callback_answer(old_cancel)).text == t.plain("goodwill.expired")
+    await settled(app)
+    assert confirm.content == record
+    assert t.plain("goodwill.cancelled") not in reason_prompt.content
+    assert not reason_prompt.inline_buttons  # no live Cancel under a finished flow
+    assert (await _member(app, member_id)).points_balance == 200
+    await _deliver(app)
+    await shopper.expect("sorry for the wait")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_typing_where_goodwill_waits_for_a_button_says_so(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    owner = await _staff(app, OWNER_ID, "Chen", locale)
+    member_id, _ = await member_user(app, 6007, locale)
+    code = (await _member(app, member_id)).member_code
+    await owner.send(f"/member {code}")
+    view = await owner.expect(code)
+    await owner.press(t.plain("goodwill.button"), view)
+    choose = await owner.expect("Ann")
+    await owner.send("200")  # an amount before choosing points: not an unknown command
+    await owner.expect(t.plain("goodwill.use_buttons"))
+    await owner.press(t.plain("goodwill.points_button"), choose)
+    await owner.send("200")
+    await owner.send("thanks for waiting")
+    confirm = await owner.wait_until(lambda m: t.plain("goodwill.give_button") in _buttons(m))
+    await owner.send("yes")  # typed instead of pressing Give: nothing given yet
+    await owner.expect(t.plain("goodwill.use_buttons"))
+    assert (await _member(app, member_id)).points_balance == 0
+    await owner.press(t.plain("goodwill.give_button"), confirm)
+    await owner.wait_until(lambda m: "Ann" in m.content and not m.inline_buttons)
+    assert (await _member(app, member_id)).points_balance == 200
+    await owner.send("ok")  # the flow is over: no longer held for it
+    assert (await owner.wait_until(lambda m: True)).content != t.plain("goodwill.use_buttons")
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_an_erased_members_low_score_leaves_the_follow_up_list(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    admin = await _staff(app, ADMIN_ID, "Zhao", locale)
+    member_id, shopper = await member_user(app, 6008, locale)
+    await invite(app, member_id, SurveyKind.NPS)
+    await shopper.press("3", await shopper.wait_until(lambda m: "3" in _buttons(m)))
+    await shopper.wait_until(lambda m: t.plain("survey.comment.skip") in _buttons(m))
+    await settled(app)
+    followups = t.plain("inbox.followups", count=1)
+    await admin.send("/inbox")
+    assert [followups] in (await admin.expect("📥")).inline_buttons
+
+    await shopper.send("/delete_me")
+    await shopper.press(t.plain("delete.yes"), await wait_button(shopper, t.plain("delete.yes")))
+    await shopper.expect("/start")  # all deleted; send /start to join again
+    await settled(app)
+    await admin.send("/inbox")
+    inbox = await admin.expect("📥")
+    assert not any(row[0].startswith("⚠️") for row in inbox.inline_buttons)

@@ -259,8 +259,8 @@ async def notify_staff(
         about_member_id=member.id,
         name=member.name or member.member_code,
         code=member.member_code,
-        text=excerpt,
-        photo=MEDIA_ICONS.get(message.media_kind or "", ""),
+        # The words, then the media's icon: "receipt 📷", "📷" alone, or the words alone.
+        text=" ".join(filter(None, (excerpt, MEDIA_ICONS.get(message.media_kind or "")))),
     )
 
 
@@ -353,6 +353,8 @@ async def staff_reply(
         markup = _button(t.plain("feedback.reply.write_back"), write_back_data(ticket.id))
     if media is not None and media.kind in CAPTIONLESS:
         wrapped = ""
+    # A photo or file sent without a caption: the shop's name alone, not followed by blank lines.
+    wrapped = wrapped.rstrip()
     await enqueue(
         session,
         clock,

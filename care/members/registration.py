@@ -59,6 +59,27 @@ def clean_name(raw: str | None) -> str:
     return text
 
 
+# What people type at "what should we call you?" when they mean a greeting or an answer, not a
+# name: taken as one, the bot would greet them "Nice to meet you, hi!" and keep it on the card.
+_NOT_NAMES = frozenset(
+    {
+        "hi", "hello", "hey", "hallo", "yes", "yeah", "yep", "no", "nope", "ok", "okay",
+        "sure", "thanks", "thank you", "thx", "help", "start", "menu", "skip", "keep", "name",
+        "你好", "您好", "嗨", "哈喽", "哈啰", "在吗", "在", "是", "是的", "对", "好", "好的",
+        "嗯", "不", "不要", "否", "谢谢", "跳过", "沿用", "可以", "行", "名字",
+    }
+)  # fmt: skip
+_NAME_TRIM = " .,!~。，！、…"
+
+
+def clean_typed_name(raw: str | None) -> str:
+    """A typed name (``clean_name``); a greeting or a yes/no raises InputProblem("not_a_name")."""
+    name = clean_name(raw)
+    if name.casefold().strip(_NAME_TRIM) in _NOT_NAMES:
+        raise InputProblem("not_a_name")
+    return name
+
+
 _PHONE_JUNK = re.compile(r"[\s().-]")
 
 

@@ -114,7 +114,7 @@ async def cmd_feedback(
     ticket = await current_ticket(session, member)
     if ticket is not None:
         await message.answer(
-            t("feedback.has_open", number=ticket.id),
+            t(_worded("feedback.has_open", ticket.kind), number=ticket.id),
             reply_markup=open_ticket_keyboard(t, ticket.id),
         )
         return
@@ -146,12 +146,12 @@ async def on_action(
         await end_flow(state)
         await _edit_or_send(callback, t("feedback.choose_kind"), kind_keyboard(t))
     elif callback_data.action == "add":
-        refusal = await _begin_write_back(state, session, member, callback_data.ticket)
-        if refusal is None:
-            text = t("feedback.write_back", number=callback_data.ticket)
+        key, waiting = await _begin_write_back(state, session, member, callback_data.ticket)
+        if waiting:
+            text = t(key, number=callback_data.ticket)
             await remember_prompt(state, await _edit_or_send(callback, text, cancel_keyboard(t)))
         else:
-            await _edit_or_send(callback, t(refusal, number=callback_data.ticket), None)
+            await _edit_or_send(callback, t(key, number=callback_data.ticket), None)
     elif callback_data.action == "stop" and await state.get_state() is None:
         # A Cancel left over from a flow that already ended (its ticket filed, or left for
         # a menu button): nothing to cancel, and the button goes.
@@ -170,31 +170,37 @@ async def on_write_back_button(
     t: Translator,
 ) -> None:
     ticket_id = parse_write_back(callback.data) or 0
-    refusal = await _begin_write_back(state, session, member, ticket_id)
+    key, waiting = await _begin_write_back(state, session, member, ticket_id)
     if callback.bot is not None:
         # The staff answer stays as it is; the prompt comes as a new message below it.
-        if refusal is None:
-            text, markup = t("feedback.write_back", number=ticket_id), cancel_keyboard(t)
-        else:
-            text, markup = t(refusal, number=ticket_id), None
-        sent = await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)
-        if refusal is None:
+        markup = cancel_keyboard(t) if waiting else None
+        sent = await callback.bot.send_message(
+            callback.from_user.id, t(key, number=ticket_id), reply_markup=markup
+        )
+        if waiting:
             await remember_prompt(state, sent)
     await callback.answer()
 
 
+def _worded(key: str, kind: str) -> str:
+    """The text for a ticket of ``kind``: a plain conversation is not called a "ticket" to a
+    shopper who simply wrote to the shop."""
+    return f"{key}_message" if kind == TicketKind.MESSAGE else key
+
+
 async def _begin_write_back(
     state: FSMContext, session: AsyncSession, member: Member, ticket_id: int
-) -> str | None:
-    """Wait for the member's next message to their ticket; else the key of the refusal."""
+) -> tuple[str, bool]:
+    """Wait for the member's next message to their ticket: the prompt's key and True; else
+    the key of the refusal and False."""
     # A closed ticket is written back to as well: the message continues the conversation.
     ticket = await member_ticket(session, member, ticket_id)
     if ticket is None:
         await end_flow(state)
-        return "feedback.gone"
+        return "feedback.gone", False
     await state.set_state(FeedbackStates.write_back)
     await state.update_data(ticket=ticket.id)
-    return None
+    return _worded("feedback.write_back", ticket.kind), True
 
 
 async def on_ticket_text(
@@ -246,7 +252,7 @@ async def on_write_back_text(
         await message.answer(t("feedback.closed", number=ticket.id))
         return
     await notify_staff(session, clock, config, ticket=ticket, message=added, member=member)
-    await message.answer(t("feedback.added", number=ticket.id))
+    await message.answer(t(_worded("feedback.added", ticket.kind), number=ticket.id))
 
 
 def build_router() -> Router:

@@ -35,6 +35,7 @@ from care.members.registration import (
     check_birthday,
     claim_imported,
     clean_name,
+    clean_typed_name,
     complete_registration,
     is_message_to_shop,
     local_today,
@@ -290,9 +291,9 @@ async def on_name_text(
             await message.answer(kept_note(t, kept, t("reg.reprompt_name")))
             return
     try:
-        name = clean_name(message.text)
+        name = clean_typed_name(message.text)
     except InputProblem as problem:
-        await message.answer(t(f"reg.name_{problem.reason}"))
+        await message.answer(t(f"reg.name_{problem.reason}", value=(message.text or "").strip()))
         return
     await _drop_prompt_buttons(message, state)
     await _accept_name(message, state, t, name)

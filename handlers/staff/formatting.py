@@ -9,6 +9,8 @@ from care.conversations.surveys import score_scale
 from care.core.config import CareConfig
 from care.core.formatting import format_day
 from care.core.i18n import Translator
+from storage.enums import MemberStatus
+from storage.models import Member
 
 
 def local(when: datetime, config: CareConfig) -> datetime:
@@ -38,3 +40,10 @@ def excerpt(text: str | None, limit: int = 80) -> str:
     """One line of at most ``limit`` characters."""
     flat = " ".join((text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def member_name(t: Translator, member: Member | None) -> str:
+    """The member as staff call them; one who erased their data reads "erased member", not "?"."""
+    if member is None or member.status == MemberStatus.DELETED:
+        return t.plain("staff_language.erased_member")
+    return member.name or member.member_code

@@ -6,6 +6,7 @@ data says so and offers no answer."""
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
+from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
@@ -39,7 +40,7 @@ from care.staff.profiles import staff_labels
 from handlers.content import message_content
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
-from handlers.staff.formatting import excerpt, short_time
+from handlers.staff.formatting import excerpt, member_name, short_time
 from handlers.staff.forum import announce_closed
 from handlers.staff.inbox_views import button, render_followups, render_inbox, render_thread
 from handlers.staff.keyboards import (
@@ -68,6 +69,8 @@ REFUSALS = {
 
 class InboxReply(StatesGroup):
     text = State()
+    # The answer was a photo album: its further photos follow the first to the customer.
+    album = State()
 
 
 async def _inbox_view(staff: StaffContext, page: int) -> tuple[str, InlineKeyboardMarkup]:
@@ -110,7 +113,7 @@ async def on_ticket(
     if thread is None:
         await callback.answer(t.plain("inbox.ticket_not_found"), show_alert=True)
         return
-    name = thread.member.name if thread.member and thread.member.name else "?"
+    name = member_name(t, thread.member)
     action = callback_data.action
     if action in ("reply", "saved") and not thread.reachable:
         await callback.answer(t.plain("inbox.member_gone", number=ticket_id), show_alert=True)
@@ -258,7 +261,7 @@ async def on_saved_reply(
         return
     thread = await ticket_thread(staff.session, ticket_id, staff.t)
     assert thread is not None
-    name = thread.member.name if thread.member and thread.member.name else "?"
+    name = member_name(t, thread.member)
     await callback.answer(t.plain("inbox.reply_sent", number=ticket_id, name=name))
     await _edit(
         callback,
@@ -302,6 +305,10 @@ async def on_reply(message: Message, state: FSMContext, staff: StaffContext) -> 
     # Leave the reply state before writing: the FSM storage commits on its own connection,
     # which must not wait behind this update's open write transaction.
     await state.clear()
+    if message.media_group_id is not None:
+        # Telegram sends an album as one message per photo: the rest belong to this answer.
+        await state.set_state(InboxReply.album)
+        await state.update_data(reply_ticket_id=ticket_id, reply_album=message.media_group_id)
     try:
         await answer_ticket(
             staff.session,
@@ -318,8 +325,38 @@ async def on_reply(message: Message, state: FSMContext, staff: StaffContext) -> 
         await message.answer(t(key, number=ticket_id, length=length, limit=limit))
         return
     thread = await ticket_thread(staff.session, ticket_id, staff.t)
-    name = thread.member.name if thread and thread.member and thread.member.name else "?"
+    name = member_name(t, thread.member if thread else None)
     await message.answer(t("inbox.reply_sent", number=ticket_id, name=name))
+
+
+async def on_reply_album(message: Message, state: FSMContext, staff: StaffContext) -> None:
+    """A further photo of the album the staff member answered with goes to the customer too,
+    without another "on its way"; anything else ends the answer and is handled as usual."""
+    data = await state.get_data()
+    if message.media_group_id is None or message.media_group_id != data.get("reply_album"):
+        await state.clear()
+        raise SkipHandler
+    content = message_content(message)
+    if content is None:
+        return
+    text, media = content
+    ticket_id = int(data.get("reply_ticket_id") or 0)
+    try:
+        await answer_ticket(
+            staff.session,
+            staff.clock,
+            staff.config,
+            ticket_id=ticket_id,
+            text=text,
+            media=media,
+            staff_telegram_id=staff.user_id,
+            staff_role=staff.role,
+        )
+    except TicketError as exc:
+        await state.clear()
+        key = REFUSALS.get(exc.reason, "inbox.ticket_not_found")
+        length, limit = len(text or ""), MAX_CAPTION_CHARS
+        await message.answer(staff.t(key, number=ticket_id, length=length, limit=limit))
 
 
 async def on_reply_cancel(message: Message, t: Translator, state: FSMContext) -> None:
@@ -367,6 +404,9 @@ def build_router() -> Router:
         StateFilter(InboxReply.text),
         ~F.text.startswith("/"),
         cashier,
+    )
+    router.message.register(
+        on_reply_album, StateFilter(InboxReply.album), ~F.text.startswith("/"), cashier
     )
     router.callback_query.register(on_inbox_page, CDInboxPage.filter(), cashier)
     router.callback_query.register(on_ticket, CDTicket.filter(), cashier)

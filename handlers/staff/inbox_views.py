@@ -13,7 +13,7 @@ from care.conversations.tickets import MEDIA_ICONS
 from care.core.config import CareConfig
 from care.core.i18n import Translator
 from care.loyalty.tiers import tier_name
-from handlers.staff.formatting import excerpt, score_text, short_time
+from handlers.staff.formatting import excerpt, member_name, score_text, short_time
 from handlers.staff.goodwill_views import followup_line, goodwill_button, note_line
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
 from storage.enums import MediaKind, MessageAuthor, TicketStatus
@@ -93,7 +93,7 @@ def render_inbox(
             ticket, member = item.ticket, item.member
             # Waiting: how long the shopper has waited; otherwise how old the conversation is.
             since = ticket.waiting_since or ticket.created_at
-            name = excerpt(member.name if member and member.name else "?", 24)
+            name = excerpt(member_name(t, member), 24)
             if ticket.assigned_to is None:
                 owner = ""
             elif ticket.assigned_to == me:
@@ -168,7 +168,7 @@ def render_thread(
             number=ticket.id,
             kind=_kind(t, ticket.kind),
             status=t.plain(f"m360.ticket_status.{ticket.status}"),
-            name=member.name if member and member.name else "?",
+            name=member_name(t, member),
             code=member.member_code if member else "?",
             when=short_time(ticket.created_at, config),
         ),
@@ -253,12 +253,12 @@ def render_followups(
                     when=short_time(response.created_at, config),
                     kind=t.plain(kind_key) if t.has(kind_key) else response.kind,
                     score=score_text(t, response.score, response.kind),
-                    name=member.name or "?",
+                    name=member_name(t, member),
                     code=member.member_code,
                     comment=comment,
                 )
             )
-            short = excerpt(member.name or "?", 24)
+            short = excerpt(member_name(t, member), 24)
             label = t.plain("inbox.followup_done", name=short)
             keyboard.append(
                 [

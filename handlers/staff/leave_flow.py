@@ -20,6 +20,9 @@ from handlers.staff.inbox import InboxReply
 
 async def on_leave_step(message: Message, state: FSMContext, staff: StaffContext) -> None:
     waiting = await state.get_state()
+    if waiting == InboxReply.album.state:  # the answer went out already: nothing was left
+        await state.clear()
+        raise SkipHandler
     if waiting == InboxReply.text.state:
         ticket_id = int((await state.get_data()).get("reply_ticket_id") or 0)
         note = staff.t("inbox.reply_left", number=ticket_id)

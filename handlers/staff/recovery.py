@@ -6,10 +6,12 @@ confirm). Cancel and /cancel leave it with nothing given. The work is in
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 from aiogram import F, Router
 from aiogram.enums import ChatType
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -50,6 +52,7 @@ REFUSALS = {"bad_points": "bad_points_given", "reason_too_long": "no_reason"}
 
 
 class GoodwillFlow(StatesGroup):
+    choose = State()  # points or a coupon, and which coupon: buttons only
     points = State()
     reason = State()
     confirm = State()
@@ -70,6 +73,15 @@ def _cancel_row(t: Translator, member_id: int) -> list[InlineKeyboardButton]:
 async def _edit(callback: CallbackQuery, text: str, keyboard: InlineKeyboardMarkup | None) -> None:
     if isinstance(callback.message, Message):
         await callback.message.edit_text(text, reply_markup=keyboard)
+
+
+async def _stale(callback: CallbackQuery, t: Translator) -> None:
+    """A button of a flow that is over (given, cancelled, left or replaced): say so and take
+    the buttons off, but keep the message's text — it may be the record of what was given."""
+    await callback.answer(t.plain("goodwill.expired"), show_alert=True)
+    if isinstance(callback.message, Message) and callback.message.reply_markup is not None:
+        with suppress(TelegramBadRequest):  # already without buttons, or too old to edit
+            await callback.message.edit_reply_markup(reply_markup=None)
 
 
 async def _gift(staff: StaffContext, data: dict[str, Any]) -> str:
@@ -119,8 +131,10 @@ async def on_goodwill(
         await callback.answer(t.plain("goodwill.not_allowed"), show_alert=True)
         return
     if action == "cancel":
-        if (await state.get_data()).get("gw_member") == member_id:  # not another flow's state
-            await state.clear()
+        if (await state.get_data()).get("gw_member") != member_id:  # not this flow's state
+            await _stale(callback, t)
+            return
+        await state.clear()
         await callback.answer()
         await _edit(callback, t("goodwill.cancelled"), None)
         return
@@ -132,6 +146,7 @@ async def on_goodwill(
         return
     if action == "start":
         await state.clear()
+        await state.set_state(GoodwillFlow.choose)
         await state.update_data(gw_member=member.id, gw_ticket=callback_data.ticket_id)
         await callback.answer()
         keyboard = markup(
@@ -159,8 +174,7 @@ async def on_goodwill(
         return
     data = await state.get_data()
     if data.get("gw_member") != member.id:  # a button of a flow that is over
-        await callback.answer()
-        await _edit(callback, t("goodwill.expired"), None)
+        await _stale(callback, t)
         return
     if action == "points":
         await state.set_state(GoodwillFlow.points)
@@ -211,8 +225,7 @@ async def _give(
 ) -> None:
     t = staff.t
     if await state.get_state() != GoodwillFlow.confirm.state:
-        await callback.answer()
-        await _edit(callback, t("goodwill.expired"), None)
+        await _stale(callback, t)
         return
     # Leave the flow before writing: the FSM storage commits on its own connection, which
     # must not wait behind this update's write transaction.
@@ -336,6 +349,12 @@ async def _member_or_refuse(
         return None
 
 
+async def on_not_a_button(message: Message, staff: StaffContext) -> None:
+    """Typed while the flow waits for a button (points or coupon, which coupon, Give): the
+    flow stays, and the staff member is told what it waits for."""
+    await message.answer(staff.t("goodwill.use_buttons"))
+
+
 async def on_cancel(message: Message, state: FSMContext, staff: StaffContext) -> None:
     await state.clear()
     await message.answer(staff.t("goodwill.cancelled"))
@@ -349,6 +368,12 @@ def build_router() -> Router:
     not_command = ~F.text.startswith("/")
     router.message.register(on_points, StateFilter(GoodwillFlow.points), not_command, admin)
     router.message.register(on_reason, StateFilter(GoodwillFlow.reason), not_command, admin)
+    router.message.register(
+        on_not_a_button,
+        StateFilter(GoodwillFlow.choose, GoodwillFlow.confirm),
+        not_command,
+        admin,
+    )
     router.callback_query.register(on_goodwill, CDGoodwill.filter(), MinRole(StaffRole.CASHIER))
     router.callback_query.register(
         on_followup, F.data.startswith(FOLLOWUP_PREFIX), MinRole(StaffRole.CASHIER)

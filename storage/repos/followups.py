@@ -5,11 +5,17 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.enums import MemberStatus
 from storage.models import Member, SurveyResponse
 
 
-def _pending() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    return (SurveyResponse.needs_followup.is_(True), SurveyResponse.followed_up_at.is_(None))
+def _pending() -> tuple[ColumnElement[bool], ...]:
+    # A member who erased their data cannot be written to: their low scores wait for no one.
+    return (
+        SurveyResponse.needs_followup.is_(True),
+        SurveyResponse.followed_up_at.is_(None),
+        Member.status != MemberStatus.DELETED,
+    )
 
 
 class FollowUpRepo:
@@ -33,7 +39,10 @@ class FollowUpRepo:
     async def count(self) -> int:
         return int(
             await self.session.scalar(
-                select(func.count()).select_from(SurveyResponse).where(*_pending())
+                select(func.count())
+                .select_from(SurveyResponse)
+                .join(Member, Member.id == SurveyResponse.member_id)
+                .where(*_pending())
             )
             or 0
         )
