@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
+from care.console.conversation_stats import open_and_waiting
 from care.conversations.saved_replies import add_saved_reply
 from care.core.audit import recent_audit
 from care.core.clock import FrozenClock
@@ -374,6 +375,12 @@ async def test_an_erased_member_reads_as_erased_not_as_a_question_mark(
     [label] = [row[0] for row in inbox.inline_buttons if row[0].startswith(f"#{ticket.id}")]
     assert erased in label and "?" not in label
     assert erased in inbox.content and " ? " not in inbox.content
+    # Nobody can answer it: on record, but not waiting for the shop (in the inbox or /stats).
+    waiting = "0 waiting for us" if locale == "en" else "0 条待我们回复"
+    assert waiting in inbox.content.splitlines()[0], inbox.content
+    assert f"🚫 #{ticket.id}" in inbox.content and f"⏳ #{ticket.id}" not in inbox.content
+    async with app.session() as session:
+        assert await open_and_waiting(session) == (1, 0)
     await cashier.press(label, inbox)
     thread = await cashier.wait_until(lambda m: m.content.startswith(f"🎫 #{ticket.id}"))
     assert erased in thread.content.splitlines()[0]

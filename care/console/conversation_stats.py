@@ -30,7 +30,7 @@ from sqlalchemy.orm import QueryableAttribute
 from care.core.sqltime import SECONDS_PER_DAY, EpochDays
 from storage.enums import MessageAuthor, TicketStatus
 from storage.models import Ticket, TicketMessage
-from storage.repos.tickets import UNCLOSED
+from storage.repos.tickets import UNCLOSED, waits_for_shop
 
 _When = ColumnElement[Any] | QueryableAttribute[Any]
 
@@ -147,7 +147,7 @@ async def staff_ratings(
 
 async def open_and_waiting(session: AsyncSession) -> tuple[int, int]:
     """Conversations not closed, and those of them waiting for the shop's answer (one query)."""
-    waiting = func.sum(case((Ticket.status == TicketStatus.OPEN.value, 1), else_=0))
+    waiting = func.sum(case((waits_for_shop(), 1), else_=0))
     row = (
         await session.execute(
             select(func.count(), func.coalesce(waiting, 0)).where(Ticket.status.in_(UNCLOSED))

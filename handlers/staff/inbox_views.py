@@ -16,8 +16,8 @@ from care.loyalty.tiers import tier_name
 from handlers.staff.formatting import excerpt, member_name, score_text, short_time
 from handlers.staff.goodwill_views import followup_line, goodwill_button, note_line
 from handlers.staff.keyboards import CDFollowedUp, CDFollowUps, CDInboxPage, CDTicket, markup
-from storage.enums import MediaKind, MessageAuthor, TicketStatus
-from storage.models import Ticket, TicketMessage
+from storage.enums import MediaKind, MemberStatus, MessageAuthor, TicketStatus
+from storage.models import Member, Ticket, TicketMessage
 
 THREAD_MESSAGES = 8
 THREAD_TEXT_CHARS = 400
@@ -62,7 +62,9 @@ def context_line(t: Translator, context: MemberContext | None) -> str:
     return " · ".join(parts)
 
 
-def _status_icon(ticket: Ticket) -> str:
+def _status_icon(ticket: Ticket, member: Member | None) -> str:
+    if member is not None and member.status == MemberStatus.DELETED:
+        return "🚫"  # on record, but nobody can be answered there
     return "⏳" if ticket.status == TicketStatus.OPEN else "💬"
 
 
@@ -106,7 +108,7 @@ def render_inbox(
             lines.append(
                 t(
                     "conversation.inbox.item",
-                    icon=_status_icon(ticket),
+                    icon=_status_icon(ticket, member),
                     number=ticket.id,
                     kind=_kind(t, ticket.kind),
                     name=name,

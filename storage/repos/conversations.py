@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.enums import TicketKind, TicketStatus
+from storage.enums import TicketKind
 from storage.models import SurveyResponse, Ticket
-from storage.repos.tickets import UNCLOSED
+from storage.repos.tickets import UNCLOSED, waits_for_shop
 
 
 class ConversationRepo:
@@ -43,9 +43,7 @@ class ConversationRepo:
         """Conversations where the shop owes the next answer."""
         return int(
             await self.session.scalar(
-                select(func.count())
-                .select_from(Ticket)
-                .where(Ticket.status == TicketStatus.OPEN.value)
+                select(func.count()).select_from(Ticket).where(waits_for_shop())
             )
             or 0
         )

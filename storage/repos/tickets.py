@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from storage.enums import TicketStatus
-from storage.models import Ticket, TicketMessage
+from storage.enums import MemberStatus, TicketStatus
+from storage.models import Member, Ticket, TicketMessage
 
 # A ticket waits for staff while it is open or answered; only closing ends it.
 UNCLOSED = (TicketStatus.OPEN.value, TicketStatus.ANSWERED.value)
+
+
+def waits_for_shop() -> ColumnElement[bool]:
+    """The shop owes the next answer: open, and its member can still be answered (a member who
+    erased their data keeps the conversation on record, but nobody can write to them)."""
+    erased = exists().where(Member.id == Ticket.member_id, Member.status == MemberStatus.DELETED)
+    return and_(Ticket.status == TicketStatus.OPEN.value, ~erased)
 
 
 class TicketRepo:
@@ -65,7 +72,7 @@ class TicketRepo:
     async def unclosed_page(self, *, limit: int, offset: int) -> list[Ticket]:
         """Tickets not closed, with their threads: those waiting for the shop first (longest
         waiting first), then those waiting for the shopper (least recently touched first)."""
-        waiting_first = case((Ticket.status == TicketStatus.OPEN, 0), else_=1)
+        waiting_first = case((waits_for_shop(), 0), else_=1)
         return list(
             await self.session.scalars(
                 select(Ticket)
