@@ -4,15 +4,19 @@ check; deleted members and members without purchases get none; a rerun replaces 
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from care.console.exports import write_export
 from care.core.clock import FrozenClock
 from care.core.config import CareConfig
 from care.segments.refresh import refresh_segments
@@ -203,3 +207,32 @@ def test_the_fit_reads_a_fixed_sample_of_a_big_shop_and_compressed_histories() -
     assert float(np.dot(weights, bgnbd_log_likelihood(params, cx, ct, cT))) == pytest.approx(
         float(whole)
     )
+
+
+async def test_the_members_export_carries_each_members_predicted_value(
+    any_db: Factory, clock: FrozenClock
+) -> None:
+    async with any_db() as session:
+        await add_members(session, clock, 300)
+        await session.commit()
+    await refresh_value(any_db, clock)
+    async with any_db() as session:
+        scored = await session.get(
+            MemberValue, (await session.scalars(select(MemberValue))).first().member_id
+        )  # type: ignore[union-attr]
+        assert scored is not None
+        scored.at_risk, scored.at_risk_since = True, clock.now() - timedelta(days=3)
+        await session.commit()
+        target = io.BytesIO()
+        await write_export(session, CareConfig(), "members", "csv", target)
+    rows = list(csv.DictReader(io.StringIO(target.getvalue().decode("utf-8-sig"))))
+    by_id = {int(row["id"]): row for row in rows}
+    row = by_id[scored.member_id]
+    assert float(row["p_alive"]) == pytest.approx(scored.p_alive, abs=1e-3)
+    assert float(row["expected_purchases_90d"]) == pytest.approx(scored.purchases_90d, abs=1e-2)
+    assert row["predicted_value_12m"] and row["at_risk_by_model"] == "yes"
+    zone = CareConfig().default_timezone
+    since = (clock.now() - timedelta(days=3)).astimezone(ZoneInfo(zone))
+    assert row[f"at_risk_since ({zone})"] == since.strftime("%Y-%m-%d %H:%M:%S")
+    unscored = [r for r in rows if int(r["id"]) not in {scored.member_id} and not r["p_alive"]]
+    assert unscored, "members without purchases have empty value columns"

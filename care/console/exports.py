@@ -76,7 +76,7 @@ def _members() -> Select[*tuple[Any, ...]]:
         Member.last_purchase_at, Member.rfm_r, Member.rfm_f, Member.rfm_m, Member.value_tier,
         Member.lifecycle_stage, Member.churn_risk, MemberValue.p_alive,
         MemberValue.purchases_90d, MemberValue.spend_per_purchase_minor,
-        MemberValue.value_12m_minor,
+        MemberValue.value_12m_minor, MemberValue.at_risk, MemberValue.at_risk_since,
     ).outerjoin(MemberValue, MemberValue.member_id == Member.id).where(
         Member.status != MemberStatus.DELETED
     )  # fmt: skip
@@ -140,7 +140,7 @@ SPECS: dict[Table, _Spec] = {
             tier points purchases total_spent:money spend_12m:money first_purchase_at:time
             last_purchase_at:time rfm_r rfm_f rfm_m value_tier lifecycle_stage churn_risk
             p_alive expected_purchases_90d expected_spend_per_purchase:money
-            predicted_value_12m:money
+            predicted_value_12m:money at_risk_by_model at_risk_since:time
             """
         ),
         _members,
