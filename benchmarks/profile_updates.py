@@ -5,19 +5,23 @@ CPU time spent per update does not. This builds carebot's own dispatcher (``crea
 every middleware and router) on a seeded SQLite database, gives it a Bot whose session answers
 every Bot API call at once (``sendMessage``/``sendPhoto`` as Telegram would, so the reply is
 still validated), and feeds ``--updates`` updates of each kind one after the other, timing the
-process's CPU. The anchor bot's dispatcher is measured the same way. ``--profile FILE`` writes
-a cProfile of carebot's part (read it with ``python -m pstats FILE``).
+process's CPU. The anchor bot's dispatcher is measured the same way, in batches that alternate
+with carebot's so that a change in the machine's load falls on both; the tenth percentile and
+the median of the batches are printed. ``--db postgres`` runs both against a fresh PostgreSQL
+database (``BENCH_POSTGRES_URL``), where the server's CPU is not counted, only the bot's.
+``--profile FILE`` writes a cProfile of carebot's part (read it with ``python -m pstats FILE``).
 
-    python -m benchmarks.profile_updates [--updates 400] [--profile /tmp/updates.prof]
+    python -m benchmarks.profile_updates [--db sqlite|postgres] [--updates 400] [--batches 10]
+        [--profile /tmp/updates.prof]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import itertools
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -32,9 +36,10 @@ from aiogram.methods import GetMe, Response, SendMessage, SendPhoto, TelegramMet
 from aiogram.types import Update
 
 from benchmarks.anchor_bot import build_dispatcher as anchor_dispatcher
-from benchmarks.bench_updates import CAREBOT_TOKEN, FIRST_USER, KINDS, seed
+from benchmarks.bench_updates import CAREBOT_TOKEN, FIRST_USER, KINDS, bench_database, seed
 from bot.app import create_dispatcher, create_services
 from bot.settings import load_settings
+from care.core import eventloop
 
 MEMBERS = 400
 
@@ -108,18 +113,32 @@ async def cpu_per_update(
 ) -> float:
     """Milliseconds of this process's CPU per update, ``count`` updates one after the other."""
     users = itertools.cycle(range(FIRST_USER, FIRST_USER + MEMBERS))
-    for _ in range(20):  # warm caches: statement cache, lazily built schemas, card images
-        await dp.feed_update(bot, update(next(ids), next(users), text))
     started = time.process_time()
     for _ in range(count):
         await dp.feed_update(bot, update(next(ids), next(users), text))
     return (time.process_time() - started) / count * 1000
 
 
+async def warm(dp: Dispatcher, bot: Bot, text: str, ids: itertools.count[int]) -> None:
+    """Statement caches, lazily built schemas, pooled connections, card images."""
+    users = itertools.cycle(range(FIRST_USER, FIRST_USER + MEMBERS))
+    for _ in range(40):
+        await dp.feed_update(bot, update(next(ids), next(users), text))
+
+
+def spread(figures: list[float]) -> str:
+    tenth = statistics.quantiles(figures, n=10)[0] if len(figures) > 1 else figures[0]
+    return f"{tenth:5.2f} ms (median {statistics.median(figures):5.2f})"
+
+
 async def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="profile-updates-"))
-    url = f"sqlite+aiosqlite:///{workdir / 'updates.db'}"
-    await seed(url, MEMBERS)
+    async with bench_database(args.db, workdir) as url:
+        await seed(url, MEMBERS)
+        await measure(url, args)
+
+
+async def measure(url: str, args: argparse.Namespace) -> None:
     settings = load_settings(bot_token=CAREBOT_TOKEN, database_url=url, admin_ids="1")
     services = create_services(settings)
     bot = Bot(
@@ -130,7 +149,10 @@ async def run(args: argparse.Namespace) -> None:
     dp = create_dispatcher(services)
     anchor = anchor_dispatcher(url)
     ids = itertools.count(1)
-    profiler = cProfile.Profile() if args.profile else None
+    # CPU time, not wall time: a coroutine waiting for the database counts nothing.
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    per_batch = max(1, args.updates // args.batches)
+    print(f"{args.db}: {args.batches} batches of {per_batch} updates per bot", flush=True)
     try:
         for kind, text in KINDS:
             if args.kind and kind != args.kind:
@@ -138,15 +160,21 @@ async def run(args: argparse.Namespace) -> None:
             if text == "/card":  # every member's card sent once: a returning member's card
                 for user_id in range(FIRST_USER, FIRST_USER + MEMBERS):
                     await dp.feed_update(bot, update(next(ids), user_id, text))
-            if profiler:
-                profiler.enable()
-            carebot = await cpu_per_update(dp, bot, text, args.updates, ids)
-            if profiler:
-                profiler.disable()
-            plain = await cpu_per_update(anchor, bot, text, args.updates, ids)
+            await warm(dp, bot, text, ids)
+            await warm(anchor, bot, text, ids)
+            carebot: list[float] = []
+            plain: list[float] = []
+            for _batch in range(args.batches):
+                if profiler:
+                    profiler.enable()
+                carebot.append(await cpu_per_update(dp, bot, text, per_batch, ids))
+                if profiler:
+                    profiler.disable()
+                plain.append(await cpu_per_update(anchor, bot, text, per_batch, ids))
+            ratio = statistics.median(plain) / statistics.median(carebot)
             print(
-                f"{kind:<12} carebot {carebot:5.2f} ms CPU/update   anchor {plain:5.2f} ms   "
-                f"ratio of CPU {plain / carebot:4.2f}x",
+                f"{kind:<12} carebot {spread(carebot)}   anchor {spread(plain)}   "
+                f"ratio of median CPU {ratio:4.2f}x",
                 flush=True,
             )
     finally:
@@ -160,10 +188,12 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--updates", type=int, default=400)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--updates", type=int, default=400, help="per kind and bot, in all")
+    parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--profile")
     parser.add_argument("--kind", choices=[kind for kind, _text in KINDS])
-    asyncio.run(run(parser.parse_args(argv)))
+    eventloop.run(run(parser.parse_args(argv)))
     return 0
 
 
