@@ -5,19 +5,25 @@ CPU time spent per update does not. This builds carebot's own dispatcher (``crea
 every middleware and router) on a seeded SQLite database, gives it a Bot whose session answers
 every Bot API call at once (``sendMessage``/``sendPhoto`` as Telegram would, so the reply is
 still validated), and feeds ``--updates`` updates of each kind one after the other, timing the
-process's CPU. The anchor bot's dispatcher is measured the same way. ``--profile FILE`` writes
-a cProfile of carebot's part (read it with ``python -m pstats FILE``).
+process's CPU. The anchor bot's dispatcher is measured the same way, in batches that alternate
+with carebot's so that a change in the machine's load falls on both; the tenth percentile and
+the median of the batches are printed. ``--db postgres`` runs both against a fresh PostgreSQL
+database (``BENCH_POSTGRES_URL``); the bot's CPU is counted, and, when the server runs on
+this machine, the CPU its backends for that database spent (``server``, from ``/proc``).
+``--profile FILE`` writes a cProfile of carebot's part (read it with ``python -m pstats FILE``).
 
-    python -m benchmarks.profile_updates [--updates 400] [--profile /tmp/updates.prof]
+    python -m benchmarks.profile_updates [--db sqlite|postgres] [--updates 400] [--batches 10]
+        [--profile /tmp/updates.prof]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import itertools
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,11 +36,22 @@ from aiogram.client.session.base import BaseSession
 from aiogram.enums import ParseMode
 from aiogram.methods import GetMe, Response, SendMessage, SendPhoto, TelegramMethod
 from aiogram.types import Update
+from sqlalchemy import text as sql
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from benchmarks.anchor_bot import build_dispatcher as anchor_dispatcher
-from benchmarks.bench_updates import CAREBOT_TOKEN, FIRST_USER, KINDS, seed
+from benchmarks.bench_updates import (
+    CAREBOT_TOKEN,
+    FIRST_USER,
+    KINDS,
+    PG_BASE,
+    bench_database,
+    seed,
+)
 from bot.app import create_dispatcher, create_services
 from bot.settings import load_settings
+from care.core import eventloop
 
 MEMBERS = 400
 
@@ -103,23 +120,95 @@ def update(update_id: int, user_id: int, text: str) -> Update:
     return Update.model_validate({"update_id": update_id, "message": message})
 
 
+def process_ticks(pid: int) -> int | None:
+    """User and system CPU of a process so far, in clock ticks (None: not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+class ServerCpu:
+    """CPU seconds spent so far by the PostgreSQL backends serving one database, read from
+    ``/proc`` (the server on this machine); None where that cannot be read."""
+
+    def __init__(self, url: str) -> None:
+        self.database = make_url(url).database
+        self.admin: AsyncEngine = create_async_engine(PG_BASE, isolation_level="AUTOCOMMIT")
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    async def seconds(self) -> float | None:
+        async with self.admin.connect() as connection:
+            pids = (
+                await connection.scalars(
+                    sql("SELECT pid FROM pg_stat_activity WHERE datname = :name"),
+                    {"name": self.database},
+                )
+            ).all()
+        ticks = [process_ticks(pid) for pid in pids]
+        if any(tick is None for tick in ticks):
+            return None
+        return sum(tick for tick in ticks if tick is not None) / self.ticks
+
+    async def close(self) -> None:
+        await self.admin.dispose()
+
+
 async def cpu_per_update(
-    dp: Dispatcher, bot: Bot, text: str, count: int, ids: itertools.count[int]
-) -> float:
-    """Milliseconds of this process's CPU per update, ``count`` updates one after the other."""
+    dp: Dispatcher,
+    bot: Bot,
+    text: str,
+    count: int,
+    ids: itertools.count[int],
+    server: ServerCpu | None = None,
+) -> tuple[float, float | None]:
+    """Milliseconds of this process's CPU per update, ``count`` updates one after the other,
+    and of the database server's for them when ``server`` can tell."""
     users = itertools.cycle(range(FIRST_USER, FIRST_USER + MEMBERS))
-    for _ in range(20):  # warm caches: statement cache, lazily built schemas, card images
-        await dp.feed_update(bot, update(next(ids), next(users), text))
+    server_before = await server.seconds() if server else None
     started = time.process_time()
     for _ in range(count):
         await dp.feed_update(bot, update(next(ids), next(users), text))
-    return (time.process_time() - started) / count * 1000
+    own = (time.process_time() - started) / count * 1000
+    server_after = await server.seconds() if server else None
+    if server_before is None or server_after is None:
+        return own, None
+    return own, (server_after - server_before) / count * 1000
+
+
+async def warm(dp: Dispatcher, bot: Bot, text: str, ids: itertools.count[int]) -> None:
+    """Statement caches, lazily built schemas, pooled connections, card images."""
+    users = itertools.cycle(range(FIRST_USER, FIRST_USER + MEMBERS))
+    for _ in range(40):
+        await dp.feed_update(bot, update(next(ids), next(users), text))
+
+
+def spread(figures: list[float]) -> str:
+    tenth = statistics.quantiles(figures, n=10)[0] if len(figures) > 1 else figures[0]
+    return f"{tenth:5.2f} ms (median {statistics.median(figures):5.2f})"
+
+
+def server_line(carebot: list[float | None], plain: list[float | None]) -> str:
+    if any(figure is None for figure in carebot + plain) or not carebot:
+        return ""
+    # /proc counts in ticks of 10 ms, so the batches are summed, not taken one by one.
+    ours = statistics.fmean([figure for figure in carebot if figure is not None])
+    theirs = statistics.fmean([figure for figure in plain if figure is not None])
+    return (
+        f"\n{'':<12} PostgreSQL's CPU per update: carebot {ours:5.2f} ms, anchor {theirs:5.2f} ms"
+    )
 
 
 async def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="profile-updates-"))
-    url = f"sqlite+aiosqlite:///{workdir / 'updates.db'}"
-    await seed(url, MEMBERS)
+    async with bench_database(args.db, workdir) as url:
+        await seed(url, MEMBERS)
+        await measure(url, args)
+
+
+async def measure(url: str, args: argparse.Namespace) -> None:
     settings = load_settings(bot_token=CAREBOT_TOKEN, database_url=url, admin_ids="1")
     services = create_services(settings)
     bot = Bot(
@@ -130,7 +219,11 @@ async def run(args: argparse.Namespace) -> None:
     dp = create_dispatcher(services)
     anchor = anchor_dispatcher(url)
     ids = itertools.count(1)
-    profiler = cProfile.Profile() if args.profile else None
+    server = ServerCpu(url) if make_url(url).get_backend_name() == "postgresql" else None
+    # CPU time, not wall time: a coroutine waiting for the database counts nothing.
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    per_batch = max(1, args.updates // args.batches)
+    print(f"{args.db}: {args.batches} batches of {per_batch} updates per bot", flush=True)
     try:
         for kind, text in KINDS:
             if args.kind and kind != args.kind:
@@ -138,18 +231,32 @@ async def run(args: argparse.Namespace) -> None:
             if text == "/card":  # every member's card sent once: a returning member's card
                 for user_id in range(FIRST_USER, FIRST_USER + MEMBERS):
                     await dp.feed_update(bot, update(next(ids), user_id, text))
-            if profiler:
-                profiler.enable()
-            carebot = await cpu_per_update(dp, bot, text, args.updates, ids)
-            if profiler:
-                profiler.disable()
-            plain = await cpu_per_update(anchor, bot, text, args.updates, ids)
+            await warm(dp, bot, text, ids)
+            await warm(anchor, bot, text, ids)
+            carebot: list[float] = []
+            plain: list[float] = []
+            carebot_server: list[float | None] = []
+            plain_server: list[float | None] = []
+            for _batch in range(args.batches):
+                if profiler:
+                    profiler.enable()
+                own, served = await cpu_per_update(dp, bot, text, per_batch, ids, server)
+                if profiler:
+                    profiler.disable()
+                carebot.append(own)
+                carebot_server.append(served)
+                own, served = await cpu_per_update(anchor, bot, text, per_batch, ids, server)
+                plain.append(own)
+                plain_server.append(served)
+            ratio = statistics.median(plain) / statistics.median(carebot)
             print(
-                f"{kind:<12} carebot {carebot:5.2f} ms CPU/update   anchor {plain:5.2f} ms   "
-                f"ratio of CPU {plain / carebot:4.2f}x",
+                f"{kind:<12} carebot {spread(carebot)}   anchor {spread(plain)}   "
+                f"ratio of median CPU {ratio:4.2f}x" + server_line(carebot_server, plain_server),
                 flush=True,
             )
     finally:
+        if server:
+            await server.close()
         await anchor.emit_shutdown()
         await services.engine.dispose()
         await bot.session.close()
@@ -160,10 +267,12 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--updates", type=int, default=400)
+    parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--updates", type=int, default=400, help="per kind and bot, in all")
+    parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--profile")
     parser.add_argument("--kind", choices=[kind for kind, _text in KINDS])
-    asyncio.run(run(parser.parse_args(argv)))
+    eventloop.run(run(parser.parse_args(argv)))
     return 0
 
 

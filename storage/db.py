@@ -152,6 +152,40 @@ def current_session() -> AsyncSession | None:
 
 
 @asynccontextmanager
+async def before_begin(session: AsyncSession) -> AsyncIterator[None]:
+    """Reads that open a unit of work, run before its transaction begins (PostgreSQL).
+
+    asyncpg begins a transaction at a unit of work's first statement: BEGIN is a round trip of
+    its own, and COMMIT at the end another, so a read-only update that runs one SELECT pays
+    three. Inside this block, on a session that has run nothing yet, the statements run in
+    autocommit, each its own transaction, and no BEGIN is sent; the next statement after the
+    block begins the unit of work's transaction as usual, and when none follows, its commit
+    has nothing to send. Under READ COMMITTED, which carebot uses, every statement sees what
+    was committed before it started, in a transaction or not, and a plain SELECT takes no
+    lock on a row, so a read here sees what it would have seen as the transaction's first
+    statement. Only reads belong in the block. Elsewhere (SQLite, or a session that has begun)
+    it changes nothing.
+    """
+    if (
+        session.in_transaction()
+        or session.bind is None
+        or session.bind.dialect.driver != "asyncpg"
+    ):
+        yield
+        return
+    connection = await session.connection()
+    dbapi_connection = (await connection.get_raw_connection()).dbapi_connection
+    if dbapi_connection is None:
+        yield
+        return
+    dbapi_connection.autocommit = True
+    try:
+        yield
+    finally:
+        dbapi_connection.autocommit = False
+
+
+@asynccontextmanager
 async def unit_of_work(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> AsyncIterator[AsyncSession]:

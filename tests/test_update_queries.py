@@ -8,19 +8,23 @@ first /card the tiers).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, func, insert, select, update
+from sqlalchemy.pool import ConnectionPoolEntry
 
+from care.core.clock import FrozenClock
 from care.loyalty.points import add_points
 from care.staff.roles import add_staff, remove_staff
+from storage.db import create_engine
 from storage.enums import PointsReason, StaffRole
-from storage.models import Tier
-from tests.conftest import RunningBot
+from storage.models import DEFAULT_TIERS, Base, Member, ProcessedUpdate, Tier
+from tests.conftest import RunningBot, fresh_postgres_database, postgres_url, running_bot
 from tests.journey_helpers import label, settled, without_throttling
+from tests.simulator import BotAPISimulator
 from tests.staff_helpers import OWNER_ID, make_member
 
 
@@ -245,3 +249,91 @@ async def test_points_come_with_the_member_in_one_select(app: RunningBot) -> Non
     shown = [int(part) for part in reply.content.split() if part.startswith("+")]
     assert shown == list(range(112, 102, -1)), reply.content
     assert f"{sum(range(101, 113)):,}" in reply.content
+
+
+@pytest.fixture
+async def pg_app(sim: BotAPISimulator, clock: FrozenClock) -> AsyncIterator[RunningBot]:
+    """The real bot on a fresh PostgreSQL database, schema and tiers in place."""
+    base = postgres_url()
+    if base is None:
+        pytest.skip("TEST_POSTGRES_URL is not set (make test sets it when PostgreSQL answers)")
+    async with fresh_postgres_database(base) as url:
+        engine = create_engine(url)
+        async with engine.begin() as connection:
+            await connection.run_sync(Base.metadata.create_all)
+            await connection.execute(insert(Tier), [dict(tier) for tier in DEFAULT_TIERS])
+        await engine.dispose()
+        async with running_bot(sim, url, clock) as running:
+            yield without_throttling(running)
+
+
+@contextmanager
+def transaction_commands(app: RunningBot) -> Iterator[list[str]]:
+    """BEGIN, COMMIT and ROLLBACK as asyncpg sends them (SQLAlchemy's own begin and commit
+    events fire whether or not a round trip is made)."""
+    sent: list[str] = []
+
+    def logged(record: Any) -> None:
+        word = record.query.strip().rstrip(";").split()[0].upper()
+        if word in ("BEGIN", "COMMIT", "ROLLBACK"):
+            sent.append(word)
+
+    watched: list[Any] = []
+
+    def checked_out(dbapi_connection: Any, _record: ConnectionPoolEntry, _proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver not in watched:
+            driver.add_query_logger(logged)
+            watched.append(driver)
+
+    engine = app.services.engine.sync_engine
+    event.listen(engine, "checkout", checked_out)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "checkout", checked_out)
+        for driver in watched:
+            driver.remove_query_logger(logged)
+
+
+@pytest.mark.parametrize("locale", ["zh", "en"])
+async def test_on_postgres_a_read_only_update_sends_no_begin_or_commit(
+    pg_app: RunningBot, locale: str
+) -> None:
+    """The update's SELECT runs before its transaction begins; with nothing after it, nothing
+    is begun or committed (one round trip instead of three). An update that writes still
+    writes in one transaction, its update id with it."""
+    app = pg_app
+    await _member(app, 1006, locale)
+    user = app.user(1006, language_code=locale)
+    await user.send("/menu")  # warm-up, as above
+    await user.wait_until(lambda m: label(locale, "menu.card") in str(m.reply_buttons))
+    await settled(app)
+    await user.send("/card")
+    await user.wait_until(lambda _m: True)
+    await settled(app)
+
+    for text in ("/points", "/card", label(locale, "menu.help")):
+        with transaction_commands(app) as sent, counted(app) as statements:
+            await user.send(text)
+            await user.wait_until(lambda _m: True)
+            await settled(app)
+        reads, writes = _selects_and_writes(statements)
+        assert len(reads) == 1 and writes == [], (text, statements)
+        assert sent == [], (text, sent)
+
+    async with app.services.session_factory() as session:
+        recorded = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+    stranger = app.user(1007, language_code=locale)
+    with transaction_commands(app) as sent, counted(app) as statements:
+        await stranger.send("/start")
+        await stranger.wait_until(lambda _m: True)
+        await settled(app)
+    _reads, writes = _selects_and_writes(statements)
+    assert writes, statements
+    assert sent == ["BEGIN", "COMMIT"], sent
+    async with app.services.session_factory() as session:
+        member = await session.scalar(select(Member).where(Member.telegram_id == 1007))
+        assert member is not None
+        now_recorded = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
+        assert now_recorded == (recorded or 0) + 1

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Select, bindparam, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.db import before_begin
 from storage.models import Member, MemberInterest, PointsEntry
 from storage.repos.loyalty import (
     PRELOADED_HISTORY,
@@ -70,19 +71,23 @@ class MemberRepo:
         """
         member_statement, stranger_statement = _context_statements()
         params: dict[str, Any] = {"telegram_id": telegram_id, "update_id": update_id}
-        if history > 0:
-            params["history"] = history
-            rows = (await self.session.execute(_context_with_history_statement(), params)).all()
-            row = rows[0] if rows else None
+        # At an update's start, before its transaction: a read-only update then costs one
+        # round trip on PostgreSQL, not BEGIN, SELECT and COMMIT (see ``before_begin``).
+        async with before_begin(self.session):
+            if history > 0:
+                params["history"] = history
+                statement = _context_with_history_statement()
+                rows = (await self.session.execute(statement, params)).all()
+                row = rows[0] if rows else None
+                if row is not None:
+                    entries = [entry for *_context, entry in rows if entry is not None]
+                    self.session.info[PRELOADED_HISTORY] = (row[0].id, history, entries)
+            else:
+                row = (await self.session.execute(member_statement, params)).first()
             if row is not None:
-                entries = [entry for *_context, entry in rows if entry is not None]
-                self.session.info[PRELOADED_HISTORY] = (row[0].id, history, entries)
-        else:
-            row = (await self.session.execute(member_statement, params)).first()
-        if row is not None:
-            self.session.info[TIERS_FINGERPRINT] = row[3]
-            return row[0], int(row[1]), bool(row[2])
-        stranger = (await self.session.execute(stranger_statement, params)).one()
+                self.session.info[TIERS_FINGERPRINT] = row[3]
+                return row[0], int(row[1]), bool(row[2])
+            stranger = (await self.session.execute(stranger_statement, params)).one()
         return None, int(stranger[0]), bool(stranger[1])
 
     async def load_interests(self, member: Member) -> list[MemberInterest]:
