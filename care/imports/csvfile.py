@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,10 +27,11 @@ from care.core.formatting import plural_form
 
 Progress = Callable[[int, int], None]
 Row = dict[str, str]
-# One batch of (line number, row); the handler books them and fills in the report.
-BatchHandler = Callable[
-    [AsyncSession, datetime, Sequence[tuple[int, Row]], "ImportReport"], Awaitable[None]
-]
+Line = TypeVar("Line")
+# A line's own values, checked (``now`` is the batch's); raises ``LineProblem``.
+LineChecker = Callable[[int, Row, datetime], Line]
+# Books one batch's checked lines in the session's transaction and fills in the report.
+BatchBooker = Callable[[AsyncSession, datetime, list[Line], "ImportReport"], Awaitable[None]]
 
 
 class ImportFileError(Exception):
@@ -145,13 +146,15 @@ async def run_import(
     source: Path | TextIO,
     *,
     required: Sequence[str],
-    handle_batch: BatchHandler,
+    check: LineChecker[Line],
+    book: BatchBooker[Line],
     action: str,
     batch_size: int,
     progress: Progress | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Read ``source`` and hand its lines to ``handle_batch``, one transaction per batch.
+    """Read ``source``, ``check`` each line (a refused one goes into the report with its line
+    number) and ``book`` each batch's good lines, one transaction per batch.
 
     With ``dry_run`` each batch is rolled back: the report shows what a real import would do,
     and nothing changes. A real import is audited as ``action``. Raises ``ImportFileError``
@@ -164,8 +167,16 @@ async def run_import(
         rows = read_rows(handle, required)
         while batch := list(itertools.islice(rows, batch_size)):
             report.lines += len(batch)
+            now = clock.now()
+            lines: list[Line] = []
+            for number, row in batch:
+                try:
+                    lines.append(check(number, row, now))
+                except LineProblem as problem:
+                    report.reject(number, problem)
             async with session_factory() as session:
-                await handle_batch(session, clock.now(), batch, report)
+                if lines:
+                    await book(session, now, lines, report)
                 if dry_run:
                     await session.rollback()
                 else:

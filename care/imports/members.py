@@ -34,7 +34,6 @@ The file rules are ``care.imports.csvfile``'s. Columns (only ``phone`` is requir
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -225,26 +224,13 @@ async def import_members(
     when the file as a whole cannot be read (nothing is saved then).
     """
 
-    async def book(
-        session: AsyncSession,
-        now: datetime,
-        batch: Sequence[tuple[int, Row]],
-        report: ImportReport,
-    ) -> None:
-        lines: list[_Line] = []
-        for number, row in batch:
-            try:
-                lines.append(_check(number, row, config, now))
-            except LineProblem as problem:
-                report.reject(number, problem)
-        await _book_batch(session, config, now, lines, report)
-
     return await run_import(
         session_factory,
         clock,
         source,
         required=REQUIRED_COLUMNS,
-        handle_batch=book,
+        check=lambda number, row, now: _check(number, row, config, now),
+        book=lambda session, now, lines, report: _book_batch(session, config, now, lines, report),
         action="import.members",
         batch_size=batch_size,
         progress=progress,

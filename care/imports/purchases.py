@@ -21,7 +21,6 @@ Columns:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
@@ -135,27 +134,13 @@ async def import_purchases(
     Raises ``ImportFileError`` when the file as a whole cannot be read.
     """
 
-    async def book(
-        session: AsyncSession,
-        now: datetime,
-        batch: Sequence[tuple[int, Row]],
-        report: ImportReport,
-    ) -> None:
-        lines: list[CheckedLine] = []
-        for line_number, row in batch:
-            try:
-                lines.append(_check(config, now, line_number, row))
-            except LineProblem as problem:
-                report.reject(line_number, problem)
-        if lines:
-            await book_lines(session, config, clock, lines, report)
-
     return await run_import(
         session_factory,
         clock,
         source,
         required=REQUIRED_COLUMNS,
-        handle_batch=book,
+        check=lambda number, row, now: _check(config, now, number, row),
+        book=lambda session, now, lines, report: book_lines(session, config, clock, lines, report),
         action="import.purchases",
         batch_size=batch_size,
         progress=progress,
