@@ -21,9 +21,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
-
-from sqlalchemy import Table
 
 from benchmarks import datagen
 from benchmarks.memory import peak_rss_mb
@@ -47,8 +44,7 @@ async def _measure(db: Path, what: str) -> dict[str, object]:
     try:
         # A database generated before the value model existed lacks its table.
         async with engine.begin() as connection:
-            table = cast(Table, MemberValue.__table__)
-            await connection.run_sync(table.create, checkfirst=True)
+            await connection.run_sync(MemberValue.__table__.create, checkfirst=True)
         factory = create_session_factory(engine)
         clock = FrozenClock(now + timedelta(days=1))
         if what == "value":

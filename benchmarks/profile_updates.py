@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ class AnsweringSession(BaseSession):
     def check_response(
         self, bot: Bot, method: TelegramMethod[Any], status_code: int, content: str
     ) -> Response[Any]:
-        if method.__returning__ not in self._kept:
-            self._kept[method.__returning__] = Response[method.__returning__]
+        returning = method.__returning__  # kept alive as bot/app.py's BotApiSession does
+        if returning not in self._kept:
+            self._kept[returning] = Response[returning]  # type: ignore[valid-type]
         return super().check_response(bot, method, status_code, content)
 
     async def make_request(
@@ -99,9 +101,17 @@ class AnsweringSession(BaseSession):
         )
         return response.result
 
-    async def stream_content(self, *args: Any, **kwargs: Any) -> Any:
+    async def stream_content(
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
+    ) -> AsyncGenerator[bytes, None]:
         # The profiled updates never download a file; reaching this is a bug in the profile.
-        raise NotImplementedError("the profile's fake session serves no downloads")
+        raise RuntimeError(f"the profile's fake session serves no downloads ({url})")
+        yield b""  # pragma: no cover - makes this an async generator, as the base class's
 
     async def close(self) -> None:
         return None
