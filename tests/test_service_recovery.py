@@ -475,3 +475,27 @@ async def test_an_erased_members_low_score_leaves_the_follow_up_list(
     await admin.send("/inbox")
     inbox = await admin.expect("📥")
     assert not any(row[0].startswith("⚠️") for row in inbox.inline_buttons)
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+async def test_a_command_mid_goodwill_leaves_it_and_takes_its_buttons_off(
+    shop: RunningBot, locale: str
+) -> None:
+    app, t = shop, translator(locale)
+    owner = await _staff(app, OWNER_ID, "Chen", locale)
+    member_id, _ = await member_user(app, 6008, locale)
+    code = (await _member(app, member_id)).member_code
+    await owner.send(f"/member {code}")
+    view = await owner.expect(code)
+    await owner.press(t.plain("goodwill.button"), view)
+    prompt = await owner.expect("Ann")
+    await owner.press(t.plain("goodwill.points_button"), prompt)
+    await owner.wait_until(lambda _m: t.plain("goodwill.cancel_button") in _buttons(prompt))
+    await owner.send("/inbox")  # changed their mind mid-flow
+    await owner.expect(t.plain("roles.step_left")[:8])
+    await owner.expect("📥")
+    await settled(app)
+    assert not prompt.inline_buttons  # no Cancel left under a step that is over
+    await owner.send("200")  # no longer read as an amount
+    await settled(app)
+    assert (await _member(app, member_id)).points_balance == 0

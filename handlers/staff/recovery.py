@@ -38,6 +38,7 @@ from care.core.formatting import format_count
 from care.core.i18n import Translator
 from care.loyalty.corrections import REASON_LIMIT
 from care.loyalty.wording import points_text
+from handlers.shopper.prompts import remember_prompt
 from handlers.staff.access import MinRole
 from handlers.staff.context import StaffContext
 from handlers.staff.formatting import excerpt
@@ -167,10 +168,11 @@ async def on_goodwill(
             ]
         )
         if isinstance(callback.message, Message):
-            await callback.message.answer(
+            choose = await callback.message.answer(
                 t("goodwill.choose", name=_who(member), code=member.member_code),
                 reply_markup=keyboard,
             )
+            await remember_prompt(state, choose)
         return
     data = await state.get_data()
     if data.get("gw_member") != member.id:  # a button of a flow that is over
@@ -292,7 +294,7 @@ async def on_points(message: Message, state: FSMContext, staff: StaffContext) ->
     member = await _member_or_refuse(message, state, staff, member_id)
     if member is None:
         return
-    await message.answer(
+    prompt = await message.answer(
         t(
             "goodwill.ask_reason",
             name=_who(member),
@@ -301,6 +303,7 @@ async def on_points(message: Message, state: FSMContext, staff: StaffContext) ->
         ),
         reply_markup=markup([_cancel_row(t, member_id)]),
     )
+    await remember_prompt(state, prompt)
 
 
 async def on_reason(message: Message, state: FSMContext, staff: StaffContext) -> None:
@@ -325,7 +328,7 @@ async def on_reason(message: Message, state: FSMContext, staff: StaffContext) ->
     if member is None:
         return
     give = CDGoodwill(action="give", member_id=member_id)
-    await message.answer(
+    confirm = await message.answer(
         t(
             "goodwill.confirm",
             name=_who(member),
@@ -336,6 +339,7 @@ async def on_reason(message: Message, state: FSMContext, staff: StaffContext) ->
             [[_button(t, "goodwill.give_button", give)], _cancel_row(t, member_id)]
         ),
     )
+    await remember_prompt(state, confirm)
 
 
 async def _member_or_refuse(
