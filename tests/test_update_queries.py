@@ -13,12 +13,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from aiogram.types import Message, Update
 from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from care.core.clock import FrozenClock
 from care.loyalty.points import add_points
 from care.staff.roles import add_staff, remove_staff
+from handlers.shopper.points import history_wanted
 from storage.db import create_engine
 from storage.enums import PointsReason, StaffRole
 from storage.models import DEFAULT_TIERS, Base, Member, ProcessedUpdate, Tier
@@ -337,3 +339,24 @@ async def test_on_postgres_a_read_only_update_sends_no_begin_or_commit(
         assert member is not None
         now_recorded = await session.scalar(select(func.count()).select_from(ProcessedUpdate))
         assert now_recorded == (recorded or 0) + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "wanted"),
+    [
+        ("/points", True),
+        ("/points@carebot_test_bot", True),
+        ("/points extra", True),
+        ("/pointsx", False),
+        ("/card", False),
+        ("\r", False),  # only a line break: nothing to look at, and no error (found by fuzzing)
+        (" \n\t ", False),
+        ("", False),
+    ],
+)
+def test_which_updates_bring_their_points_history(text: str, wanted: bool) -> None:
+    message = Message.model_validate(
+        {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, "text": text}
+    )
+    update = Update(update_id=1, message=message)
+    assert (history_wanted(update) > 0) is wanted

@@ -56,7 +56,8 @@ def history_wanted(event: TelegramObject) -> int:
     text = message.text if message is not None else None
     if not text:
         return 0
-    if text in _points_labels() or text.split(maxsplit=1)[0].split("@", 1)[0] == "/points":
+    words = text.split(maxsplit=1)  # empty for a text of only spaces or line breaks
+    if text in _points_labels() or (words and words[0].split("@", 1)[0] == "/points"):
         return HISTORY_LENGTH
     return 0
 
