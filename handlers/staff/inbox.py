@@ -31,6 +31,7 @@ from care.conversations.saved_replies import get_saved_reply, list_saved_replies
 from care.conversations.tickets import (
     MAX_CAPTION_CHARS,
     MAX_TEXT_CHARS,
+    Media,
     TicketError,
     message_media,
 )
@@ -309,20 +310,7 @@ async def on_reply(message: Message, state: FSMContext, staff: StaffContext) -> 
         # Telegram sends an album as one message per photo: the rest belong to this answer.
         await state.set_state(InboxReply.album)
         await state.update_data(reply_ticket_id=ticket_id, reply_album=message.media_group_id)
-    try:
-        await answer_ticket(
-            staff.session,
-            staff.clock,
-            staff.config,
-            ticket_id=ticket_id,
-            text=text,
-            media=media,
-            staff_telegram_id=staff.user_id,
-            staff_role=staff.role,
-        )
-    except TicketError as exc:
-        key = REFUSALS.get(exc.reason, "inbox.ticket_not_found")
-        await message.answer(t(key, number=ticket_id, length=length, limit=limit))
+    if not await _send_answer(message, staff, ticket_id, text, media, limit):
         return
     thread = await ticket_thread(staff.session, ticket_id, staff.t)
     name = member_name(t, thread.member if thread else None)
@@ -341,6 +329,19 @@ async def on_reply_album(message: Message, state: FSMContext, staff: StaffContex
         return
     text, media = content
     ticket_id = int(data.get("reply_ticket_id") or 0)
+    if not await _send_answer(message, staff, ticket_id, text, media, MAX_CAPTION_CHARS):
+        await state.clear()
+
+
+async def _send_answer(
+    message: Message,
+    staff: StaffContext,
+    ticket_id: int,
+    text: str | None,
+    media: Media | None,
+    limit: int,
+) -> bool:
+    """Send the staff member's answer to the customer; a refusal is told to them (False)."""
     try:
         await answer_ticket(
             staff.session,
@@ -353,10 +354,11 @@ async def on_reply_album(message: Message, state: FSMContext, staff: StaffContex
             staff_role=staff.role,
         )
     except TicketError as exc:
-        await state.clear()
         key = REFUSALS.get(exc.reason, "inbox.ticket_not_found")
-        length, limit = len(text or ""), MAX_CAPTION_CHARS
+        length = len((text or "").strip())
         await message.answer(staff.t(key, number=ticket_id, length=length, limit=limit))
+        return False
+    return True
 
 
 async def on_reply_cancel(message: Message, t: Translator, state: FSMContext) -> None:
