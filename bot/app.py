@@ -20,7 +20,6 @@ from aiogram.exceptions import (
     TelegramAPIError,
     TelegramNetworkError,
     TelegramServerError,
-    TelegramUnauthorizedError,
 )
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
@@ -265,21 +264,6 @@ async def on_shutdown(update_log: UpdateLogMiddleware) -> None:
         log.warning("%s updates still running at shutdown", update_log.in_flight)
 
 
-async def check_bot(bot: Bot, api_url: str) -> None:
-    try:
-        me = await bot.get_me()
-    except TelegramUnauthorizedError:
-        raise StartupError(
-            f"the Bot API at {api_url} refused BOT_TOKEN (401 Unauthorized): "
-            "check the token @BotFather gave you"
-        ) from None
-    except TelegramNetworkError as exc:
-        raise StartupError(f"cannot reach the Bot API at {api_url}: {exc.message}") from None
-    except TelegramAPIError as exc:
-        raise StartupError(f"the Bot API at {api_url} answered: {exc.message}") from None
-    log.info("connected as @%s (id %s)", me.username, me.id)
-
-
 async def set_commands(bot: Bot, default_locale: str) -> None:
     for locale in LOCALES:
         t = translator(locale)
@@ -358,7 +342,6 @@ async def run(settings: Settings) -> None:
             )
         bot = create_bot(settings)
         try:
-            await check_bot(bot, settings.telegram_api_url)
             await set_commands(bot, settings.default_locale)
             dp = create_dispatcher(services)
             # What start-up built lives as long as the process: keep it out of the collector's

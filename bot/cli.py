@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -27,12 +28,23 @@ NO_TOKEN_HINT = (
 )
 
 Command = Callable[[Settings, argparse.Namespace], int]
+log = logging.getLogger("carebot")
 
 
 def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     if settings.bot_token is None:
         print(NO_TOKEN_HINT, file=sys.stderr)
         return EXIT_CONFIG
+    from bot.token_check import TokenError, check_token
+
+    try:  # before the imports below, so a wrong token answers at once: see bot/token_check.py
+        me = check_token(settings.telegram_api_url, settings.bot_token.get_secret_value())
+    except TokenError as exc:
+        print(f"carebot: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    logging.getLogger("carebot").info(
+        "the Bot API knows this token as @%s (id %s)", me.username, me.id
+    )
     # aiogram and the whole bot are imported only once there is a token to run them with.
     from bot.lazy_schemas import defer_aiogram_schemas
 

@@ -15,6 +15,12 @@ aiogram copies the whole keyword data (some 30 entries) several times for each, 
 router's step in ``functools.wraps`` and a ``partial`` even when that router has no outer
 middleware, and builds a ``partial`` per filter call. The lean versions do the same checks in
 the same order with the same results, without the copies.
+
+``Command`` filters are gated: a command is parsed and validated by aiogram (prefix, mention,
+the bot's username, magic) only when the message's first word can name one of the filter's
+commands; /points met some ten ``Command`` filters on its way, each splitting and checking the
+text in full only to say no. The gate says no only where aiogram would, so the same handler
+answers. Filters inside ``or_f``/``and_f``/``~`` are made in line and gated like the others.
 """
 
 from __future__ import annotations
@@ -24,20 +30,38 @@ from functools import wraps
 from typing import Any
 
 from aiogram import Router
+from aiogram.dispatcher.event.bases import UNHANDLED, SkipHandler
 from aiogram.dispatcher.event.handler import FilterObject, HandlerObject
+from aiogram.dispatcher.event.telegram import TelegramEventObserver
+from aiogram.filters import Command
+from aiogram.filters.logic import _AndFilter, _InvertFilter, _OrFilter
 from aiogram.types import TelegramObject
+
+from handlers.refusals import CommandGate, Refusal, handler_refusal
 
 
 def _filters(router: Router) -> Iterator[FilterObject]:
+    """Every filter object of ``router`` and below, those inside logic filters included."""
     for observer in router.observers.values():
         handlers: list[HandlerObject] = list(getattr(observer, "handlers", []))
         root = getattr(observer, "_handler", None)  # the router-level filters
         if isinstance(root, HandlerObject):
             handlers.append(root)
         for handler in handlers:
-            yield from handler.filters or ()
+            for event_filter in handler.filters or ():
+                yield from _with_nested(event_filter)
     for sub_router in router.sub_routers:
         yield from _filters(sub_router)
+
+
+def _with_nested(event_filter: FilterObject) -> Iterator[FilterObject]:
+    yield event_filter
+    logic = event_filter.callback
+    if isinstance(logic, _InvertFilter):
+        yield from _with_nested(logic.target)
+    elif isinstance(logic, _AndFilter | _OrFilter):
+        for target in logic.targets:
+            yield from _with_nested(target)
 
 
 def _in_line(check: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,11 +73,16 @@ def _in_line(check: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def inline_sync_filters(routers: Iterable[Router]) -> int:
-    """Make every synchronous filter in ``routers`` (and below) run in line; how many were."""
+    """Make every synchronous filter in ``routers`` (and below) run in line, and gate every
+    ``Command`` filter; how many were made in line."""
     count = 0
     for router in routers:
         for event_filter in _filters(router):
-            if not event_filter.awaitable:
+            command = event_filter.callback
+            if isinstance(command, Command):
+                if all(isinstance(name, str) for name in command.commands):
+                    event_filter.callback = CommandGate(command)  # same parameters
+            elif not event_filter.awaitable:
                 # ``params`` (which keyword arguments the filter takes) stays as computed.
                 event_filter.callback = _in_line(event_filter.callback)
                 event_filter.awaitable = True
@@ -87,11 +116,60 @@ def _lean_check(handler: HandlerObject) -> Callable[..., Any]:
     return check
 
 
+def _lean_trigger(observer: TelegramEventObserver) -> Callable[..., Any]:
+    """``TelegramEventObserver.trigger`` that passes over a handler that refuses the event
+    (``handlers/refusals.py``) without calling its filters; otherwise aiogram's own steps."""
+    plan = [(handler, handler_refusal(handler)) for handler in observer.handlers]
+
+    async def trigger(event: TelegramObject, **kwargs: Any) -> Any:
+        for handler, refuses in plan:
+            if refuses is not None and refuses(event, kwargs):
+                continue
+            kwargs["handler"] = handler
+            result, data = await handler.check(event, **kwargs)
+            if result:
+                kwargs.update(data)
+                try:
+                    wrapped_inner = observer.outer_middleware.wrap_middlewares(
+                        observer._resolve_middlewares(), handler.call
+                    )
+                    return await wrapped_inner(event, kwargs)
+                except SkipHandler:
+                    continue
+        return UNHANDLED
+
+    return trigger
+
+
+def _subtree_refusals(router: Router, update_type: str) -> list[Refusal] | None:
+    """One refusal per handler of ``update_type`` in ``router`` and below, if every handler
+    has one and no router there has an outer middleware for it (which would see the event
+    even when no handler takes it); else None."""
+    refusals: list[Refusal] = []
+    for member in _routers(router):
+        observer = member.observers.get(update_type)
+        if observer is None:
+            continue
+        if len(observer.outer_middleware):
+            return None
+        for handler in observer.handlers:
+            refusal = handler_refusal(handler)
+            if refusal is None:
+                return None
+            refusals.append(refusal)
+    return refusals
+
+
 def _lean_propagate(router: Router) -> Callable[..., Any]:
-    """``Router.propagate_event`` that skips the outer-middleware wrapping where there is none."""
+    """``Router.propagate_event`` that passes over the router when every handler in it and
+    below refuses the event, and skips the outer-middleware wrapping where there is none."""
     original = router.propagate_event
+    skippable = {name: _subtree_refusals(router, name) for name in router.observers}
 
     async def propagate_event(update_type: str, event: TelegramObject, **kwargs: Any) -> Any:
+        refusals = skippable.get(update_type)
+        if refusals is not None and all(refuses(event, kwargs) for refuses in refusals):
+            return UNHANDLED
         observer = router.observers.get(update_type)
         if observer is not None and len(observer.outer_middleware):
             return await original(update_type=update_type, event=event, **kwargs)
@@ -116,6 +194,7 @@ def lean_routing(routers: Iterable[Router]) -> None:
         for router in _routers(top):
             router.propagate_event = _lean_propagate(router)  # type: ignore[method-assign]
             for observer in router.observers.values():
+                observer.trigger = _lean_trigger(observer)  # type: ignore[method-assign]
                 handlers: list[HandlerObject] = list(getattr(observer, "handlers", []))
                 root = getattr(observer, "_handler", None)
                 if isinstance(root, HandlerObject):

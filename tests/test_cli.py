@@ -56,12 +56,17 @@ def test_a_bad_setting_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
     )
 
 
-def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
-    env = {"BOT_TOKEN": "123:abc", "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none"}
-    result = carebot("run", cwd=tmp_path, env=env)
-    assert result.returncode == 1
-    assert "cannot reach the database" in result.stderr
-    assert "Traceback" not in result.stderr
+async def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
+    async with BotAPISimulator(valid_tokens={"42:good"}) as sim:
+        env = {
+            "BOT_TOKEN": "42:good",
+            "TELEGRAM_API_URL": sim.base_url,
+            "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none",
+        }
+        code, stderr = await _run_async(tmp_path, env, "run")
+    assert code == 1
+    assert "cannot reach the database" in stderr
+    assert "Traceback" not in stderr
 
 
 async def test_a_refused_token_is_one_clear_line(tmp_path: Path) -> None:
@@ -169,11 +174,25 @@ def test_commands_that_do_not_talk_to_telegram_do_not_import_aiogram(tmp_path: P
         assert "aiogram modules loaded: 0 []" in result.stderr, (args, result.stderr)
 
 
-def test_the_watch_sees_aiogram_when_a_command_does_load_it(tmp_path: Path) -> None:
-    # The check above must be able to fail: a token makes `run` import the bot (and aiogram)
-    # before it finds no database to start with.
-    env = {"BOT_TOKEN": "123:abc", "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none"}
-    result = _carebot_watching_imports("run", cwd=tmp_path, env=env)
+async def test_a_refused_token_is_answered_before_aiogram_is_imported(tmp_path: Path) -> None:
+    async with BotAPISimulator(valid_tokens={"42:good"}) as sim:
+        env = {"BOT_TOKEN": "42:wrong", "TELEGRAM_API_URL": sim.base_url}
+        result = await asyncio.to_thread(_carebot_watching_imports, "run", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "refused BOT_TOKEN" in result.stderr
+    assert "aiogram modules loaded: 0 []" in result.stderr, result.stderr
+
+
+async def test_the_watch_sees_aiogram_when_a_command_does_load_it(tmp_path: Path) -> None:
+    # The checks above must be able to fail: a good token makes `run` import the bot (and
+    # aiogram) before it finds no database to start with.
+    async with BotAPISimulator(valid_tokens={"42:good"}) as sim:
+        env = {
+            "BOT_TOKEN": "42:good",
+            "TELEGRAM_API_URL": sim.base_url,
+            "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none",
+        }
+        result = await asyncio.to_thread(_carebot_watching_imports, "run", cwd=tmp_path, env=env)
     assert result.returncode == 1, result.stderr
     assert "aiogram modules loaded: 0" not in result.stderr
     assert "aiogram modules loaded:" in result.stderr
