@@ -346,7 +346,9 @@ async def run(settings: Settings) -> None:
             dp = create_dispatcher(services)
             # What start-up built lives as long as the process: keep it out of the collector's
             # full passes, which would otherwise stall the loop (and the sending) for ~0.3 s.
+            # The collector was off while it was built (``bot.cli.cmd_run``): on from here.
             gc.freeze()
+            gc.enable()
             # The care schedule runs only in the real process: tests drive it themselves.
             care_scheduler = CareScheduler(
                 bot,

@@ -62,7 +62,6 @@ from care.core.updates import prune_handled
 from care.messaging.delivery import DeliveryWorker
 from care.messaging.ratelimit import SendLimiter
 from care.segments.refresh import refresh_segments
-from care.value.refresh import refresh_value
 from storage.models import JobState
 
 log = logging.getLogger(__name__)
@@ -405,6 +404,10 @@ class CareScheduler:
         last = state.covered_until if state is not None else None
         if last is not None and now - last < self.value_every - timedelta(seconds=5):
             return False
+        # Imported on the first refit: the model brings numpy and scipy, some 0.3 s of imports
+        # that the bot's start-up (ready to take updates within 3 s) need not wait for.
+        from care.value.refresh import refresh_value
+
         value = await refresh_value(self.session_factory, self.clock, self.config)
         await mark_covered(self.session_factory, VALUE_JOB, now)
         log.info("customer value refreshed: %s", value)

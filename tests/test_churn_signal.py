@@ -214,7 +214,7 @@ async def winback_decisions(factory: Factory, clock: FrozenClock) -> int:
 async def test_a_large_shop_is_judged_on_a_fixed_sample_of_its_customers(
     factory: Factory, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("care.value.signal.SAMPLE_CUSTOMERS", 300)
+    monkeypatch.setattr("care.value.choosing.SAMPLE_CUSTOMERS", 300)
     await insert_history(factory, poisson_shop(600, seed=0))
     stats = await refresh_value(factory, clock, CONFIG)
     choice = stats.signal_choice

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from care.core.clock import Clock
 from care.core.config import CareConfig
 from care.core.sqltime import SECONDS_PER_DAY, EpochDays
+from care.value.choosing import at_risk_mask, choose_signal
 from care.value.model import (
     Array,
     BGNBDParams,
@@ -51,8 +52,6 @@ from care.value.signal import (
     CHOOSE_EVERY,
     DEFAULT_SIGNAL,
     SignalChoice,
-    at_risk_mask,
-    choose_signal,
     current_choice,
     model_signal,
     store_choice,
