@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -143,7 +144,11 @@ class FakeBotAPI:
             return web.json_response(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
             )
-        params: dict[str, Any] = dict(await request.post())
+        params: dict[str, Any]
+        if request.content_type == "application/json":  # carebot's calls (bot/api_session.py)
+            params = await request.json(loads=orjson.loads)
+        else:  # aiogram's forms: the anchor's calls, and uploads
+            params = dict(await request.post())
         line = self.line(token)
         result: Any = True
         if method == "getme":

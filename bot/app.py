@@ -7,13 +7,12 @@ import gc
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import (
@@ -23,8 +22,6 @@ from aiogram.exceptions import (
 )
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.methods import Response, TelegramMethod
-from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeDefault, ErrorEvent
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -32,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.api_session import BotApiSession, json_dumps
 from bot.fsm import RedisFsmStorage, SqlFsmStorage
 from bot.middlewares import UpdateLogMiddleware, update_type
 from bot.settings import Settings
@@ -90,31 +88,6 @@ class Services:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
-class BotApiSession(AiohttpSession):
-    """aiogram's aiohttp session, keeping each answer's parsed type alive.
-
-    aiogram parses every Bot API answer as ``Response[method.__returning__]``, a pydantic
-    generic class made on first use and kept by pydantic only in a weak cache. The garbage
-    collector frees it now and then and the next answer builds it again: about 10 ms of CPU
-    each time, some twenty times in 3,000 updates (0.1 ms an update on average, in bursts).
-    Holding each one here makes it once per process.
-    """
-
-    _kept: ClassVar[dict[Any, Any]] = {}
-
-    def check_response(
-        self, bot: Bot, method: TelegramMethod[TelegramType], status_code: int, content: str
-    ) -> Response[TelegramType]:
-        returning = method.__returning__
-        if returning not in self._kept:
-            self._kept[returning] = Response[returning]  # type: ignore[valid-type]
-        return super().check_response(bot, method, status_code, content)
-
-
-def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 def create_bot(settings: Settings) -> Bot:
     if settings.bot_token is None:
         raise StartupError("BOT_TOKEN is not set")
@@ -123,7 +96,7 @@ def create_bot(settings: Settings) -> Bot:
     session = BotApiSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_url),
         json_loads=orjson.loads,
-        json_dumps=_json_dumps,
+        json_dumps=json_dumps,
     )
     return Bot(
         settings.bot_token.get_secret_value(),

@@ -38,6 +38,23 @@ from magic_filter.util import in_op
 Refusal = Callable[[TelegramObject, dict[str, Any]], bool]
 
 
+_last_word: tuple[object, str | None] = (None, None)
+
+
+def first_word(event: TelegramObject) -> str | None:
+    """The first word of a message's text (or caption), as ``Command`` splits it; None for no
+    text. Kept for the last event asked about: the routers ask once per command filter, one
+    after the other, of the same update."""
+    global _last_word
+    if _last_word[0] is event:
+        return _last_word[1]
+    text = (event.text or event.caption) if isinstance(event, Message) else None
+    words = text.split(maxsplit=1) if text else None
+    word = words[0] if words else None
+    _last_word = (event, word)
+    return word
+
+
 class CommandGate:
     """A ``Command`` filter that says no at once when the message's first word names none of
     its commands, and otherwise lets aiogram parse and validate it in full (prefix, mention of
@@ -51,13 +68,10 @@ class CommandGate:
         self.names = frozenset(command.commands)  # casefolded already when ``ignore_case``
 
     def refuses(self, event: TelegramObject, _data: dict[str, Any] | None = None) -> bool:
-        text = (event.text or event.caption) if isinstance(event, Message) else None
-        if not text:
+        word = first_word(event)
+        if not word or word[0] not in self.command.prefix:
             return True
-        head = text.split(maxsplit=1)
-        if not head or head[0][0] not in self.command.prefix:
-            return True
-        name = head[0][1:].partition("@")[0]
+        name = word[1:].partition("@")[0]
         return (name.casefold() if self.command.ignore_case else name) not in self.names
 
     async def __call__(self, message: Message, bot: Any) -> Any:

@@ -11,8 +11,9 @@ connection pool and headers). A successful answer is read for its ``message_id``
 answer goes through aiogram's own ``check_response``, so every error is the exception aiogram
 raises (``TelegramRetryAfter``, ``TelegramForbiddenError`` …), as are network failures.
 
-Only for a bot on aiogram's plain ``AiohttpSession`` with no request middleware: anything else
-(a test's fake session, a middleware that must see each call) goes through ``bot`` as before.
+Only for a bot on aiogram's ``AiohttpSession`` (or the bot's own, ``bot.api_session``, built on
+it) with no request middleware: anything else (a test's fake session, a middleware that must see
+each call) goes through ``bot`` as before.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ _PER_CALL = frozenset({"chat_id", "text", "photo", "caption", "reply_markup"})
 
 
 def usable(bot: Bot) -> bool:
-    """True when ``bot`` sends through aiogram's plain aiohttp session with no middleware."""
+    """True when ``bot`` sends through aiogram's aiohttp session (or one built on it, as the
+    bot's own is) with no middleware."""
     session = bot.session
-    return type(session) is AiohttpSession and len(session.middleware) == 0
+    return isinstance(session, AiohttpSession) and len(session.middleware) == 0
 
 
 class LeanMethod:
