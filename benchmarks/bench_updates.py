@@ -670,7 +670,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--updates", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=150)
-    parser.add_argument("--rounds", type=int, default=4, help="turns each bot takes per kind")
+    parser.add_argument("--rounds", type=int, default=8, help="turns each bot takes per kind")
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--db", choices=["sqlite", "postgres"])

@@ -25,8 +25,8 @@ answers. Filters inside ``or_f``/``and_f``/``~`` are made in line and gated like
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from functools import wraps
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial, wraps
 from typing import Any
 
 from aiogram import Router
@@ -130,9 +130,7 @@ def _lean_trigger(observer: TelegramEventObserver) -> Callable[..., Any]:
             if result:
                 kwargs.update(data)
                 try:
-                    wrapped_inner = observer.outer_middleware.wrap_middlewares(
-                        observer._resolve_middlewares(), handler.call
-                    )
+                    wrapped_inner = _chain(observer._resolve_middlewares(), handler.call)
                     return await wrapped_inner(event, kwargs)
                 except SkipHandler:
                     continue
@@ -162,8 +160,8 @@ def _subtree_refusals(router: Router, update_type: str) -> list[Refusal] | None:
 
 def _lean_propagate(router: Router) -> Callable[..., Any]:
     """``Router.propagate_event`` that passes over the router when every handler in it and
-    below refuses the event, and skips the outer-middleware wrapping where there is none."""
-    original = router.propagate_event
+    below refuses the event, and chains its outer middlewares (if any) without aiogram's
+    per-call wrapper."""
     skippable = {name: _subtree_refusals(router, name) for name in router.observers}
 
     async def propagate_event(update_type: str, event: TelegramObject, **kwargs: Any) -> Any:
@@ -171,14 +169,33 @@ def _lean_propagate(router: Router) -> Callable[..., Any]:
         if refusals is not None and all(refuses(event, kwargs) for refuses in refusals):
             return UNHANDLED
         observer = router.observers.get(update_type)
-        if observer is not None and len(observer.outer_middleware):
-            return await original(update_type=update_type, event=event, **kwargs)
         kwargs["event_router"] = router
+        if observer is not None and len(observer.outer_middleware):
+
+            async def inner(event: TelegramObject, **data: Any) -> Any:
+                return await router._propagate_event(
+                    observer=observer, update_type=update_type, event=event, **data
+                )
+
+            return await _chain(observer.outer_middleware, inner)(event, kwargs)
         return await router._propagate_event(
             observer=observer, update_type=update_type, event=event, **kwargs
         )
 
     return propagate_event
+
+
+def _chain(middlewares: Sequence[Any], call: Callable[..., Any]) -> Callable[..., Any]:
+    """``MiddlewareManager.wrap_middlewares`` without its ``functools.wraps`` per call: each
+    middleware gets the next as ``handler``, the last calls ``call(event, **data)``."""
+
+    def last(event: TelegramObject, data: dict[str, Any]) -> Any:
+        return call(event, **data)
+
+    wrapped: Callable[..., Any] = last
+    for middleware in reversed(middlewares):
+        wrapped = partial(middleware, wrapped)
+    return wrapped
 
 
 def _routers(router: Router) -> Iterator[Router]:
