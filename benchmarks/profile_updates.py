@@ -60,8 +60,10 @@ MEMBERS = 400
 class AnsweringSession(BaseSession):
     """Answers each call in-process, through aiogram's own response parsing.
 
-    Like carebot's own session (``bot.app.BotApiSession``) it keeps each ``Response[...]`` class
-    alive, so neither bot's figure includes pydantic rebuilding one after a garbage collection.
+    Like carebot's own session (``bot.api_session.BotApiSession``) it keeps each
+    ``Response[...]`` class alive, so neither bot's figure includes pydantic rebuilding one after
+    a garbage collection. It answers without JSON or forms: neither bot's way of writing a call
+    is counted here (``bench_updates`` measures that, over HTTP).
     """
 
     def __init__(self) -> None:
@@ -72,7 +74,7 @@ class AnsweringSession(BaseSession):
     def check_response(
         self, bot: Bot, method: TelegramMethod[Any], status_code: int, content: str
     ) -> Response[Any]:
-        returning = method.__returning__  # kept alive as bot/app.py's BotApiSession does
+        returning = method.__returning__  # kept alive as bot/api_session.py's session does
         if returning not in self._kept:
             self._kept[returning] = Response[returning]  # type: ignore[valid-type]
         return super().check_response(bot, method, status_code, content)

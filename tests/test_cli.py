@@ -56,14 +56,17 @@ def test_a_bad_setting_stops_with_one_line_and_exit_2(tmp_path: Path) -> None:
     )
 
 
+NO_DATABASE = "postgresql+asyncpg://x@127.0.0.1:1/none"
+
+
+def good_token_without_database(sim: BotAPISimulator) -> dict[str, str]:
+    """A token the Bot API knows, and a database that does not answer."""
+    return {"BOT_TOKEN": "42:good", "TELEGRAM_API_URL": sim.base_url, "DATABASE_URL": NO_DATABASE}
+
+
 async def test_an_unreachable_database_is_one_clear_line(tmp_path: Path) -> None:
     async with BotAPISimulator(valid_tokens={"42:good"}) as sim:
-        env = {
-            "BOT_TOKEN": "42:good",
-            "TELEGRAM_API_URL": sim.base_url,
-            "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none",
-        }
-        code, stderr = await _run_async(tmp_path, env, "run")
+        code, stderr = await _run_async(tmp_path, good_token_without_database(sim), "run")
     assert code == 1
     assert "cannot reach the database" in stderr
     assert "Traceback" not in stderr
@@ -187,11 +190,7 @@ async def test_the_watch_sees_aiogram_when_a_command_does_load_it(tmp_path: Path
     # The checks above must be able to fail: a good token makes `run` import the bot (and
     # aiogram) before it finds no database to start with.
     async with BotAPISimulator(valid_tokens={"42:good"}) as sim:
-        env = {
-            "BOT_TOKEN": "42:good",
-            "TELEGRAM_API_URL": sim.base_url,
-            "DATABASE_URL": "postgresql+asyncpg://x@127.0.0.1:1/none",
-        }
+        env = good_token_without_database(sim)
         result = await asyncio.to_thread(_carebot_watching_imports, "run", cwd=tmp_path, env=env)
     assert result.returncode == 1, result.stderr
     assert "aiogram modules loaded: 0" not in result.stderr
