@@ -65,7 +65,8 @@ class CommandGate:
         if not all(isinstance(name, str) for name in command.commands):
             raise ValueError("a regular expression can match any word: no gate")
         self.command = command
-        self.names = frozenset(command.commands)  # casefolded already when ``ignore_case``
+        # Casefolded already when ``ignore_case``.
+        self.names = frozenset(name for name in command.commands if isinstance(name, str))
 
     def refuses(self, event: TelegramObject, _data: dict[str, Any] | None = None) -> bool:
         word = first_word(event)
