@@ -43,9 +43,7 @@ def cmd_run(settings: Settings, _args: argparse.Namespace) -> int:
     except TokenError as exc:
         print(f"carebot: {exc}", file=sys.stderr)
         return EXIT_STARTUP
-    logging.getLogger("carebot").info(
-        "the Bot API knows this token as @%s (id %s)", me.username, me.id
-    )
+    log.info("connected as @%s (id %s)", me.username, me.id)
     # aiogram and the whole bot are imported only once there is a token to run them with, and
     # with the garbage collector off: its full passes over the thousands of classes being made
     # cost about a sixth of the start-up; what start-up builds is kept for the process's life

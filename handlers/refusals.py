@@ -61,12 +61,16 @@ class CommandGate:
     the bot's username, magic). Stands in for the ``Command`` in its ``FilterObject``, whose
     parameters (``message``, ``bot``) stay as aiogram computed them."""
 
-    def __init__(self, command: Command) -> None:
-        if not all(isinstance(name, str) for name in command.commands):
-            raise ValueError("a regular expression can match any word: no gate")
+    def __init__(self, command: Command, names: frozenset[str]) -> None:
         self.command = command
-        # Casefolded already when ``ignore_case``.
-        self.names = frozenset(name for name in command.commands if isinstance(name, str))
+        self.names = names  # casefolded already when ``ignore_case``
+
+    @classmethod
+    def of(cls, command: Command) -> CommandGate | None:
+        """The gate of ``command``; None when a regular expression is among its commands (it
+        may match any word)."""
+        names = frozenset(name for name in command.commands if isinstance(name, str))
+        return cls(command, names) if len(names) == len(set(command.commands)) else None
 
     def refuses(self, event: TelegramObject, _data: dict[str, Any] | None = None) -> bool:
         word = first_word(event)

@@ -80,8 +80,9 @@ def inline_sync_filters(routers: Iterable[Router]) -> int:
         for event_filter in _filters(router):
             command = event_filter.callback
             if isinstance(command, Command):
-                if all(isinstance(name, str) for name in command.commands):
-                    event_filter.callback = CommandGate(command)  # same parameters
+                gate = CommandGate.of(command)
+                if gate is not None:
+                    event_filter.callback = gate  # same parameters: message, bot
             elif not event_filter.awaitable:
                 # ``params`` (which keyword arguments the filter takes) stays as computed.
                 event_filter.callback = _in_line(event_filter.callback)

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import rankdata
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -91,10 +92,6 @@ def auc(score: NDArray[np.float64], positive: NDArray[np.bool_]) -> float | None
 
     None when either class is empty. The Mann-Whitney form, with average ranks for ties.
     """
-    # Imported here: scipy.stats takes about a second to import, and the bot process imports
-    # this module (through the churn signal) long before, if ever, it ranks anything.
-    from scipy.stats import rankdata
-
     positives = int(positive.sum())
     negatives = int(positive.size - positives)
     if positives == 0 or negatives == 0:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.optimize import minimize
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 Array = NDArray[np.float64]
@@ -108,10 +109,6 @@ def _bgnbd(
 
 def _fit(negative_ll: Callable[[Array], tuple[float, Array]], start: Array) -> Array:
     """Maximise over log-parameters (so they stay positive) with L-BFGS-B and exact gradients."""
-    # Imported here: scipy.optimize takes half a second to import, and the bot process imports
-    # this module at start (for scoring) though it fits only in the weekly refresh.
-    from scipy.optimize import minimize
-
     result = minimize(
         negative_ll,
         np.log(start),
