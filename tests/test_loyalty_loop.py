@@ -136,9 +136,6 @@ async def add_rewards(app: RunningBot, locale: str) -> SimUser:
     else:
         assert added == "✅ 已添加礼券 #1：20元代金券 / ¥20 voucher，立减 ¥20.00，需 100 积分。"
         assert "9 折，需 50 积分" in added_percent
-    # The confirmation reaches the admin before the update commits; a shopper who acts on the
-    # new catalogue straight away (within the same millisecond) must find it there.
-    await app.settle()
     return admin
 
 

@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .state import (
@@ -201,7 +202,14 @@ class SimulatorBase:
         chat.by_id[message_id] = msg
         return msg
 
+    # Awaited before each update is queued, with the sender's id (see tests/conftest.py).
+    before_update: Callable[[int | None], Awaitable[None]] | None
+
     async def push_update(self, kind: str, body: dict[str, Any]) -> int:
+        if self.before_update is not None:
+            event: dict[str, Any] = next(iter(body.values()), {})
+            sender: dict[str, Any] = event.get("from") or {}
+            await self.before_update(sender.get("id"))
         update_id = self._next_update_id
         self._next_update_id += 1
         update = {"update_id": update_id, **body}

@@ -88,6 +88,7 @@ class BotAPISimulator(
         self._update_types = deque()
         self._next_update_id = 700000001
         self._update_event = asyncio.Event()
+        self.before_update = None
         self._allowed_updates = _DEFAULT_ALLOWED
         self._global_message_id = 1
         self._files = {}
